@@ -1,0 +1,3 @@
+"""skeleton-attention: raw skeleton recordings to trained, evaluated and compared attention models."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""A Kedro hook that names and tags the MLflow run of a training pipeline.
+
+kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are registered after
+the project's, so pluggy calls them first; ``trylast`` makes the order explicit). This hook then
+finds the training nodes of the pipeline (tag ``training``), reads their parameters block and sets
+
+* the run name ``<model>/<variant> <protocol> <streams> s<seed>``, e.g.
+  ``sta_lstm/sta_lstm ntu60_xsub joint s0``;
+* tags ``model, variant, dataset, protocol, stream, seed, pipeline``.
+
+Nothing happens when no MLflow run is active (tracking disabled for the pipeline) or the pipeline
+has no training node. A run with several training pipelines gets the tags of each under
+``<namespace>.<tag>`` and keeps kedro-mlflow's name.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+
+logger = logging.getLogger(__name__)
+
+TRAINING_TAG = "training"
+
+
+def run_name(params: Mapping[str, Any]) -> str:
+    """``<model>/<variant> <protocol> <streams> s<seed>`` from a training parameters block."""
+    model = params.get("model", {})
+    data = params.get("data", {})
+    name = str(model.get("name", "model"))
+    variant = str(model.get("variant") or name)
+    streams = data.get("streams", ["joint"])
+    streams = [streams] if isinstance(streams, str) else list(streams)
+    return f"{name}/{variant} {data.get('protocol', '?')} {'+'.join(map(str, streams))} s{params.get('seed', 0)}"
+
+
+def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
+    model = params.get("model", {})
+    data = params.get("data", {})
+    streams = data.get("streams", ["joint"])
+    streams = [streams] if isinstance(streams, str) else list(streams)
+    return {
+        "model": str(model.get("name", "")),
+        "variant": str(model.get("variant") or model.get("name", "")),
+        "dataset": str(data.get("dataset") or data.get("table") or ""),
+        "protocol": str(data.get("protocol", "")),
+        "stream": "+".join(map(str, streams)),
+        "seed": str(params.get("seed", 0)),
+        "pipeline": pipeline_name,
+    }
+
+
+def training_parameters(pipeline, catalog) -> dict[str, dict[str, Any]]:
+    """``{namespace: params}`` of every training node of ``pipeline`` (tag ``training``)."""
+    found: dict[str, dict[str, Any]] = {}
+    for node in pipeline.nodes:
+        if TRAINING_TAG not in node.tags:
+            continue
+        for name in node.inputs:
+            if name.startswith("params:"):
+                value = catalog.load(name)
+                if isinstance(value, Mapping) and "model" in value and "data" in value:
+                    found[node.namespace or name[len("params:"):]] = dict(value)
+    return found
+
+
+class MlflowRunHooks:
+    """Readable run names and searchable tags for training runs (see the module docstring)."""
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        try:
+            import mlflow
+        except ImportError:  # pragma: no cover - mlflow is a project dependency
+            return
+        if mlflow.active_run() is None:
+            return
+        specs = training_parameters(pipeline, catalog)
+        if not specs:
+            return
+        if len(specs) == 1:
+            namespace, params = next(iter(specs.items()))
+            name = run_name(params)
+            mlflow.set_tag("mlflow.runName", name)
+            mlflow.set_tags(run_tags(params, namespace))
+            logger.info("MLflow run %s: %s", mlflow.active_run().info.run_id, name)
+            return
+        for namespace, params in specs.items():
+            mlflow.set_tags({f"{namespace}.{k}": v for k, v in run_tags(params, namespace).items()})

@@ -1,0 +1,142 @@
+"""Nodes shared by every ``prepare_*`` pipeline: streams from an intermediate bundle, and the summary."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kedro.pipeline import Node, Pipeline, node
+
+from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle
+from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, ingest
+from skeleton_attention.skeletons.prepare import featurize
+
+logger = logging.getLogger(__name__)
+
+
+class _CountedRecords:
+    """Iterates the ingest generator and fills ``source.inputs_seen`` when it is exhausted."""
+
+    def __init__(self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any]):
+        self._source = source
+        self._paths = paths
+        self._processor = processor
+        self._params = params
+
+    def __iter__(self):
+        counter = IngestCounter()
+        yield from ingest(
+            self._paths,
+            self._processor,
+            strict=bool(self._params.get("strict", False)),
+            workers=self._params.get("workers"),
+            chunksize=int(self._params.get("chunksize", 8)),
+            counter=counter,
+            description=str(self._params.get("description", "ingest")),
+        )
+        self._source.inputs_seen = counter.inputs_seen
+        logger.info(
+            "%s: %d inputs -> %d samples, %d quarantined, %d excluded",
+            self._params.get("description", "ingest"), counter.inputs_seen, counter.samples,
+            counter.quarantined, counter.excluded,
+        )
+
+
+def ingest_source(
+    paths: Sequence[Path],
+    processor: Callable[[Path], FileOutcome],
+    protocols: Sequence[str],
+    params: Mapping[str, Any],
+    info: Mapping[str, Any] | None = None,
+) -> BundleSource:
+    """A lazy bundle source over raw files; the bundle dataset drives it when saving."""
+    spec = BundleSpec(
+        protocols=tuple(protocols),
+        streams=("joint",),
+        row_group_size=int(params.get("row_group_size", 256)),
+        info={"stage": "intermediate", "coordinates": "camera", **dict(info or {})},
+    )
+    source = BundleSource(spec=spec, records=())
+    source.records = _CountedRecords(source, list(paths), processor, params)
+    return source
+
+
+def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> BundleSource:
+    """Normalize and decouple every sample of the intermediate bundle into the stream table."""
+    streams = tuple(params.get("streams", ("joint", "bone", "motion_fast", "motion_slow")))
+    spec = BundleSpec(
+        protocols=intermediate.table.protocols,
+        streams=streams,
+        row_group_size=int(params.get("row_group_size", 256)),
+        info={"stage": "feature", "normalize": dict(params.get("normalize", {}))},
+    )
+    records = featurize(intermediate.table, params.get("normalize", {}), streams)
+    return BundleSource(spec=spec, records=records, inputs_seen=len(intermediate.table))
+
+
+def summarize_preparation(
+    intermediate: PreparedBundle, features: PreparedBundle
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The quarantine manifest and a summary that checks every input is accounted for."""
+    quarantine = intermediate.quarantine
+    inter = intermediate.summary
+    seen = int(inter.get("inputs_seen", -1))
+    outcomes = inter.get("input_outcomes")
+    summary = {
+        "inputs_seen": seen,
+        "samples": int(features.summary["samples"]),
+        "quarantined": int(inter["quarantined"]),
+        "excluded": int(inter["excluded"]),
+        "reasons": inter["reasons"],
+        "num_classes_present": features.summary["num_classes_present"],
+        "streams": features.summary["streams"],
+        "protocols": features.summary["protocols"],
+        "split_counts": _split_counts(features),
+    }
+    if outcomes is not None:
+        summary["input_outcomes"] = outcomes
+    if features.summary["samples"] != inter["samples"]:
+        raise RuntimeError(
+            f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "
+            f"{inter['samples']}"
+        )
+    logger.info(
+        "prepared %s: %d inputs, %d samples, %d quarantined, %d excluded (%s)",
+        features.path, seen, summary["samples"], summary["quarantined"], summary["excluded"],
+        summary["reasons"] or "no problems",
+    )
+    return quarantine, summary
+
+
+def _split_counts(bundle: PreparedBundle) -> dict[str, dict[str, int]]:
+    meta = bundle.table.metadata()
+    counts = {}
+    for column in meta.columns:
+        if column.startswith("split_"):
+            values = meta[column].fillna("none").value_counts()
+            counts[column[len("split_"):]] = {str(k): int(v) for k, v in values.items()}
+    return counts
+
+
+def preparation_pipeline(name: str, ingest_node: Node) -> Pipeline:
+    """ingest (raw -> intermediate bundle) -> streams (feature bundle) -> summary, for one data set."""
+    return Pipeline([
+        ingest_node,
+        node(
+            build_streams,
+            inputs=[f"{name}_intermediate", f"params:prepare_{name}"],
+            outputs=f"{name}_samples",
+            name=f"build_{name}_streams",
+        ),
+        node(
+            summarize_preparation,
+            inputs=[f"{name}_intermediate", f"{name}_samples"],
+            outputs=[f"{name}_quarantine", f"{name}_preparation_summary"],
+            name=f"summarize_{name}_preparation",
+        ),
+    ])
+
+

@@ -1,0 +1,28 @@
+"""Thin nodes for Kinetics-skeleton preparation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from skeleton_attention.pipelines.preparation import ingest_source
+from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.prepare import KINETICS_PROTOCOLS, process_kinetics_file
+
+
+def ingest_kinetics(
+    raw_files: list[Path],
+    train_label_map: Mapping[str, Any],
+    val_label_map: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> BundleSource:
+    processor = partial(
+        process_kinetics_file, train_map=dict(train_label_map), val_map=dict(val_label_map),
+        max_people=int(params.get("max_people", 2)),
+    )
+    return ingest_source(
+        raw_files, processor, KINETICS_PROTOCOLS, {**params, "description": "kinetics: parse"},
+        info={"dataset": "kinetics"},
+    )

@@ -1,0 +1,25 @@
+"""Thin nodes for MSR Action3D preparation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from skeleton_attention.pipelines.preparation import ingest_source
+from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.msr import load_msr_subset
+from skeleton_attention.skeletons.prepare import MSR_PROTOCOLS, process_msr_file
+
+
+def ingest_msr(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
+    skeletons = [f for f in raw_files if f.name.endswith("_skeleton3D.txt")]
+    subset = None
+    if params.get("subset_file"):
+        subset = frozenset(load_msr_subset(skeletons[0].parent / params["subset_file"]))
+    processor = partial(process_msr_file, subset=subset)
+    return ingest_source(
+        skeletons, processor, MSR_PROTOCOLS, {**params, "description": "msr: parse"},
+        info={"dataset": "msr", "subset_file": params.get("subset_file")},
+    )

@@ -1,0 +1,322 @@
+"""The training pipeline every model family shares: split -> train -> evaluate -> report.
+
+A model pipeline is one call to :func:`training_pipeline`: it wires the shared nodes below under a
+namespace (e.g. ``train_sta_lstm``) with the model's parameter block and sample table. Every output
+is named ``<namespace>.<artifact>``; ``conf/base/catalog_train.yml`` maps those names (by dataset
+factory patterns ``train_{run}.<artifact>``) to files under ``data/`` and to MLflow, so a new model
+pipeline needs no catalog entries of its own.
+
+The nodes are thin: the work happens in :mod:`skeleton_attention.training` (data, trainer,
+metrics, plots). They read one parameters dict (see docs/training.md for every key)::
+
+    model:     {name, variant, kwargs}
+    data:      {table, dataset, protocol, streams, num_bodies, val_fraction, val_seed, sampling,
+                augmentation, batch_size, eval_batch_size, num_workers, shuffle, ...}
+    training:  TrainerConfig keys (optimizer, schedule, phases, epochs, early_stopping, device, amp,
+               checkpoint_dir, resume, ...); ``phases`` may be a preset
+               {preset: "skeleton_attention.models.<module>:<function>", kwargs: {...}}
+    evaluation: {attention_samples}
+    mlflow:    {log_epochs}
+    seed:      int (model init, sampler, trainer)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from kedro.io import AbstractDataset, DatasetError
+from kedro.pipeline import Pipeline, node, pipeline
+from matplotlib.figure import Figure
+
+from skeleton_attention.models.registry import build_model
+from skeleton_attention.skeletons.layouts import LAYOUTS
+from skeleton_attention.training.callbacks import Callback, MlflowCallback
+from skeleton_attention.training.checkpoints import (
+    load_model_artifact,
+    model_artifact,
+    save_model_artifact,
+    seed_everything,
+)
+from skeleton_attention.training.data import (
+    DataSettings,
+    SplitRows,
+    TrainingData,
+    as_sample_table,
+    build_loaders,
+    build_training_data,
+    protocol_splits,
+)
+from skeleton_attention.training.metrics import classification_summary, scores_frame
+from skeleton_attention.training.plots import plot_attention, plot_confusion_matrix, plot_training_curves
+from skeleton_attention.training.trainer import Trainer, TrainerConfig
+
+logger = logging.getLogger(__name__)
+
+PARAM_SECTIONS = ("model", "data", "training", "evaluation", "mlflow", "seed")
+
+
+# --- parameters -------------------------------------------------------------------------------------
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Fail early and clearly on a malformed parameters block."""
+    unknown = set(params) - set(PARAM_SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown parameter sections {sorted(unknown)}; known: {list(PARAM_SECTIONS)}")
+    for section in ("model", "data", "training"):
+        if not isinstance(params.get(section), Mapping):
+            raise ValueError(f"the parameters need a {section!r} mapping")
+    if "name" not in params["model"]:
+        raise ValueError("model.name is required (a name registered in skeleton_attention.models)")
+
+
+def resolve_phases(phases: Any) -> list[dict[str, Any]] | None:
+    """A phase list as given, or one built by a preset function of a model module.
+
+    ``{"preset": "skeleton_attention.models.sta_lstm:algorithm_1_phases", "kwargs": {...}}`` calls
+    that function; only functions inside ``skeleton_attention.models`` may be named.
+    """
+    if phases is None or isinstance(phases, list | tuple):
+        return None if phases is None else [dict(p) for p in phases]
+    if not isinstance(phases, Mapping) or "preset" not in phases:
+        raise ValueError("training.phases must be a list of phase dicts or {preset: module:function, kwargs}")
+    module_name, _, function_name = str(phases["preset"]).partition(":")
+    if not module_name.startswith("skeleton_attention.models.") or not function_name:
+        raise ValueError(f"phase preset {phases['preset']!r} must be 'skeleton_attention.models.<module>:<function>'")
+    function = getattr(importlib.import_module(module_name), function_name)
+    extra = set(phases) - {"preset", "kwargs"}
+    if extra:
+        raise ValueError(f"unknown phase preset keys {sorted(extra)}")
+    return [dict(p) for p in function(**dict(phases.get("kwargs") or {}))]
+
+
+def trainer_config(params: Mapping[str, Any], run_key: str) -> TrainerConfig:
+    """The TrainerConfig of a parameters block; the checkpoint directory defaults to
+    ``data/06_models/<run_key>/checkpoints``."""
+    training = dict(params["training"])
+    training["phases"] = resolve_phases(training.get("phases"))
+    training.setdefault("seed", int(params.get("seed", 0)))
+    if not training.get("checkpoint_dir"):
+        training["checkpoint_dir"] = str(Path("data") / "06_models" / run_key / "checkpoints")
+    return TrainerConfig.from_config(training)
+
+
+def model_build_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    model = params["model"]
+    kwargs = dict(model.get("kwargs") or {})
+    if model.get("variant") is not None:
+        kwargs["variant"] = model["variant"]
+    return kwargs
+
+
+def rebuild_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
+    """The trained model of an artifact: build, replay its selection phase, load the weights."""
+    model = build_model(artifact["model_name"], **artifact["model_kwargs"])
+    configure = getattr(model, "configure_phase", None)
+    if artifact.get("phase") is not None and callable(configure):
+        configure(artifact["phase"])
+    model.load_state_dict(artifact["state_dict"])
+    model.eval()
+    return model
+
+
+def _data(samples: Any, splits: pd.DataFrame, params: Mapping[str, Any]) -> tuple[TrainingData, DataSettings]:
+    settings = DataSettings.from_config(params["data"])
+    table = as_sample_table(samples)
+    rows = SplitRows.from_frame(splits, table.metadata(), settings.protocol)
+    return build_training_data(table, settings, seed=int(params.get("seed", 0)), splits=rows), settings
+
+
+# --- nodes --------------------------------------------------------------------------------------------
+
+def split_samples(samples: Any, params: Mapping[str, Any]) -> pd.DataFrame:
+    """The protocol's train / val / test rows (val carved from train), persisted for auditing."""
+    check_params(params)
+    settings = DataSettings.from_config(params["data"])
+    table = as_sample_table(samples)
+    meta = table.metadata()
+    splits = protocol_splits(meta, settings.protocol, settings.val_fraction, settings.val_seed)
+    logger.info("%s: %s", settings.protocol, splits.counts())
+    return splits.as_frame(meta)
+
+
+def train_model(
+    samples: Any,
+    splits: pd.DataFrame,
+    params: Mapping[str, Any],
+    *,
+    run_key: str,
+    callbacks: tuple[Callback, ...] = (),
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train on the train rows, select on the validation rows; returns the model artifact of the
+    best validation epoch and the per-epoch history."""
+    check_params(params)
+    data, settings = _data(samples, splits, params)
+    loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
+    config = trainer_config(params, run_key)
+    kwargs = {
+        "num_classes": data.num_classes, "num_joints": data.num_joints, "num_bodies": settings.num_bodies,
+        "in_channels": data.num_channels, **model_build_kwargs(params),
+    }
+    seed_everything(int(params.get("seed", 0)))
+    model = build_model(params["model"]["name"], **kwargs)
+    all_callbacks = list(callbacks)
+    if (params.get("mlflow") or {}).get("log_epochs", True):
+        all_callbacks.append(MlflowCallback())
+    trainer = Trainer(model, config, callbacks=all_callbacks)
+    n_params = sum(p.numel() for p in model.parameters())
+    logger.info("training %s (%d parameters) on %s for %d epochs in %d phase(s)", params["model"]["name"],
+                n_params, trainer.device, config.total_epochs, len(trainer.phases))
+    result = trainer.fit(loaders["train"], loaders["val"])
+    phase = trainer.phases[result.best_phase_index]
+    info = {
+        "class_names": data.class_names, "streams": list(settings.streams), "protocol": settings.protocol,
+        "layout": data.layout, "dataset": data.dataset_name, "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric, "monitor": result.monitor, "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early, "num_parameters": n_params,
+        "num_train": len(data.train), "num_val": len(data.val) if data.val else 0, "num_test": len(data.test),
+    }
+    artifact = model_artifact(model_name=params["model"]["name"], model_kwargs=kwargs,
+                              state_dict=result.best_state, phase=phase, info=info)
+    return artifact, pd.DataFrame(result.history)
+
+
+def evaluate_model(
+    samples: Any,
+    splits: pd.DataFrame,
+    artifact: Mapping[str, Any],
+    params: Mapping[str, Any],
+) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, Any]]]:
+    """Test-set metrics, per-sample class scores and the attention maps of a few test samples."""
+    check_params(params)
+    data, settings = _data(samples, splits, params)
+    loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
+    model = rebuild_model(artifact)
+    training = params["training"]
+    evaluator = Trainer(model, TrainerConfig(device=training.get("device", "auto"), amp=training.get("amp"),
+                                             progress=False))
+    keep = int((params.get("evaluation") or {}).get("attention_samples", 4))
+    preds = evaluator.predict(loaders["test"], keep_attention=keep)
+    names = list(artifact["info"]["class_names"])
+    summary = classification_summary(preds.logits, preds.labels, names)
+    summary.update({
+        "loss": preds.loss, "protocol": settings.protocol, "best_epoch": artifact["info"]["best_epoch"],
+        "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
+    })
+    sample_ids = [data.test.sample_ids[i] for i in preds.indices]
+    scores = scores_frame(sample_ids, preds.labels, preds.logits)
+    attention = []
+    for i, maps in enumerate(preds.attention):
+        label, pred = int(preds.labels[i]), int(preds.logits[i].argmax())
+        attention.append({
+            "title": f"{sample_ids[i]}: true {names[label]}, predicted {names[pred]}",
+            "length": int(preds.lengths[i]), "attention": maps,
+        })
+    logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])
+    return summary, scores, attention
+
+
+def report(
+    history: pd.DataFrame,
+    test_metrics: Mapping[str, Any],
+    attention: list[dict[str, Any]],
+    artifact: Mapping[str, Any],
+) -> tuple[Figure, Figure, Figure, dict[str, float], dict[str, dict[str, float]]]:
+    """Figures, the flat metrics file for DVC and the test metrics for MLflow."""
+    info = artifact["info"]
+    records = history.to_dict("records")
+    curves = plot_training_curves(records, monitor=info["monitor"])
+    confusion = plot_confusion_matrix(test_metrics["confusion_matrix"], info["class_names"])
+    layout = LAYOUTS.get(str(info.get("layout")))
+    attention_fig = plot_attention(attention, joint_names=layout.joint_names if layout else None)
+    flat = {
+        "test_top1": float(test_metrics["top1"]), "test_top5": float(test_metrics["top5"]),
+        "test_mean_class_acc": float(test_metrics["mean_class_acc"]),
+        "test_loss": float(test_metrics["loss"]), "num_test_samples": int(test_metrics["num_samples"]),
+        "best_epoch": int(info["best_epoch"]), f"best_{info['monitor']}": float(info["best_metric"]),
+        "epochs_run": int(info["epochs_run"]),
+    }
+    step = int(info["best_epoch"])
+    mlflow_metrics = {
+        key: {"value": float(test_metrics[key]), "step": step} for key in ("top1", "top5", "mean_class_acc", "loss")
+    }
+    return curves, confusion, attention_fig, flat, mlflow_metrics
+
+
+def export_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
+    """The selected model as an ``nn.Module`` on the CPU, for MLflow's pytorch flavor."""
+    return rebuild_model(artifact).cpu()
+
+
+# --- the pipeline --------------------------------------------------------------------------------------
+
+def _bound(function: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
+    bound = functools.partial(function, **kwargs)
+    functools.update_wrapper(bound, function)
+    return bound
+
+
+def training_pipeline(
+    *,
+    run_key: str,
+    samples: str,
+    params: str,
+    nodes: Mapping[str, Callable[..., Any]] | None = None,
+) -> Pipeline:
+    """The shared training pipeline under namespace ``run_key`` (must start with ``train_``).
+
+    ``samples``: the catalog entry of the prepared table (e.g. ``ntu_samples``); ``params``: the
+    parameters key (e.g. ``train_sta_lstm``). ``nodes`` may replace any of the node functions
+    ``split``, ``train``, ``evaluate``, ``report``, ``export`` (same signatures).
+    """
+    if not run_key.startswith("train_"):
+        raise ValueError(f"training pipeline namespaces start with 'train_' (catalog patterns), got {run_key!r}")
+    functions = {
+        "split": split_samples, "train": train_model, "evaluate": evaluate_model, "report": report,
+        "export": export_model, **dict(nodes or {}),
+    }
+    p = f"params:{params}"
+    base = Pipeline([
+        node(functions["split"], inputs=["samples", p], outputs="splits", name="split_samples"),
+        node(_bound(functions["train"], run_key=run_key), inputs=["samples", "splits", p],
+             outputs=["trained_model", "history"], name="train_model", tags=["training"]),
+        node(functions["evaluate"], inputs=["samples", "splits", "trained_model", p],
+             outputs=["test_metrics", "test_scores", "attention_samples"], name="evaluate_model"),
+        node(functions["report"], inputs=["history", "test_metrics", "attention_samples", "trained_model"],
+             outputs=["curves_plot", "confusion_plot", "attention_plot", "dvc_metrics", "mlflow_test_metrics"],
+             name="report"),
+        node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),
+    ])
+    return pipeline(base, namespace=run_key, inputs={"samples": samples}, parameters={p: p})
+
+
+# --- a Kedro dataset for the model artifact ---------------------------------------------------------
+
+class TorchModelDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
+    """A model artifact (:func:`~skeleton_attention.training.checkpoints.model_artifact`) as one
+    ``torch.save`` file, written atomically and read with ``weights_only=True``."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, Any]:
+        if not self._filepath.is_file():
+            raise DatasetError(f"no trained model at {self._filepath}; run the training pipeline first")
+        return load_model_artifact(self._filepath)
+
+    def save(self, data: dict[str, Any]) -> None:
+        save_model_artifact(data, self._filepath)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": os.fspath(self._filepath)}

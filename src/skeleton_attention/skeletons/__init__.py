@@ -1,0 +1,1 @@
+"""Skeleton formats and geometry: numpy in, numpy out. No Kedro, no torch."""

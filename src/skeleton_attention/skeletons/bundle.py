@@ -1,0 +1,175 @@
+"""A prepared-data bundle: a sample table plus its side tables, written atomically as one directory.
+
+Layout of ``<dir>/``::
+
+    samples.parquet     the sample table (see table.py)
+    quarantine.csv      one row per input file that was not turned into samples: file, reason, line, detail,
+                        kind ("quarantined" for bad input, "excluded" for e.g. the official missing lists)
+    report.parquet      per-input decision records (e.g. NTU denoising), JSON-encoded details
+    summary.json        counts; written last, so a directory without it is incomplete
+
+A bundle is built in ``<dir>.tmp-*`` and swapped into place only when complete, so an interrupted run
+leaves either the previous bundle or none, never a half-written one that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from skeleton_attention.skeletons.table import STREAM_NAMES, SampleTable, SampleTableWriter
+
+SAMPLES_FILE = "samples.parquet"
+QUARANTINE_FILE = "quarantine.csv"
+REPORT_FILE = "report.parquet"
+SUMMARY_FILE = "summary.json"
+QUARANTINE_COLUMNS = ("file", "kind", "reason", "line", "detail")
+
+
+@dataclass
+class SideRecord:
+    """A non-sample record travelling with the rows: ``kind`` is "quarantine" or "report"."""
+
+    kind: str
+    record: dict[str, object]
+
+
+@dataclass
+class BundleSpec:
+    """What a producer promises to write: protocols and stream columns of its sample table."""
+
+    protocols: Sequence[str]
+    streams: Sequence[str] = STREAM_NAMES
+    row_group_size: int = 256
+    info: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class BundleSource:
+    """A lazy producer: iterating ``records`` yields sample rows (dicts) and :class:`SideRecord` s.
+
+    ``inputs_seen`` is read after iteration: the number of inputs (files) the producer looked at, so
+    the summary can check that every input is accounted for.
+    """
+
+    spec: BundleSpec
+    records: Iterable[dict[str, object] | SideRecord]
+    inputs_seen: int | None = None
+
+
+class PreparedBundle:
+    """A loaded bundle: the lazy sample table and its (small) side tables."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        summary_path = self.path / SUMMARY_FILE
+        if not summary_path.is_file():
+            raise FileNotFoundError(
+                f"{self.path} is not a complete prepared bundle (no {SUMMARY_FILE}); rerun its prepare pipeline"
+            )
+        self.summary: dict[str, object] = json.loads(summary_path.read_text())
+        self.table = SampleTable(self.path / SAMPLES_FILE)
+
+    @property
+    def quarantine(self) -> pd.DataFrame:
+        return pd.read_csv(self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""])
+
+    @property
+    def report(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / REPORT_FILE)
+
+
+def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=None) -> dict[str, object]:
+    """Consume ``source`` and write the bundle at ``path`` atomically; returns the summary."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        quarantine: list[dict[str, object]] = []
+        reports: list[dict[str, object]] = []
+        labels: Counter[int] = Counter()
+        spec = source.spec
+        with SampleTableWriter(
+            tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size
+        ) as writer:
+            for item in source.records:
+                if isinstance(item, SideRecord):
+                    (quarantine if item.kind == "quarantine" else reports).append(item.record)
+                else:
+                    writer.write(item)
+                    labels[int(item["label"])] += 1  # type: ignore[arg-type]
+                if progress is not None:
+                    progress(item)
+        pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS)).to_csv(
+            tmp_dir / QUARANTINE_FILE, index=False
+        )
+        _report_frame(reports).to_parquet(tmp_dir / REPORT_FILE, index=False)
+        summary = _summary(source, writer.rows_written, quarantine, labels)
+        (tmp_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+        _swap_into_place(tmp_dir, target)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return summary
+
+
+def _report_frame(reports: list[dict[str, object]]) -> pd.DataFrame:
+    """Flat scalar fields stay columns; nested ones are JSON strings so any record shape fits."""
+    rows = [
+        {k: (json.dumps(v, default=_json_default) if isinstance(v, dict | list) else v) for k, v in r.items()}
+        for r in reports
+    ]
+    frame = pd.DataFrame(rows)
+    return frame if len(frame.columns) else pd.DataFrame({"input": pd.Series([], dtype=str)})
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _summary(
+    source: BundleSource,
+    samples: int,
+    quarantine: list[dict[str, object]],
+    labels: Mapping[int, int],
+) -> dict[str, object]:
+    kinds = Counter(str(q["kind"]) for q in quarantine)
+    reasons = Counter(f"{q['kind']}:{q['reason']}" for q in quarantine)
+    summary: dict[str, object] = {
+        "samples": samples,
+        "quarantined": kinds.get("quarantined", 0),
+        "excluded": kinds.get("excluded", 0),
+        "reasons": dict(sorted(reasons.items())),
+        "num_classes_present": len(labels),
+        "samples_per_label": {str(k): v for k, v in sorted(labels.items())},
+        "protocols": list(source.spec.protocols),
+        "streams": list(source.spec.streams),
+        **source.spec.info,
+    }
+    if source.inputs_seen is not None:
+        summary["inputs_seen"] = source.inputs_seen
+    return summary
+
+
+def _swap_into_place(tmp_dir: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+    os.replace(tmp_dir, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,199 @@
+"""Turning a list of raw input files into bundle records, in parallel, accounting for every input.
+
+A *processor* maps one input file to a :class:`FileOutcome` (zero or more samples with their split
+membership, an optional decision report, or an exclusion) and raises
+:class:`~skeleton_attention.skeletons.errors.MalformedSkeletonFile` for bad input. :func:`ingest`
+runs processors over a process pool (order preserved, so output is deterministic), converts bad input
+into quarantine records (or raises, when ``strict``), drops duplicate sample IDs into quarantine, and
+yields rows and side records for :func:`~skeleton_attention.skeletons.bundle.write_bundle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from skeleton_attention.skeletons.bundle import SideRecord
+from skeleton_attention.skeletons.errors import MalformedSkeletonFile
+from skeleton_attention.skeletons.sequence import SkeletonSequence
+from skeleton_attention.skeletons.table import sequence_to_row
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FileOutcome:
+    """What one input file became."""
+
+    samples: list[tuple[SkeletonSequence, dict[str, str | None]]] = field(default_factory=list)
+    report: dict[str, object] | None = None
+    #: set when the file is deliberately left out (e.g. on the official missing-skeleton list)
+    excluded_reason: str | None = None
+    excluded_detail: str = ""
+
+
+Processor = Callable[[Any], FileOutcome]
+RowMaker = Callable[[SkeletonSequence, dict[str, str | None]], dict[str, object]]
+
+
+def default_row(seq: SkeletonSequence, splits: dict[str, str | None]) -> dict[str, object]:
+    """The intermediate table keeps the (denoised, un-normalized) coordinates as its ``joint`` stream."""
+    return sequence_to_row(seq, {"joint": seq.coords}, splits)
+
+
+def input_name(item: Any) -> str:
+    """How an input appears in the manifest: a file path, or a task's ``view_group``/``name`` key."""
+    if isinstance(item, dict):
+        return str(item.get("view_group") or item.get("name") or item)
+    return str(item)
+
+
+def _run_one(processor: Processor, item: Any) -> tuple[Any, FileOutcome | None, dict | None]:
+    try:
+        return item, processor(item), None
+    except MalformedSkeletonFile as error:
+        return item, None, error.as_record()
+    except Exception as error:  # a reader bug must not lose the input: quarantine it with the trace
+        detail = f"{type(error).__name__}: {error} | {traceback.format_exc(limit=3)}"
+        return item, None, {"file": input_name(item), "reason": "reader_error", "line": None, "detail": detail}
+
+
+class _Call:
+    """Picklable ``processor(path)`` wrapper for the pool."""
+
+    def __init__(self, processor: Processor) -> None:
+        self.processor = processor
+
+    def __call__(self, item: Any) -> tuple[Any, FileOutcome | None, dict | None]:
+        return _run_one(self.processor, item)
+
+
+def resolve_workers(workers: int | None) -> int:
+    """``None``/``0`` means every core this process may use."""
+    if workers:
+        return max(1, int(workers))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _outcomes(
+    items: Sequence[Any], processor: Processor, workers: int, chunksize: int
+) -> Iterator[tuple[Any, FileOutcome | None, dict | None]]:
+    if workers <= 1 or len(items) < 2 * chunksize:
+        for item in items:
+            yield _run_one(processor, item)
+        return
+    # fork is cheap and the processors are plain functions; spawn would re-import torch per worker
+    context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with context.Pool(workers) as pool:
+        yield from pool.imap(_Call(processor), items, chunksize=chunksize)
+
+
+class IngestCounter:
+    """Counts inputs as they are consumed; read ``inputs_seen`` after iteration."""
+
+    def __init__(self) -> None:
+        self.inputs_seen = 0
+        self.samples = 0
+        self.quarantined = 0
+        self.excluded = 0
+
+
+def ingest(
+    inputs: Sequence[Any],
+    processor: Processor,
+    *,
+    strict: bool = False,
+    workers: int | None = None,
+    chunksize: int = 8,
+    row_maker: RowMaker = default_row,
+    counter: IngestCounter | None = None,
+    description: str = "ingest",
+) -> Iterator[dict[str, object] | SideRecord]:
+    """Yield sample rows and side records for every input (a file path or a picklable task)."""
+    files = list(inputs)
+    counter = counter if counter is not None else IngestCounter()
+    seen_ids: dict[str, str] = {}
+    n_workers = resolve_workers(workers)
+    bar = tqdm(total=len(files), desc=description, unit="file", dynamic_ncols=True, mininterval=1.0)
+    try:
+        for item, outcome, error in _outcomes(files, processor, n_workers, chunksize):
+            name = input_name(item)
+            counter.inputs_seen += 1
+            bar.update(1)
+            if error is not None:
+                if strict:
+                    raise MalformedSkeletonFile(error["file"], error["reason"], error["detail"], error["line"])
+                counter.quarantined += 1
+                yield SideRecord("quarantine", {"kind": "quarantined", **error})
+                continue
+            assert outcome is not None
+            if outcome.report is not None:
+                yield SideRecord("report", {"input": name, **outcome.report})
+            if outcome.excluded_reason is not None:
+                counter.excluded += 1
+                yield SideRecord("quarantine", {
+                    "file": name, "kind": "excluded", "reason": outcome.excluded_reason,
+                    "line": None, "detail": outcome.excluded_detail,
+                })
+                continue
+            yield from _sample_rows(name, outcome, seen_ids, counter, strict, row_maker)
+    finally:
+        bar.close()
+
+
+def _sample_rows(
+    path: str,
+    outcome: FileOutcome,
+    seen_ids: dict[str, str],
+    counter: IngestCounter,
+    strict: bool,
+    row_maker: RowMaker,
+) -> Iterator[dict[str, object] | SideRecord]:
+    for seq, splits in outcome.samples:
+        first = seen_ids.get(seq.sample_id)
+        if first is not None:
+            error = MalformedSkeletonFile(
+                path, "duplicate_sample", f"sample {seq.sample_id} was already read from {first}"
+            )
+            if strict:
+                raise error
+            counter.quarantined += 1
+            yield SideRecord("quarantine", {"kind": "quarantined", **error.as_record()})
+            continue
+        if not np.isfinite(seq.coords).all():
+            error = MalformedSkeletonFile(path, "non_finite", f"sample {seq.sample_id} has NaN/inf")
+            if strict:
+                raise error
+            counter.quarantined += 1
+            yield SideRecord("quarantine", {"kind": "quarantined", **error.as_record()})
+            continue
+        seen_ids[seq.sample_id] = path
+        counter.samples += 1
+        yield row_maker(seq, splits)
+
+
+def list_files(root: str | os.PathLike[str], patterns: Sequence[str]) -> list[Path]:
+    """Every file under ``root`` matching any glob pattern, sorted for a deterministic order."""
+    base = Path(root)
+    if not base.is_dir():
+        raise FileNotFoundError(f"raw data directory {base} does not exist")
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(p for p in base.rglob(pattern) if p.is_file())
+    return sorted(found)
+
+
+def check_accounting(summary: Mapping[str, object], expected_inputs: int) -> None:
+    """Every input ends as samples, quarantine or exclusion: the counts must add up."""
+    seen = summary.get("inputs_seen")
+    if seen != expected_inputs:
+        raise RuntimeError(f"preparation saw {seen} inputs but {expected_inputs} were listed")

@@ -1,0 +1,185 @@
+"""Per-data-set preparation: raw file -> samples with split membership, then samples -> streams.
+
+Plain functions over the readers, picklable for the ingest process pool; the Kedro nodes in
+``pipelines/prepare_*`` only wire them to the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from skeleton_attention.skeletons import kinetics, msr, ntu, utkinect
+from skeleton_attention.skeletons.denoise import denoise_ntu
+from skeleton_attention.skeletons.ingest import FileOutcome
+from skeleton_attention.skeletons.layouts import get_layout
+from skeleton_attention.skeletons.normalize import normalize_sequence
+from skeleton_attention.skeletons.sequence import SkeletonSequence
+from skeleton_attention.skeletons.streams import compute_streams
+from skeleton_attention.skeletons.table import (
+    META_INT_COLUMNS,
+    META_STR_COLUMNS,
+    SampleTable,
+    sequence_to_row,
+)
+
+NTU_PROTOCOLS: tuple[str, ...] = ("ntu60_xsub", "ntu60_xview", "ntu120_xsub", "ntu120_xset")
+KINETICS_PROTOCOLS: tuple[str, ...] = ("kinetics",)
+UTKINECT_PROTOCOLS: tuple[str, ...] = ("utkinect_xsub",)
+MSR_PROTOCOLS: tuple[str, ...] = ("msr_xsub",)
+
+
+# --- NTU -------------------------------------------------------------------------------------------
+
+def process_ntu_file(
+    path: Path,
+    *,
+    missing: frozenset[str] = frozenset(),
+    denoise: Mapping[str, object] | None = None,
+) -> FileOutcome:
+    """Read, check against the official missing list, and denoise one ``.skeleton`` file."""
+    name = ntu.parse_ntu_name(path)
+    sample_id = Path(path).name.split(".")[0]
+    if sample_id in missing:
+        return FileOutcome(
+            excluded_reason="official_missing_list",
+            excluded_detail=f"{sample_id} is on the official missing/incomplete skeleton list",
+        )
+    recording = ntu.read_ntu_skeleton(path)
+    seq, report = denoise_ntu(recording, **dict(denoise or {}))
+    report = {"sample_id": sample_id, **report}
+    if seq is None:
+        return FileOutcome(
+            report=report,
+            excluded_reason="no_body_after_denoising",
+            excluded_detail=str(report.get("reason", "every body was rejected by the denoising rules")),
+        )
+    return FileOutcome(samples=[(seq, ntu.ntu_splits(name))], report=report)
+
+
+# --- Kinetics -------------------------------------------------------------------------------------
+
+def process_kinetics_file(
+    path: Path,
+    *,
+    train_map: Mapping[str, Mapping[str, object]],
+    val_map: Mapping[str, Mapping[str, object]],
+    max_people: int = 2,
+) -> FileOutcome:
+    clip_id = Path(path).stem
+    in_train = clip_id in train_map
+    label_map = train_map if in_train else val_map
+    entry = label_map.get(clip_id)
+    if entry is not None and entry.get("has_skeleton") is False:
+        return FileOutcome(excluded_reason="no_skeleton", excluded_detail="label map says has_skeleton: false")
+    seq = kinetics.read_kinetics_clip(path, label_map=label_map or None, max_people=max_people)
+    split = kinetics.kinetics_split(clip_id, train_map, val_map)
+    return FileOutcome(samples=[(seq, {"kinetics": split})])
+
+
+# --- UTKinect and MSR -----------------------------------------------------------------------------
+
+def process_utkinect_file(path: Path, *, label_file: Path) -> FileOutcome:
+    """All action segments of one ``joints_sXX_eYY.txt`` file."""
+    sequences = utkinect.read_utkinect_file(path, label_file=label_file)
+    samples = [(s, {"utkinect_xsub": utkinect.utkinect_split(int(s.meta["subject"]))}) for s in sequences]
+    return FileOutcome(samples=samples, report={"segments": len(samples)})
+
+
+def process_msr_file(path: Path, *, subset: frozenset[str] | None = None) -> FileOutcome:
+    sample_id = Path(path).name.replace("_skeleton3D.txt", "").replace(".txt", "")
+    if subset is not None and sample_id not in subset:
+        return FileOutcome(excluded_reason="not_in_subset", excluded_detail="not in the chosen file subset")
+    seq = msr.read_msr_file(path)
+    return FileOutcome(samples=[(seq, {"msr_xsub": msr.msr_split(int(seq.meta["subject"]))})])
+
+
+# --- streams ----------------------------------------------------------------------------------------
+
+def sequence_from_metadata(meta: Mapping[str, object], coords: np.ndarray) -> SkeletonSequence:
+    """Rebuild a :class:`SkeletonSequence` from a table metadata row and its coordinates."""
+    fields = {k: meta.get(k) for k in (*META_INT_COLUMNS, *META_STR_COLUMNS)}
+    return SkeletonSequence(
+        sample_id=str(meta["sample_id"]),
+        dataset=str(meta["dataset"]),
+        layout=str(meta["layout"]),
+        coords=coords,
+        label=int(meta["label"]),  # type: ignore[arg-type]
+        label_name=str(meta.get("label_name") or ""),
+        source_file=str(meta.get("source_file") or ""),
+        meta={k: v for k, v in fields.items() if v is not None and not _is_nan(v)},
+    )
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and value != value
+
+
+def featurize(
+    table: SampleTable,
+    normalize: Mapping[str, object] | None,
+    streams: Sequence[str],
+) -> Iterator[dict[str, object]]:
+    """Normalize each sample of an intermediate table and decouple it into streams, row by row."""
+    metadata = table.metadata()
+    split_columns = [c for c in metadata.columns if c.startswith("split_")]
+    records = metadata.to_dict("records")
+    for record in records:
+        coords = table.read_one(int(record["row"]), ("joint",))["joint"]
+        seq = normalize_sequence(sequence_from_metadata(record, coords), dict(normalize or {}))
+        arrays = compute_streams(seq.coords, get_layout(seq.layout), names=tuple(streams))
+        splits = {c[len("split_"):]: record[c] for c in split_columns}
+        yield sequence_to_row(seq, arrays, splits)
+
+
+# --- NTU multi-view -----------------------------------------------------------------------------------
+
+def view_groups(table: SampleTable) -> list[dict[str, object]]:
+    """One task per NTU recording: its ``view_group`` key and the table rows of its cameras."""
+    meta = table.metadata()
+    meta = meta[meta["view_group"].notna()]
+    groups = []
+    for key, rows in meta.groupby("view_group", sort=True):
+        groups.append({"view_group": str(key), "rows": {int(r.camera): int(r.row) for r in rows.itertuples()}})
+    return groups
+
+
+def process_view_group(
+    group: Mapping[str, object],
+    *,
+    table: SampleTable,
+    cameras: Sequence[int] = (1, 2, 3),
+    align: Mapping[str, object] | None = None,
+) -> FileOutcome:
+    """Align the camera views of one recording into the reference camera's body frame.
+
+    The sample's ``coords`` stack the views: shape ``(views * M, T, V, 3)`` in camera order, with
+    ``num_views`` = len(cameras); absent views are zeros and listed in ``cameras_present``.
+    """
+    from skeleton_attention.skeletons.views import align_views
+
+    rows: Mapping[int, int] = group["rows"]  # type: ignore[assignment]
+    metadata = table.metadata()
+    views = {cam: table.read_one(row, ("joint",))["joint"] for cam, row in rows.items()}
+    aligned = align_views(views, cameras=tuple(cameras), normalize_output=True, **dict(align or {}))
+    num_views, bodies = aligned.coords.shape[:2]
+    first = metadata.iloc[next(iter(rows.values()))].to_dict()
+    present = "".join(str(c) for c, ok in zip(aligned.cameras, aligned.view_mask, strict=True) if ok)
+    seq = sequence_from_metadata(first, aligned.coords.reshape(num_views * bodies, *aligned.coords.shape[2:]))
+    seq.sample_id = str(group["view_group"])
+    seq.meta.pop("camera", None)
+    seq.meta.update({"num_views": num_views, "cameras_present": present})
+    splits = {c[len("split_"):]: first[c] for c in metadata.columns if c.startswith("split_")}
+    # cross-view is ill-defined when every view is an input: only the subject/setup protocols apply
+    splits = {p: (s if "xview" not in p else None) for p, s in splits.items()}
+    report = {
+        "view_group": seq.sample_id,
+        "cameras_present": present,
+        "complete": len(present) == len(tuple(cameras)),
+        **{f"offset_c{c}": float(v) for c, v in aligned.offsets.items()},
+        **{f"residual_c{c}": float(v) for c, v in aligned.residuals.items()},
+        **{f"residual_tracked_c{c}": float(v) for c, v in aligned.residuals_tracked.items()},
+    }
+    return FileOutcome(samples=[(seq, splits)], report=report)

@@ -1,0 +1,129 @@
+"""Decoupled input streams: joint, bone, fast motion, slow motion (DSTA-Net's four streams).
+
+Every stream has the input's shape (M, T, V, C) and dtype float32, so a model can stack or
+swap them freely. Channels ``[:layout.spatial_dims]`` are geometric (differenced); any further
+channel (the OpenPose score of 2-D layouts) is a confidence and becomes the *minimum* of the two
+confidences involved, so a bone or a displacement is only as trusted as its weakest end.
+
+Missing data never produces a spike: a difference is zero wherever either operand is missing.
+For 3-D layouts *missing* is decided per frame (a body's frame with every value zero), because
+after centring one joint is legitimately at the origin; for 2-D layouts it is decided per joint
+(score <= 0), because OpenPose drops single keypoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from skeleton_attention.skeletons.layouts import JointLayout
+
+STREAM_NAMES = ("joint", "bone", "motion_fast", "motion_slow")
+
+
+def valid_mask(coords: np.ndarray, layout: JointLayout | None = None) -> np.ndarray:
+    """(M, T, V) bool presence mask used by the streams (see the module docstring)."""
+    x = np.asarray(coords)
+    if layout is not None and layout.spatial_dims < x.shape[-1]:
+        # a confidence channel exists: trust it per joint
+        return x[..., layout.spatial_dims] > 0
+    frame = np.any(x != 0, axis=(2, 3))
+    return np.broadcast_to(frame[:, :, None], x.shape[:3]).copy()
+
+
+def _spatial_dims(coords: np.ndarray, layout: JointLayout | None) -> int:
+    return coords.shape[-1] if layout is None else min(layout.spatial_dims, coords.shape[-1])
+
+
+def _combine(a: np.ndarray, b: np.ndarray, ok: np.ndarray, dims: int) -> np.ndarray:
+    """``a - b`` on the geometric channels, ``min(a, b)`` on the rest, zero where not ``ok``."""
+    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.float32)
+    out[..., :dims] = a[..., :dims] - b[..., :dims]
+    out[..., dims:] = np.minimum(a[..., dims:], b[..., dims:])
+    out[~ok] = 0.0
+    return out
+
+
+def joint(coords: np.ndarray) -> np.ndarray:
+    """The joint stream: the coordinates themselves (a float32 copy)."""
+    return np.array(coords, dtype=np.float32, copy=True)
+
+
+def bone(coords: np.ndarray, layout: JointLayout, valid: np.ndarray | None = None) -> np.ndarray:
+    """Bone vectors: joint minus its parent along ``layout.parents``; the root's bone is zero.
+
+    Zero where the joint or its parent is missing. For 2-D layouts the score channel is
+    ``min(score_child, score_parent)`` (the root keeps its own score, min over its self-loop).
+    """
+    x = np.asarray(coords, dtype=np.float32)
+    if x.shape[2] != layout.num_joints:
+        raise ValueError(f"layout {layout.name} has {layout.num_joints} joints, coords have {x.shape[2]}")
+    ok = valid_mask(x, layout) if valid is None else np.asarray(valid, dtype=bool)
+    parents = layout.parent_index()
+    return _combine(x, x[:, :, parents], ok & ok[:, :, parents], _spatial_dims(x, layout))
+
+
+def _motion(
+    coords: np.ndarray, step: int, layout: JointLayout | None, valid: np.ndarray | None
+) -> np.ndarray:
+    x = np.asarray(coords, dtype=np.float32)
+    ok = valid_mask(x, layout) if valid is None else np.asarray(valid, dtype=bool)
+    out = np.zeros_like(x)
+    if x.shape[1] > step:
+        both = ok[:, step:] & ok[:, :-step]
+        out[:, :-step] = _combine(x[:, step:], x[:, :-step], both, _spatial_dims(x, layout))
+    return out
+
+
+def motion_fast(
+    coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Fast temporal stream ``x[t+1] - x[t]``; the last frame is zero.
+
+    This is also SAN's *velocity* input (Cho et al. feed position and velocity = first
+    difference). Zero wherever frame t or t+1 is missing. Without ``layout`` every channel is
+    treated as geometric and presence is decided per frame.
+    """
+    return _motion(coords, 1, layout, valid)
+
+
+def motion_slow(
+    coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Slow temporal stream ``x[t+2] - x[t]``; the last two frames are zero.
+
+    DSTA-Net's slow stream subsamples every second frame and then differences. Here the
+    output keeps T frames so all streams share one shape: ``motion_slow(x)[::2]`` equals
+    ``motion_fast(x[::2])`` (the subsample-then-difference of the even phase, same zero at its
+    end) and ``motion_slow(x)[1::2]`` is the same for the odd phase.
+    """
+    return _motion(coords, 2, layout, valid)
+
+
+_STREAMS: dict[str, Callable[[np.ndarray, JointLayout, np.ndarray], np.ndarray]] = {
+    "joint": lambda x, layout, ok: joint(np.where(ok[..., None], x, 0.0)),
+    "bone": lambda x, layout, ok: bone(x, layout, ok),
+    "motion_fast": lambda x, layout, ok: motion_fast(x, layout, ok),
+    "motion_slow": lambda x, layout, ok: motion_slow(x, layout, ok),
+}
+
+
+def compute_streams(
+    coords: np.ndarray, layout: JointLayout, names: Iterable[str] = STREAM_NAMES
+) -> dict[str, np.ndarray]:
+    """The named streams of one sample, each float32 with the input's shape.
+
+    The joint stream is the input with missing joints set to zero (for 2-D layouts a
+    keypoint with score 0 may carry stray coordinates; for 3-D data it is the input unchanged).
+    """
+    x = np.asarray(coords, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"coords must be (M, T, V, C), got shape {x.shape}")
+    ok = valid_mask(x, layout)
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in _STREAMS:
+            raise ValueError(f"unknown stream {name!r}; known: {list(_STREAMS)}")
+        out[name] = _STREAMS[name](x, layout, ok).astype(np.float32, copy=False)
+    return out

@@ -1,0 +1,144 @@
+"""End to end: the ``train_sta_lstm`` Kedro pipeline on a real prepared table, tracked in MLflow.
+
+The table is built from the 20 real UTKinect-Action3D recordings in ../shared/data (with the
+project's own preparation functions), placed in a temporary copy of the project configuration as
+the pipeline's input, and the pipeline runs in a KedroSession (so kedro-mlflow and the project's
+hooks are active) against a temporary sqlite MLflow store, which is then read back.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from skeleton_attention.mlflow_hooks import run_name
+from skeleton_attention.pipelines.prepare_utkinect.nodes import ingest_utkinect
+from skeleton_attention.pipelines.preparation import build_streams
+from skeleton_attention.pipelines.training_common import resolve_phases, training_pipeline
+from skeleton_attention.skeletons.bundle import PreparedBundle, write_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _prepare_utkinect(shared_data: Path, target: Path) -> Path:
+    prep = yaml.safe_load((REPO / "conf/base/parameters_prepare.yml").read_text())["prepare_utkinect"]
+    raw = sorted((shared_data / "utkinect_raw").glob("joints_*.txt"))
+    write_bundle(target / "intermediate", ingest_utkinect(raw, {**prep, "workers": 1}))
+    write_bundle(target / "features", build_streams(PreparedBundle(target / "intermediate"), prep))
+    return target / "features"
+
+
+def _project(tmp_path: Path, bundle: Path) -> tuple[Path, dict]:
+    """A temporary project: the repo's pyproject and conf, STA-LSTM parameters for UTKinect
+    (small network, one epoch per Algorithm 1 step), and ``ntu_samples`` pointing at ``bundle``."""
+    project = tmp_path / "project"
+    (project / "conf" / "local").mkdir(parents=True)
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    (project / "src").mkdir()  # bootstrap_project wants a source dir; the package is already importable
+    shutil.copytree(REPO / "conf" / "base", project / "conf" / "base")
+    shutil.copy(REPO / "conf" / "logging.yml", project / "conf" / "logging.yml")
+    all_params = yaml.safe_load((REPO / "conf/base/parameters_train_sta_lstm.yml").read_text())
+    params = all_params["train_sta_lstm_utkinect"]
+    params["model"]["kwargs"].update(hidden_size=16, attention_hidden_size=16)
+    params["data"]["batch_size"] = 16
+    params["training"]["phases"]["kwargs"] = {"pretrain_epochs": 1, "n1_epochs": 1, "n2_epochs": 1}
+    params["training"]["progress"] = False
+    params["evaluation"]["attention_samples"] = 2
+    (project / "conf/base/parameters_train_sta_lstm.yml").write_text(yaml.safe_dump({"train_sta_lstm": params}))
+    (project / "conf/base/catalog_test.yml").write_text(yaml.safe_dump({
+        "ntu_samples": {"type": "skeleton_attention.datasets.PreparedBundleDataset", "path": str(bundle)},
+    }))
+    return project, params
+
+
+@pytest.mark.slow
+def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, monkeypatch):
+    import mlflow
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bundle = _prepare_utkinect(shared_data, tmp_path / "utkinect")
+    project, params = _project(tmp_path, bundle)
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.chdir(project)
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project) as session:
+        session.run(pipeline_names=["train_sta_lstm"])
+
+    out = project / "data"
+    # --- files ----------------------------------------------------------------------------------
+    splits = pd.read_parquet(out / "05_model_input/train_sta_lstm/splits.parquet")
+    meta = PreparedBundle(bundle).table.metadata().set_index("sample_id")
+    subset_split = meta.loc[splits["sample_id"], "split_utkinect_xsub"].to_numpy()
+    assert set(subset_split[splits["subset"].to_numpy() != "test"]) == {"train"}  # val carved from train
+    assert set(subset_split[splits["subset"].to_numpy() == "test"]) == {"test"}
+    assert (splits["subset"] == "val").sum() >= 10  # at least one per class
+
+    scores = pd.read_parquet(out / "07_model_output/train_sta_lstm/test_scores.parquet")
+    test_ids = sorted(splits.loc[splits["subset"] == "test", "sample_id"])
+    assert sorted(scores["sample_id"]) == test_ids
+    assert [c for c in scores.columns if c.startswith("score_")] == [f"score_{i}" for i in range(10)]
+    np.testing.assert_array_equal(scores["pred"], scores.filter(like="score_").to_numpy().argmax(1))
+
+    dvc = json.loads((project / "metrics/train_sta_lstm.json").read_text())
+    top1 = float(np.mean(scores["pred"] == scores["label"]))
+    assert dvc["test_top1"] == pytest.approx(top1)
+    assert dvc["num_test_samples"] == len(test_ids)
+    phases = resolve_phases(params["training"]["phases"])
+    assert dvc["epochs_run"] == sum(p["epochs"] for p in phases) == 8
+    # the selected epoch is in the final phase (select_best_from_phase: -1) and chosen on validation
+    history = pd.read_csv(out / "08_reporting/train_sta_lstm/history.csv")
+    final = history[history["phase_index"] == len(phases) - 1]
+    assert dvc["best_epoch"] == int(final.loc[final["val_acc"].idxmax(), "epoch"])
+    for png in ("curves", "confusion_matrix", "attention"):
+        assert (out / f"08_reporting/train_sta_lstm/{png}.png").stat().st_size > 5000
+    assert (out / "06_models/train_sta_lstm/model.pt").is_file()
+    assert (out / "06_models/train_sta_lstm/checkpoints/last.pt").is_file()
+
+    # --- MLflow ---------------------------------------------------------------------------------
+    mlflow.set_tracking_uri(tracking)
+    runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect_xsub joint s0"
+    tags = run.data.tags
+    assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed")} == {
+        "model": "sta_lstm", "variant": "sta_lstm", "dataset": "utkinect", "protocol": "utkinect_xsub",
+        "stream": "joint", "seed": "0",
+    }
+    logged = run.data.params
+    assert logged["train_sta_lstm.model.name"] == "sta_lstm"
+    assert logged["train_sta_lstm.data.protocol"] == "utkinect_xsub"
+    assert logged["train_sta_lstm.training.optimizer.lr"] == "0.005"
+    metrics = run.data.metrics
+    assert metrics["test.top1"] == pytest.approx(top1)
+    client = mlflow.MlflowClient()
+    val_history = client.get_metric_history(run.info.run_id, "val_acc")
+    assert sorted(m.step for m in val_history) == list(range(1, 9))
+    np.testing.assert_allclose([m.value for m in sorted(val_history, key=lambda m: m.step)], history["val_acc"])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/curves.png", "plots/confusion_matrix.png", "plots/attention.png"}
+    outputs = {a.path for a in client.list_artifacts(run.info.run_id, "outputs")}
+    assert {"outputs/test_scores.parquet", "outputs/test_metrics.json", "outputs/history.csv"} <= outputs
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    assert len(models) == 1 and models[0].source_run_id == run.info.run_id
+    reloaded = mlflow.pytorch.load_model(models[0].model_uri)
+    assert type(reloaded).__name__ == "STALSTM"
+
+
+def test_pipeline_structure_and_namespaces():
+    pipe = training_pipeline(run_key="train_demo", samples="msr_samples", params="train_demo")
+    assert pipe.inputs() == {"msr_samples", "params:train_demo"}
+    assert {n.name for n in pipe.nodes} == {
+        f"train_demo.{n}" for n in ("split_samples", "train_model", "evaluate_model", "report", "export_model")
+    }
+    assert "train_demo.dvc_metrics" in pipe.outputs()
+    with pytest.raises(ValueError, match="start with 'train_'"):
+        training_pipeline(run_key="demo", samples="x", params="y")
