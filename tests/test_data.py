@@ -64,8 +64,13 @@ def make_table(
             coords[..., 1] = np.arange(frames, dtype=np.float32)[None, :, None]
             coords[..., 2] = signal * label
             seq = SkeletonSequence(
-                sample_id=f"s{i:04d}", dataset="toy", layout="toy", coords=coords, label=label,
-                label_name=f"class_{label}", meta={"subject": int(i // num_classes)},
+                sample_id=f"s{i:04d}",
+                dataset="toy",
+                layout="toy",
+                coords=coords,
+                label=label,
+                label_name=f"class_{label}",
+                meta={"subject": int(i // num_classes)},
             )
             subject = i // num_classes
             split = None if i % 7 == 6 else ("train" if subject % 2 else "test")
@@ -82,6 +87,7 @@ def table(tmp_path) -> SampleTable:
 
 
 # --- splits -----------------------------------------------------------------------------------------
+
 
 def test_validation_is_carved_from_train_only_stratified_and_deterministic(table):
     meta = table.metadata()
@@ -133,13 +139,13 @@ def test_small_classes_keep_a_training_sample_and_bad_settings_raise(table):
 
 # --- dataset --------------------------------------------------------------------------------------
 
+
 def test_dataset_reads_only_its_rows_and_streams(tmp_path):
     path = make_table(tmp_path / "poisoned.parquet", poison="bone")
     table = SampleTable(path)
     meta = table.metadata()
     splits = protocol_splits(meta, PROTOCOL, 0.2, seed=0)
-    ds = SkeletonDataset(table, splits.train, streams=("joint",), sampling=TemporalSampling(), num_bodies=2,
-                         train=True)
+    ds = SkeletonDataset(table, splits.train, streams=("joint",), sampling=TemporalSampling(), num_bodies=2, train=True)
     read_rows: list[int] = []
     streams_read: set[str] = set()
     original = ds.table.read
@@ -162,18 +168,19 @@ def test_dataset_reads_only_its_rows_and_streams(tmp_path):
     assert streams_read == {"joint"}
     # the poisoned stream would have failed to reshape had it been read
     with pytest.raises(ValueError):
-        SkeletonDataset(table, splits.train, streams=("bone",), sampling=TemporalSampling(), num_bodies=2,
-                        train=False)[0]
+        SkeletonDataset(table, splits.train, streams=("bone",), sampling=TemporalSampling(), num_bodies=2, train=False)[
+            0
+        ]
     with pytest.raises(KeyError, match="no stream column"):
-        SkeletonDataset(table, splits.train, streams=("velocity",), sampling=TemporalSampling(), num_bodies=2,
-                        train=False)
+        SkeletonDataset(
+            table, splits.train, streams=("velocity",), sampling=TemporalSampling(), num_bodies=2, train=False
+        )
 
 
 def test_multi_stream_items_pad_bodies_and_collate_masks(table):
     meta = table.metadata()
     rows = meta["row"].to_numpy()[:6]
-    ds = SkeletonDataset(table, rows, streams=("joint", "bone"), sampling=TemporalSampling(), num_bodies=3,
-                         train=False)
+    ds = SkeletonDataset(table, rows, streams=("joint", "bone"), sampling=TemporalSampling(), num_bodies=3, train=False)
     items = [ds[i] for i in range(len(ds))]
     assert set(items[0]) == {"x_joint", "x_bone", "length", "label", "index"}
     for item in items:
@@ -193,11 +200,15 @@ def test_multi_stream_items_pad_bodies_and_collate_masks(table):
 
 
 def test_loader_batches_do_not_depend_on_workers_and_resume_from_generator_state(table):
-    settings = DataSettings.from_config({
-        "protocol": PROTOCOL, "val_fraction": 0.2, "batch_size": 4,
-        "sampling": {"mode": "crop_resize", "length": 5, "crop_ratio": [0.5, 1.0]},
-        "augmentation": {"noise_std": 0.01, "rotation_deg": 10},
-    })
+    settings = DataSettings.from_config(
+        {
+            "protocol": PROTOCOL,
+            "val_fraction": 0.2,
+            "batch_size": 4,
+            "sampling": {"mode": "crop_resize", "length": 5, "crop_ratio": [0.5, 1.0]},
+            "augmentation": {"noise_std": 0.01, "rotation_deg": 10},
+        }
+    )
     data = build_training_data(table, settings, seed=1)
 
     def epoch(loader) -> list[torch.Tensor]:
@@ -233,8 +244,9 @@ def test_build_training_data_reports_model_dimensions(table):
 
 def test_block_shuffle_keeps_row_groups_together(table):
     meta = table.metadata()
-    ds = SkeletonDataset(table, meta["row"].to_numpy(), streams=("joint",), sampling=TemporalSampling(),
-                         num_bodies=2, train=True)
+    ds = SkeletonDataset(
+        table, meta["row"].to_numpy(), streams=("joint",), sampling=TemporalSampling(), num_bodies=2, train=True
+    )
     sampler = SeededSampler(len(ds), shuffle="block", seed=0, groups=ds.groups, window=2)
     order = [i for i, _ in sampler]
     assert sorted(order) == list(range(len(ds)))
@@ -245,13 +257,14 @@ def test_block_shuffle_keeps_row_groups_together(table):
     while position < len(order):
         first_two = list(dict.fromkeys(groups[position:]))[:2]
         span = int(sum(sizes[g] for g in first_two))
-        assert set(groups[position:position + span]) == set(first_two)
+        assert set(groups[position : position + span]) == set(first_two)
         position += span
     with pytest.raises(ValueError, match="needs the row group"):
         SeededSampler(5, shuffle="block")
 
 
 # --- sampling ---------------------------------------------------------------------------------------
+
 
 def _ramp(frames: int, bodies: int = 1) -> np.ndarray:
     x = np.zeros((bodies, frames, 2, 3), dtype=np.float32)
@@ -317,6 +330,7 @@ def test_pad_bodies():
 
 
 # --- augmentation -------------------------------------------------------------------------------------
+
 
 def test_augmentation_rotation_scale_noise_keep_missing_data_missing():
     rng = np.random.default_rng(0)

@@ -23,14 +23,16 @@ from skeleton_attention.training.plots import plot_attention, plot_confusion_mat
 #   s3 label 2: [2, 3, 0, 1]  -> top1 hit
 #   s4 label 3: [1, 2, 3, 0]  -> top3 hit
 #   s5 label 0: ties everywhere -> stable order [0, 1, 2, 3] -> top1 hit
-SCORES = np.array([
-    [4.0, 3.0, 2.0, 1.0],
-    [4.0, 3.0, 1.0, 2.0],
-    [3.0, 2.0, 1.0, 4.0],
-    [2.0, 1.0, 4.0, 3.0],
-    [1.0, 4.0, 3.0, 2.0],
-    [0.5, 0.5, 0.5, 0.5],
-])
+SCORES = np.array(
+    [
+        [4.0, 3.0, 2.0, 1.0],
+        [4.0, 3.0, 1.0, 2.0],
+        [3.0, 2.0, 1.0, 4.0],
+        [2.0, 1.0, 4.0, 3.0],
+        [1.0, 4.0, 3.0, 2.0],
+        [0.5, 0.5, 0.5, 0.5],
+    ]
+)
 LABELS = np.array([0, 1, 2, 2, 3, 0])
 
 
@@ -81,15 +83,29 @@ def test_bad_inputs_raise():
 
 def test_plots_render(tmp_path):
     history = [
-        {"epoch": e, "phase_index": int(e > 2), "lr": 0.1 / e, "train_loss": 1.0 / e, "val_loss": 1.1 / e,
-         "train_acc": 0.2 * e, "val_acc": [0.3, 0.5, 0.4, 0.45][e - 1], "val_top5": 0.9}
+        {
+            "epoch": e,
+            "phase_index": int(e > 2),
+            "lr": 0.1 / e,
+            "train_loss": 1.0 / e,
+            "val_loss": 1.1 / e,
+            "train_acc": 0.2 * e,
+            "val_acc": [0.3, 0.5, 0.4, 0.45][e - 1],
+            "val_top5": 0.9,
+        }
         for e in range(1, 5)
     ]
     figures = [
         plot_training_curves(history),
         plot_confusion_matrix(confusion_matrix(LABELS, predictions(SCORES), 4), ["a", "b", "c", "d"]),
         plot_attention(
-            [{"title": "s0", "length": 5, "attention": {"spatial": np.random.rand(8, 6), "temporal": np.random.rand(8)}}],
+            [
+                {
+                    "title": "s0",
+                    "length": 5,
+                    "attention": {"spatial": np.random.rand(8, 6), "temporal": np.random.rand(8)},
+                }
+            ],
             joint_names=["j0", "j1", "j2"],
         ),
     ]

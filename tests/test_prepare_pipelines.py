@@ -125,3 +125,26 @@ def test_prepare_ntu_multiview_on_the_real_three_camera_recordings(shared_data, 
     torso = [0, 1, 20, 2]
     spread = np.linalg.norm(a001[1, :, torso] - a001[0, :, torso], axis=-1)
     assert np.median(spread) < 0.06
+
+
+@pytest.mark.slow
+def test_embedded_default_data_runs_end_to_end(tmp_path):
+    """A fresh clone: synthetic raw files (real formats) -> prepared NTU and Kinetics bundles."""
+    small = {
+        "ntu": {"num_classes": 4, "performers": [1, 3], "replications": [1], "cameras": [1, 2, 3], "seed": 3},
+        "kinetics": {"num_clips": 12, "num_classes": 3, "seed": 3},
+    }
+    run_pipeline(["synthetic", "prepare_ntu", "prepare_kinetics"], tmp_path, params={"synthetic": small})
+    ntu = _summary(tmp_path, "ntu")
+    assert ntu["inputs_seen"] == 4 * 2 * 3 and ntu["samples"] == 24 and ntu["num_classes_present"] == 4
+    assert ntu["split_counts"]["ntu60_xsub"] == {"train": 12, "test": 12}
+    features = PreparedBundle(tmp_path / "data/04_feature/ntu")
+    meta = features.table.metadata()
+    assert meta.loc[meta["action"] == 1, "label_name"].iloc[0] == "wave right hand"
+    residuals = pd.read_csv(tmp_path / "data/08_reporting/ntu_view_residuals.csv")
+    assert len(residuals) == 8 and residuals["complete"].all()
+    assert residuals[["residual_c2", "residual_c3"]].median().max() < 0.08
+    kinetics = _summary(tmp_path, "kinetics")
+    assert kinetics["inputs_seen"] == kinetics["samples"] + kinetics["quarantined"] + kinetics["excluded"]
+    assert kinetics["samples"] >= 10
+    assert set(kinetics["split_counts"]["kinetics"]) <= {"train", "test"}

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from skeleton_attention.mlflow_hooks import run_name
-from skeleton_attention.pipelines.prepare_utkinect.nodes import ingest_utkinect
 from skeleton_attention.pipelines.preparation import build_streams
+from skeleton_attention.pipelines.prepare_utkinect.nodes import ingest_utkinect
 from skeleton_attention.pipelines.training_common import resolve_phases, training_pipeline
 from skeleton_attention.skeletons.bundle import PreparedBundle, write_bundle
 
@@ -51,9 +51,13 @@ def _project(tmp_path: Path, bundle: Path) -> tuple[Path, dict]:
     params["training"]["progress"] = False
     params["evaluation"]["attention_samples"] = 2
     (project / "conf/base/parameters_train_sta_lstm.yml").write_text(yaml.safe_dump({"train_sta_lstm": params}))
-    (project / "conf/base/catalog_test.yml").write_text(yaml.safe_dump({
-        "ntu_samples": {"type": "skeleton_attention.datasets.PreparedBundleDataset", "path": str(bundle)},
-    }))
+    (project / "conf/base/catalog_test.yml").write_text(
+        yaml.safe_dump(
+            {
+                "ntu_samples": {"type": "skeleton_attention.datasets.PreparedBundleDataset", "path": str(bundle)},
+            }
+        )
+    )
     return project, params
 
 
@@ -110,8 +114,12 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect_xsub joint s0"
     tags = run.data.tags
     assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed")} == {
-        "model": "sta_lstm", "variant": "sta_lstm", "dataset": "utkinect", "protocol": "utkinect_xsub",
-        "stream": "joint", "seed": "0",
+        "model": "sta_lstm",
+        "variant": "sta_lstm",
+        "dataset": "utkinect",
+        "protocol": "utkinect_xsub",
+        "stream": "joint",
+        "seed": "0",
     }
     logged = run.data.params
     assert logged["train_sta_lstm.model.name"] == "sta_lstm"

@@ -29,8 +29,7 @@ from skeleton_attention.training.trainer import (
     build_optimizer,
     compute_loss,
 )
-
-from test_data import PROTOCOL, make_table  # noqa: I001  (sibling test module: the tiny-table writer)
+from tests.test_data import PROTOCOL, make_table  # the sibling test module writes the tiny tables
 
 VOLATILE = ("train_time_s", "val_time_s", "train_samples_per_s")
 
@@ -64,7 +63,9 @@ class TinyModel(nn.Module):
         pooled = (beta.unsqueeze(-1) * h).sum(1)
         reg = 1e-3 * self.head.weight.pow(2).sum()
         return ModelOutput(
-            logits=self.head(pooled), head_logits={"aux": self.aux(pooled)}, regularization={"l2": reg},
+            logits=self.head(pooled),
+            head_logits={"aux": self.aux(pooled)},
+            regularization={"l2": reg},
             attention={"temporal": beta.detach()},
         )
 
@@ -75,11 +76,16 @@ def tiny_table(tmp_path) -> SampleTable:
 
 
 def _setup(table, seed: int = 0, batch_size: int = 4):
-    settings = DataSettings.from_config({
-        "protocol": PROTOCOL, "val_fraction": 0.25, "batch_size": batch_size, "num_bodies": 2,
-        "sampling": {"mode": "crop_resize", "length": 6, "crop_ratio": [0.6, 1.0]},
-        "augmentation": {"noise_std": 0.05, "rotation_deg": 15},
-    })
+    settings = DataSettings.from_config(
+        {
+            "protocol": PROTOCOL,
+            "val_fraction": 0.25,
+            "batch_size": batch_size,
+            "num_bodies": 2,
+            "sampling": {"mode": "crop_resize", "length": 6, "crop_ratio": [0.6, 1.0]},
+            "augmentation": {"noise_std": 0.05, "rotation_deg": 15},
+        }
+    )
     data = build_training_data(table, settings, seed=seed)
     loaders = build_loaders(data, settings, seed=seed)
     torch.manual_seed(seed)
@@ -92,6 +98,7 @@ def _strip(history):
 
 
 # --- loss, optimizers, schedules -------------------------------------------------------------------
+
 
 def test_loss_is_ce_plus_head_ce_plus_regularization():
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
@@ -120,8 +127,9 @@ def _lrs(config, epochs, metrics=None, mode="max"):
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 def test_schedules_follow_their_definitions():
-    warm_multi = _lrs({"name": "multistep", "milestones": [4, 6], "gamma": 0.1, "warmup_epochs": 2,
-                       "warmup_start_factor": 0.5}, 8)
+    warm_multi = _lrs(
+        {"name": "multistep", "milestones": [4, 6], "gamma": 0.1, "warmup_epochs": 2, "warmup_start_factor": 0.5}, 8
+    )
     np.testing.assert_allclose(warm_multi, [0.5, 0.75, 1, 1, 0.1, 0.1, 0.01, 0.01])
     np.testing.assert_allclose(_lrs({"name": "step", "step_size": 2, "gamma": 0.5}, 5), [1, 1, 0.5, 0.5, 0.25])
     cosine = _lrs({"name": "cosine", "eta_min": 0.0}, 5)
@@ -172,13 +180,15 @@ def test_resume_reproduces_an_uninterrupted_run_exactly(tiny_table, tmp_path, st
 
     model_b, loaders_b = _setup(tiny_table)
     with pytest.raises(TrainingInterruptedError):
-        Trainer(model_b, {**CONFIG, "checkpoint_dir": str(tmp_path / "b")},
-                callbacks=[StopAfterEpochs(stop_after)]).fit(loaders_b["train"], loaders_b["val"])
+        Trainer(
+            model_b, {**CONFIG, "checkpoint_dir": str(tmp_path / "b")}, callbacks=[StopAfterEpochs(stop_after)]
+        ).fit(loaders_b["train"], loaders_b["val"])
     # a fresh process would rebuild everything: new model (other init), new loaders
     model_c, loaders_c = _setup(tiny_table, seed=123)
     recorder = HistoryRecorder()
-    resumed = Trainer(model_c, {**CONFIG, "checkpoint_dir": str(tmp_path / "b"), "resume": True},
-                      callbacks=[recorder]).fit(loaders_c["train"], loaders_c["val"])
+    resumed = Trainer(
+        model_c, {**CONFIG, "checkpoint_dir": str(tmp_path / "b"), "resume": True}, callbacks=[recorder]
+    ).fit(loaders_c["train"], loaders_c["val"])
 
     assert [h["epoch"] for h in recorder.epochs] == list(range(stop_after + 1, 6))
     assert _strip(resumed.history) == _strip(full.history)
@@ -213,6 +223,7 @@ def test_rng_state_round_trip():
 
 
 # --- phases, early stopping, selection --------------------------------------------------------------
+
 
 def test_phases_configure_the_model_and_rebuild_the_optimizer(tiny_table):
     model, loaders = _setup(tiny_table)
@@ -266,8 +277,12 @@ class GroupData(Dataset):
         return self.n
 
     def __getitem__(self, i):
-        return {"x": torch.full((1, 2, 1, 1), float(self.group)), "mask": torch.ones(2, dtype=torch.bool),
-                "label": torch.tensor(i % self.c), "index": torch.tensor(i)}
+        return {
+            "x": torch.full((1, 2, 1, 1), float(self.group)),
+            "mask": torch.ones(2, dtype=torch.bool),
+            "label": torch.tensor(i % self.c),
+            "index": torch.tensor(i),
+        }
 
 
 def test_best_epoch_is_chosen_on_validation_even_when_test_prefers_another(tmp_path):
@@ -290,8 +305,11 @@ def test_best_epoch_is_chosen_on_validation_even_when_test_prefers_another(tmp_p
 def test_early_stopping_ends_the_phase_and_training_continues_with_the_next(tmp_path):
     model = ScriptedModel(num_classes=4, switch=1)
     loader, val = DataLoader(GroupData(0), batch_size=8), DataLoader(GroupData(0), batch_size=8)
-    config = {"phases": [{"name": "a", "epochs": 10}, {"name": "b", "epochs": 2}],
-              "early_stopping": {"patience": 2}, "progress": False}
+    config = {
+        "phases": [{"name": "a", "epochs": 10}, {"name": "b", "epochs": 2}],
+        "early_stopping": {"patience": 2},
+        "progress": False,
+    }
     result = Trainer(model, config).fit(loader, val)
     # phase a: epoch 1 best, epochs 2-3 without improvement -> stop; phase b runs its 2 epochs
     assert [h["phase"] for h in result.history] == ["a", "a", "a", "b", "b"]
@@ -305,8 +323,11 @@ def test_early_stopping_ends_the_phase_and_training_continues_with_the_next(tmp_
 def test_select_best_from_last_phase_only():
     model = ScriptedModel(num_classes=4, switch=1)
     loader, val = DataLoader(GroupData(0), batch_size=8), DataLoader(GroupData(0), batch_size=8)
-    config = {"phases": [{"name": "pre", "epochs": 1}, {"name": "final", "epochs": 2}],
-              "select_best_from_phase": -1, "progress": False}
+    config = {
+        "phases": [{"name": "pre", "epochs": 1}, {"name": "final", "epochs": 2}],
+        "select_best_from_phase": -1,
+        "progress": False,
+    }
     result = Trainer(model, config).fit(loader, val)
     assert result.best_phase_index == 1 and result.best_epoch == 2  # epoch 1 (val acc 1.0) not eligible
 

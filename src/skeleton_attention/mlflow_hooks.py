@@ -63,7 +63,7 @@ def training_parameters(pipeline, catalog) -> dict[str, dict[str, Any]]:
             if name.startswith("params:"):
                 value = catalog.load(name)
                 if isinstance(value, Mapping) and "model" in value and "data" in value:
-                    found[node.namespace or name[len("params:"):]] = dict(value)
+                    found[node.namespace or name[len("params:") :]] = dict(value)
     return found
 
 

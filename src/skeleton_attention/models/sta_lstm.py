@@ -144,6 +144,11 @@ class STALSTM(SkeletonModel):
             beta_t near one (the equal-weight baseline); at 0, whole samples can start, or fall, with
             beta_t = 0 at every frame, where the ReLU passes no gradient and the sample stays at the
             uniform prediction (see docs/models/sta-lstm.md for the measurement).
+        spatial_scale: "softmax" is eq. 3 (alpha sums to 1 over the K joints, so the main network
+            sees inputs about K times smaller than with alpha = 1); "num_joints" multiplies alpha by
+            K (mean 1 over joints), so uniform attention equals the no-attention input, and the
+            spatial regularizer's target sum_t alpha_{t,k} = T is reachable. Maps and regularizer
+            use the alpha actually applied.
     """
 
     input_format = "sequence"
@@ -171,6 +176,7 @@ class STALSTM(SkeletonModel):
         init: Literal["gaussian", "pytorch"] = "gaussian",
         init_std: float | None = None,
         temporal_bias_init: float = 1.0,
+        spatial_scale: Literal["softmax", "num_joints"] = "softmax",
     ) -> None:
         super().__init__()
         for name, value in (
@@ -200,6 +206,8 @@ class STALSTM(SkeletonModel):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if init not in ("gaussian", "pytorch"):
             raise ValueError(f"init must be 'gaussian' or 'pytorch', got {init!r}")
+        if spatial_scale not in ("softmax", "num_joints"):
+            raise ValueError(f"spatial_scale must be 'softmax' or 'num_joints', got {spatial_scale!r}")
         if init_std is not None and init_std <= 0:
             raise ValueError(f"init_std must be > 0 or None, got {init_std!r}")
 
@@ -239,6 +247,7 @@ class STALSTM(SkeletonModel):
         self.shallow_classifier = nn.Linear(hidden_size, num_classes) if num_main_layers > 1 else None
 
         self.temporal_bias_init = temporal_bias_init
+        self.spatial_scale = spatial_scale
         self.register_buffer("main_generation", torch.zeros((), dtype=torch.long))
         for module in self.children():
             self._init_module(module)
@@ -352,14 +361,14 @@ class STALSTM(SkeletonModel):
 
         if self.spatial is not None and self.spatial_mode != "ones":
             alpha = self.spatial(x_flat)  # eq. 2-3
+            if self.spatial_scale == "num_joints":
+                alpha = alpha * self.num_points  # mean 1 over joints: uniform attention == alpha = 1
             main_in = (alpha.unsqueeze(-1) * joints).reshape(n, t, -1)  # x'_{t,k} = alpha_{t,k} x_{t,k}
             attention["spatial"] = (alpha * valid.unsqueeze(-1)).detach()
             if self.attention_regularization:
                 # eq. 7, 2nd term: lambda1 * sum_k (1 - sum_t alpha_{t,k} / T)^2 over valid frames
                 mean_alpha = (alpha * valid.unsqueeze(-1)).sum(dim=1) / num_valid.unsqueeze(-1)
-                regularization["spatial_attention"] = (
-                    self.lambda_spatial * ((1.0 - mean_alpha) ** 2).sum(-1).mean()
-                )
+                regularization["spatial_attention"] = self.lambda_spatial * ((1.0 - mean_alpha) ** 2).sum(-1).mean()
         else:
             main_in = x_flat  # alpha = 1 for every joint
 
@@ -416,9 +425,7 @@ def build_sta_lstm(
         raise ValueError(f"unknown STA-LSTM variant {variant!r}; known: {sorted(VARIANTS)}")
     for key, value in VARIANTS[variant].items():
         if key in kwargs and kwargs[key] != value:
-            raise ValueError(
-                f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}"
-            )
+            raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
     return STALSTM(
         num_classes=num_classes,
         num_joints=num_joints,
@@ -432,8 +439,7 @@ def iterations_to_epochs(iterations: int, *, num_samples: int, batch_size: int) 
     """Round a number of optimizer iterations up to whole epochs (at least one)."""
     if iterations < 0 or num_samples < 1 or batch_size < 1:
         raise ValueError(
-            f"need iterations >= 0, num_samples >= 1, batch_size >= 1; got {iterations}, "
-            f"{num_samples}, {batch_size}"
+            f"need iterations >= 0, num_samples >= 1, batch_size >= 1; got {iterations}, {num_samples}, {batch_size}"
         )
     steps_per_epoch = math.ceil(num_samples / batch_size)
     return max(1, math.ceil(iterations / steps_per_epoch))

@@ -65,6 +65,7 @@ PARAM_SECTIONS = ("model", "data", "training", "evaluation", "mlflow", "seed")
 
 # --- parameters -------------------------------------------------------------------------------------
 
+
 def check_params(params: Mapping[str, Any]) -> None:
     """Fail early and clearly on a malformed parameters block."""
     unknown = set(params) - set(PARAM_SECTIONS)
@@ -136,6 +137,7 @@ def _data(samples: Any, splits: pd.DataFrame, params: Mapping[str, Any]) -> tupl
 
 # --- nodes --------------------------------------------------------------------------------------------
 
+
 def split_samples(samples: Any, params: Mapping[str, Any]) -> pd.DataFrame:
     """The protocol's train / val / test rows (val carved from train), persisted for auditing."""
     check_params(params)
@@ -162,8 +164,11 @@ def train_model(
     loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
     config = trainer_config(params, run_key)
     kwargs = {
-        "num_classes": data.num_classes, "num_joints": data.num_joints, "num_bodies": settings.num_bodies,
-        "in_channels": data.num_channels, **model_build_kwargs(params),
+        "num_classes": data.num_classes,
+        "num_joints": data.num_joints,
+        "num_bodies": settings.num_bodies,
+        "in_channels": data.num_channels,
+        **model_build_kwargs(params),
     }
     seed_everything(int(params.get("seed", 0)))
     model = build_model(params["model"]["name"], **kwargs)
@@ -172,19 +177,35 @@ def train_model(
         all_callbacks.append(MlflowCallback())
     trainer = Trainer(model, config, callbacks=all_callbacks)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("training %s (%d parameters) on %s for %d epochs in %d phase(s)", params["model"]["name"],
-                n_params, trainer.device, config.total_epochs, len(trainer.phases))
+    logger.info(
+        "training %s (%d parameters) on %s for %d epochs in %d phase(s)",
+        params["model"]["name"],
+        n_params,
+        trainer.device,
+        config.total_epochs,
+        len(trainer.phases),
+    )
     result = trainer.fit(loaders["train"], loaders["val"])
     phase = trainer.phases[result.best_phase_index]
     info = {
-        "class_names": data.class_names, "streams": list(settings.streams), "protocol": settings.protocol,
-        "layout": data.layout, "dataset": data.dataset_name, "best_epoch": result.best_epoch,
-        "best_metric": result.best_metric, "monitor": result.monitor, "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early, "num_parameters": n_params,
-        "num_train": len(data.train), "num_val": len(data.val) if data.val else 0, "num_test": len(data.test),
+        "class_names": data.class_names,
+        "streams": list(settings.streams),
+        "protocol": settings.protocol,
+        "layout": data.layout,
+        "dataset": data.dataset_name,
+        "best_epoch": result.best_epoch,
+        "best_metric": result.best_metric,
+        "monitor": result.monitor,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "num_parameters": n_params,
+        "num_train": len(data.train),
+        "num_val": len(data.val) if data.val else 0,
+        "num_test": len(data.test),
     }
-    artifact = model_artifact(model_name=params["model"]["name"], model_kwargs=kwargs,
-                              state_dict=result.best_state, phase=phase, info=info)
+    artifact = model_artifact(
+        model_name=params["model"]["name"], model_kwargs=kwargs, state_dict=result.best_state, phase=phase, info=info
+    )
     return artifact, pd.DataFrame(result.history)
 
 
@@ -200,25 +221,33 @@ def evaluate_model(
     loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
     model = rebuild_model(artifact)
     training = params["training"]
-    evaluator = Trainer(model, TrainerConfig(device=training.get("device", "auto"), amp=training.get("amp"),
-                                             progress=False))
+    evaluator = Trainer(
+        model, TrainerConfig(device=training.get("device", "auto"), amp=training.get("amp"), progress=False)
+    )
     keep = int((params.get("evaluation") or {}).get("attention_samples", 4))
     preds = evaluator.predict(loaders["test"], keep_attention=keep)
     names = list(artifact["info"]["class_names"])
     summary = classification_summary(preds.logits, preds.labels, names)
-    summary.update({
-        "loss": preds.loss, "protocol": settings.protocol, "best_epoch": artifact["info"]["best_epoch"],
-        "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
-    })
+    summary.update(
+        {
+            "loss": preds.loss,
+            "protocol": settings.protocol,
+            "best_epoch": artifact["info"]["best_epoch"],
+            "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
+        }
+    )
     sample_ids = [data.test.sample_ids[i] for i in preds.indices]
     scores = scores_frame(sample_ids, preds.labels, preds.logits)
     attention = []
     for i, maps in enumerate(preds.attention):
         label, pred = int(preds.labels[i]), int(preds.logits[i].argmax())
-        attention.append({
-            "title": f"{sample_ids[i]}: true {names[label]}, predicted {names[pred]}",
-            "length": int(preds.lengths[i]), "attention": maps,
-        })
+        attention.append(
+            {
+                "title": f"{sample_ids[i]}: true {names[label]}, predicted {names[pred]}",
+                "length": int(preds.lengths[i]),
+                "attention": maps,
+            }
+        )
     logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])
     return summary, scores, attention
 
@@ -232,15 +261,18 @@ def report(
     """Figures, the flat metrics file for DVC and the test metrics for MLflow."""
     info = artifact["info"]
     records = history.to_dict("records")
-    curves = plot_training_curves(records, monitor=info["monitor"])
+    curves = plot_training_curves(records, monitor=info["monitor"], best_epoch=int(info["best_epoch"]))
     confusion = plot_confusion_matrix(test_metrics["confusion_matrix"], info["class_names"])
     layout = LAYOUTS.get(str(info.get("layout")))
     attention_fig = plot_attention(attention, joint_names=layout.joint_names if layout else None)
     flat = {
-        "test_top1": float(test_metrics["top1"]), "test_top5": float(test_metrics["top5"]),
+        "test_top1": float(test_metrics["top1"]),
+        "test_top5": float(test_metrics["top5"]),
         "test_mean_class_acc": float(test_metrics["mean_class_acc"]),
-        "test_loss": float(test_metrics["loss"]), "num_test_samples": int(test_metrics["num_samples"]),
-        "best_epoch": int(info["best_epoch"]), f"best_{info['monitor']}": float(info["best_metric"]),
+        "test_loss": float(test_metrics["loss"]),
+        "num_test_samples": int(test_metrics["num_samples"]),
+        "best_epoch": int(info["best_epoch"]),
+        f"best_{info['monitor']}": float(info["best_metric"]),
         "epochs_run": int(info["epochs_run"]),
     }
     step = int(info["best_epoch"])
@@ -256,6 +288,7 @@ def export_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
 
 
 # --- the pipeline --------------------------------------------------------------------------------------
+
 
 def _bound(function: Callable[..., Any], **kwargs: Any) -> Callable[..., Any]:
     bound = functools.partial(function, **kwargs)
@@ -279,25 +312,44 @@ def training_pipeline(
     if not run_key.startswith("train_"):
         raise ValueError(f"training pipeline namespaces start with 'train_' (catalog patterns), got {run_key!r}")
     functions = {
-        "split": split_samples, "train": train_model, "evaluate": evaluate_model, "report": report,
-        "export": export_model, **dict(nodes or {}),
+        "split": split_samples,
+        "train": train_model,
+        "evaluate": evaluate_model,
+        "report": report,
+        "export": export_model,
+        **dict(nodes or {}),
     }
     p = f"params:{params}"
-    base = Pipeline([
-        node(functions["split"], inputs=["samples", p], outputs="splits", name="split_samples"),
-        node(_bound(functions["train"], run_key=run_key), inputs=["samples", "splits", p],
-             outputs=["trained_model", "history"], name="train_model", tags=["training"]),
-        node(functions["evaluate"], inputs=["samples", "splits", "trained_model", p],
-             outputs=["test_metrics", "test_scores", "attention_samples"], name="evaluate_model"),
-        node(functions["report"], inputs=["history", "test_metrics", "attention_samples", "trained_model"],
-             outputs=["curves_plot", "confusion_plot", "attention_plot", "dvc_metrics", "mlflow_test_metrics"],
-             name="report"),
-        node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),
-    ])
+    base = Pipeline(
+        [
+            node(functions["split"], inputs=["samples", p], outputs="splits", name="split_samples"),
+            node(
+                _bound(functions["train"], run_key=run_key),
+                inputs=["samples", "splits", p],
+                outputs=["trained_model", "history"],
+                name="train_model",
+                tags=["training"],
+            ),
+            node(
+                functions["evaluate"],
+                inputs=["samples", "splits", "trained_model", p],
+                outputs=["test_metrics", "test_scores", "attention_maps"],
+                name="evaluate_model",
+            ),
+            node(
+                functions["report"],
+                inputs=["history", "test_metrics", "attention_maps", "trained_model"],
+                outputs=["curves_plot", "confusion_plot", "attention_plot", "dvc_metrics", "mlflow_test_metrics"],
+                name="report",
+            ),
+            node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),
+        ]
+    )
     return pipeline(base, namespace=run_key, inputs={"samples": samples}, parameters={p: p})
 
 
 # --- a Kedro dataset for the model artifact ---------------------------------------------------------
+
 
 class TorchModelDataset(AbstractDataset[dict[str, Any], dict[str, Any]]):
     """A model artifact (:func:`~skeleton_attention.training.checkpoints.model_artifact`) as one

@@ -124,6 +124,7 @@ NTU_ACTION_NAMES: tuple[str, ...] = (
     "support somebody with one's hand (someone is sick, help him to walk)",
     "finger-guessing game (playing rock-paper-scissors)",
 )
+NTU60_ACTION_NAMES: tuple[str, ...] = NTU_ACTION_NAMES[:NTU60_NUM_CLASSES]
 #: two-person (mutual) actions: A050-A060 and A106-A120
 NTU_MUTUAL_ACTIONS: frozenset[int] = frozenset((*range(50, 61), *range(106, 121)))
 

@@ -38,8 +38,13 @@ def process_ntu_file(
     *,
     missing: frozenset[str] = frozenset(),
     denoise: Mapping[str, object] | None = None,
+    action_names: Mapping[int, str] | None = None,
 ) -> FileOutcome:
-    """Read, check against the official missing list, and denoise one ``.skeleton`` file."""
+    """Read, check against the official missing list, and denoise one ``.skeleton`` file.
+
+    ``action_names`` (action number -> name) replaces the official NTU class names, for data sets
+    that reuse NTU's file format with their own classes (the embedded synthetic set).
+    """
     name = ntu.parse_ntu_name(path)
     sample_id = Path(path).name.split(".")[0]
     if sample_id in missing:
@@ -56,6 +61,8 @@ def process_ntu_file(
             excluded_reason="no_body_after_denoising",
             excluded_detail=str(report.get("reason", "every body was rejected by the denoising rules")),
         )
+    if action_names is not None:
+        seq.label_name = action_names.get(name.action, seq.label_name)
     return FileOutcome(samples=[(seq, ntu.ntu_splits(name))], report=report)
 
 

@@ -970,6 +970,8 @@ def _write_ntu_recording(out: Path, *, seed: int, setup: int, geo: _Setup, perfo
             present = np.insert(present, slot, mask, axis=0)
             ghosts.append({"id": str(gid), "kind": kind, "first_frame": g0, "last_frame": g0 + length - 1})
         dropped = crng.random(n) < dropped_frame_rate
+        if ghosts and not (present[slot] & ~dropped).any():
+            dropped[g0] = False  # keep the manifest truthful: a listed ghost shows in some frame
         present &= ~dropped[None, :]
         crlf = bool(crng.random() < crlf_rate)
         text = _format_ntu(ids, np.stack(rows), present)
@@ -1134,9 +1136,10 @@ def write_synthetic_kinetics(
     seen: set[str] = set()
     for i in range(num_clips):
         k = i % n_cls
-        clip = _clip_id(seed, i)
+        clip, retry = _clip_id(seed, i), 0
         while clip in seen:  # 64**11 ids: a clash is astronomically rare, but keep ids unique
-            clip = _clip_id(seed, i + 1_000_003 * (len(seen) + 1))
+            retry += 1
+            clip = _clip_id(seed, i + 1_000_003 * retry)
         seen.add(clip)
         rng = np.random.default_rng([seed, 0x4B1, i])
         split = "val" if rng.random() < val_fraction else "train"

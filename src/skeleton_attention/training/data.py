@@ -120,9 +120,7 @@ def protocol_splits(metadata: pd.DataFrame, protocol: str, val_fraction: float, 
     rows = metadata["row"].to_numpy(dtype=np.int64)
     if not train_mask.any():
         raise ValueError(f"protocol {protocol!r} has no training rows in this table")
-    train_frame = metadata.loc[train_mask, ["row", "sample_id", "label"]].sort_values(
-        "sample_id", kind="stable"
-    )
+    train_frame = metadata.loc[train_mask, ["row", "sample_id", "label"]].sort_values("sample_id", kind="stable")
     rng = np.random.default_rng(seed)
     val_rows: list[int] = []
     if val_fraction > 0:
@@ -193,9 +191,7 @@ class SkeletonDataset(Dataset):
         self.num_frames = picked["num_frames"].to_numpy(dtype=np.int64)
         self.streams = tuple(streams)
         self.sampling = sampling
-        self.augmentation = (
-            augmentation if (train and augmentation is not None and augmentation.enabled) else None
-        )
+        self.augmentation = augmentation if (train and augmentation is not None and augmentation.enabled) else None
         self.num_bodies = int(num_bodies)
         self.train = bool(train)
         self.seed = int(seed)

@@ -98,8 +98,7 @@ def classification_summary(
     out["mean_class_acc"] = mean_class_accuracy(cm)
     out["num_samples"] = int(labels.size)
     out["per_class"] = {
-        name: (None if np.isnan(a) else float(a))
-        for name, a in zip(names, per_class_accuracy(cm), strict=True)
+        name: (None if np.isnan(a) else float(a)) for name, a in zip(names, per_class_accuracy(cm), strict=True)
     }
     out["confusion_matrix"] = cm.tolist()
     return out
@@ -126,7 +125,5 @@ def scores_frame(
             "pred": predictions(scores).astype(np.int64) if labels.size else np.zeros(0, dtype=np.int64),
         }
     )
-    score_columns = pd.DataFrame(
-        scores.astype(np.float32), columns=[f"score_{i}" for i in range(scores.shape[1])]
-    )
+    score_columns = pd.DataFrame(scores.astype(np.float32), columns=[f"score_{i}" for i in range(scores.shape[1])])
     return pd.concat([frame, score_columns], axis=1)

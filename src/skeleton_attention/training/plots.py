@@ -19,8 +19,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
-def plot_training_curves(history: Sequence[Mapping[str, Any]], monitor: str = "val_acc") -> Figure:
-    """Loss, accuracy and learning rate per epoch; phase changes dashed, the best epoch marked."""
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]], monitor: str = "val_acc", best_epoch: int | None = None
+) -> Figure:
+    """Loss, accuracy and learning rate per epoch; phase changes dashed; the selected epoch
+    (``best_epoch``, else the best ``monitor`` value) marked."""
     fig = Figure(figsize=(13, 3.8), layout="constrained")
     axes = fig.subplots(1, 3)
     if not history:
@@ -63,17 +66,22 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], monitor: str = "v
                 ax.axvline(epochs[i] - 0.5, color="grey", linestyle="--", linewidth=0.8)
     monitored = series(monitor)
     if monitored is not None and np.isfinite(monitored).any():
-        best = int(np.nanargmax(monitored)) if "loss" not in monitor else int(np.nanargmin(monitored))
-        target = axes[0] if "loss" in monitor else axes[1]
-        target.axvline(epochs[best], color="tab:green", linewidth=1.0, alpha=0.7)
-        target.annotate(
-            f"best {monitor}\nepoch {epochs[best]}",
-            (epochs[best], monitored[best]),
-            fontsize=7,
-            xytext=(4, -18),
-            textcoords="offset points",
-            color="tab:green",
-        )
+        if best_epoch is None:
+            best = int(np.nanargmin(monitored)) if "loss" in monitor else int(np.nanargmax(monitored))
+        else:
+            matches = np.flatnonzero(epochs == best_epoch)
+            best = int(matches[0]) if matches.size else None
+        if best is not None:
+            target = axes[0] if "loss" in monitor else axes[1]
+            target.axvline(epochs[best], color="tab:green", linewidth=1.0, alpha=0.7)
+            target.annotate(
+                f"selected: epoch {epochs[best]}\n{monitor} {monitored[best]:.3f}",
+                (epochs[best], monitored[best]),
+                fontsize=7,
+                xytext=(4, -20),
+                textcoords="offset points",
+                color="tab:green",
+            )
     return fig
 
 
@@ -176,13 +184,18 @@ def plot_attention(
                 ax.legend(fontsize=7)
                 ax.grid(alpha=0.3)
             else:
-                image = ax.imshow(att.T, aspect="auto", cmap="magma", interpolation="nearest", origin="lower")
+                image = ax.imshow(
+                    att.T,
+                    aspect="auto",
+                    cmap="magma",
+                    interpolation="nearest",
+                    origin="lower",
+                    extent=(0.5, att.shape[0] + 0.5, -0.5, att.shape[1] - 0.5),
+                )
                 fig.colorbar(image, ax=ax, shrink=0.9)
                 labels = _joint_labels(att.shape[1], joint_names)
                 ax.set_yticks(range(att.shape[1]))
-                ax.set_yticklabels(
-                    labels if labels else range(att.shape[1]), fontsize=4 if att.shape[1] > 30 else 6
-                )
+                ax.set_yticklabels(labels if labels else range(att.shape[1]), fontsize=4 if att.shape[1] > 30 else 6)
                 ax.set_xlabel("frame")
                 ax.set_ylabel("joint")
             ax.set_title(title, fontsize=8)

@@ -102,9 +102,7 @@ class TemporalSampling:
             return resize_positions(start, stop, self.length)
         return self._segment_positions(num_frames, rng, train)
 
-    def _crop_window(
-        self, num_frames: int, rng: np.random.Generator | None, train: bool
-    ) -> tuple[float, float]:
+    def _crop_window(self, num_frames: int, rng: np.random.Generator | None, train: bool) -> tuple[float, float]:
         if train:
             assert rng is not None
             ratio = rng.uniform(*self.crop_ratio)

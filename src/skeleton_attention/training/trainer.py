@@ -214,9 +214,7 @@ class EpochSchedule:
             milestones = [int(m) - self.warmup_epochs for m in config["milestones"]]
             if any(m <= 0 for m in milestones):
                 raise ValueError(f"multistep milestones {config['milestones']} must come after the warm-up")
-            main = lr_scheduler.MultiStepLR(
-                optimizer, milestones=milestones, gamma=float(config.get("gamma", 0.1))
-            )
+            main = lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=float(config.get("gamma", 0.1)))
         elif self.name == "cosine":
             main = lr_scheduler.CosineAnnealingLR(
                 optimizer,
@@ -273,13 +271,9 @@ class EpochSchedule:
 # --- loss -----------------------------------------------------------------------------------------
 
 
-def compute_loss(
-    output: Any, labels: Tensor, label_smoothing: float = 0.0
-) -> tuple[Tensor, dict[str, Tensor]]:
+def compute_loss(output: Any, labels: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
     """Total loss and its named parts (``ce``, ``ce_<head>``, ``reg_<name>``), in float32."""
-    parts: dict[str, Tensor] = {
-        "ce": F.cross_entropy(output.logits.float(), labels, label_smoothing=label_smoothing)
-    }
+    parts: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits.float(), labels, label_smoothing=label_smoothing)}
     for name, logits in (output.head_logits or {}).items():
         parts[f"ce_{name}"] = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     for name, value in (output.regularization or {}).items():
@@ -324,9 +318,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def move_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict[str, Any]:
-    return {
-        k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v) for k, v in batch.items()
-    }
+    return {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v) for k, v in batch.items()}
 
 
 @contextmanager
@@ -356,9 +348,7 @@ class Trainer:
         self.phases = self.config.phase_list()
         amp = self.config.amp if self.device.type == "cuda" else None
         if self.config.amp and amp is None:
-            logger.info(
-                "AMP %s requested but the device is %s: running in float32", self.config.amp, self.device
-            )
+            logger.info("AMP %s requested but the device is %s: running in float32", self.config.amp, self.device)
         self.amp_dtype = AMP_DTYPES[amp] if amp else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.checkpoints = CheckpointDir(self.config.checkpoint_dir) if self.config.checkpoint_dir else None
@@ -410,10 +400,7 @@ class Trainer:
                     if len(attention) >= keep_attention:
                         break
                     attention.append(
-                        {
-                            name: a[i].detach().float().cpu().numpy()
-                            for name, a in (out.attention or {}).items()
-                        }
+                        {name: a[i].detach().float().cpu().numpy() for name, a in (out.attention or {}).items()}
                     )
         num_classes = logits[0].shape[1] if logits else 0
         return Predictions(
@@ -548,9 +535,7 @@ class Trainer:
                 break
             phase = self.phases[phase_index]
             # a phase resumed from its middle was already configured (and its optimizer restored) above
-            resumed_mid_phase = (
-                state is not None and not state["phase_finished"] and phase_index == start_phase
-            )
+            resumed_mid_phase = state is not None and not state["phase_finished"] and phase_index == start_phase
             if not resumed_mid_phase:
                 self._start_phase(phase_index)
                 bad_epochs = 0
@@ -580,11 +565,7 @@ class Trainer:
                         )
                 if patience:
                     phase_best = [h[cfg.monitor] for h in history if h["phase_index"] == phase_index]
-                    reference = (
-                        (max if cfg.monitor_mode == "max" else min)(phase_best)
-                        if phase_best
-                        else float("nan")
-                    )
+                    reference = (max if cfg.monitor_mode == "max" else min)(phase_best) if phase_best else float("nan")
                     bad_epochs = 0 if self._improved(value, reference, min_delta) else bad_epochs + 1
                     phase_stopped = bad_epochs >= patience
                 metrics["best_" + cfg.monitor] = best_metric

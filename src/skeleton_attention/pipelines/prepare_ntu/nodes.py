@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -20,10 +22,27 @@ from skeleton_attention.skeletons.prepare import (
 )
 
 
+ACTION_NAMES_FILE = "action_names.json"
+
+
+def _action_names(raw_files: list[Path]) -> dict[int, str] | None:
+    """An ``action_names.json`` ({"1": "name", ...}) at the root of the raw files overrides NTU's names."""
+    if not raw_files:
+        return None
+    root = Path(os.path.commonpath([str(p.parent) for p in raw_files]))
+    path = root / ACTION_NAMES_FILE
+    if not path.is_file():
+        return None
+    return {int(k): str(v) for k, v in json.loads(path.read_text()).items()}
+
+
 def ingest_ntu(raw_files: list[Path], missing_list: str, params: Mapping[str, Any]) -> BundleSource:
     """Parse, check against the official missing list, and denoise every NTU file."""
-    missing = parse_missing_skeleton_list(missing_list) if params.get("use_missing_list", True) else frozenset()
-    processor = partial(process_ntu_file, missing=missing, denoise=params.get("denoise", {}))
+    use_missing = params.get("use_missing_list", True)
+    missing = parse_missing_skeleton_list(missing_list) if use_missing else frozenset()
+    processor = partial(
+        process_ntu_file, missing=missing, denoise=params.get("denoise", {}), action_names=_action_names(raw_files)
+    )
     return ingest_source(
         raw_files, processor, NTU_PROTOCOLS, {**params, "description": "ntu: parse+denoise"},
         info={"dataset": "ntu", "missing_list_entries": len(missing)},

@@ -1,0 +1,279 @@
+"""Training and inference speed of STA-LSTM: the project's Trainer vs a plain eager PyTorch loop.
+
+Both paths train the same model (paper size: 3 x LSTM(100) main network, one LSTM(100) per attention
+subnetwork, NTU shapes: 2 bodies x 25 joints x 3 channels, 60 classes) from the same initial
+weights on the same synthetic batches (random coordinates, per-sample lengths between half and all
+of ``--frames``, padded and masked by the project's collate function):
+
+* ``plain``    a hand-written loop: forward, CE + regularization terms, backward, clip, Adam step;
+              inference is ``model(batch)`` under ``torch.inference_mode``;
+* ``trainer``  :class:`skeleton_attention.training.trainer.Trainer` (metrics accumulation,
+              gradient clipping, determinism on CPU, a full checkpoint every epoch) and
+              ``Trainer.predict``; on CUDA also with bf16 autocast (``trainer_bf16``).
+
+Every measurement runs in its own fresh interpreter, so the peak memory it reports is its own
+(CPU: peak RSS of the process; CUDA: ``torch.cuda.max_memory_allocated``). The first
+``--warmup`` epoch(s) are not timed. Usage::
+
+    python benchmarks/bench_train.py                          # CPU, and CUDA when available
+    python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
+    python benchmarks/bench_train.py --devices cuda --batch 256 --samples 4096
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+try:
+    import skeleton_attention  # noqa: F401
+except ImportError:  # running from a checkout without an editable install
+    sys.path.insert(0, str(REPO_ROOT / "src"))
+
+
+def _dataset(samples: int, frames: int, seed: int):
+    import numpy as np
+    import torch
+    from torch.utils.data import Dataset
+
+    class Synthetic(Dataset):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(seed)
+            self.x = rng.normal(size=(samples, 2, frames, 25, 3)).astype(np.float32)
+            self.lengths = rng.integers(frames // 2, frames + 1, size=samples)
+            self.labels = rng.integers(0, 60, size=samples)
+
+        def __len__(self) -> int:
+            return samples
+
+        def __getitem__(self, i: int):
+            n = int(self.lengths[i])
+            return {"x": self.x[i, :, :n], "length": n, "label": int(self.labels[i]), "index": i}
+
+    del torch
+    return Synthetic()
+
+
+def _loader(dataset, batch: int, shuffle_seed: int | None):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from skeleton_attention.training.data import collate_samples
+
+    generator = None
+    if shuffle_seed is not None:
+        generator = torch.Generator()
+        generator.manual_seed(shuffle_seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=shuffle_seed is not None,
+        generator=generator,
+        collate_fn=collate_samples,
+        num_workers=0,
+    )
+
+
+def _peak_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class EpochClock:
+    """Trainer callback: wall time of every epoch, checkpoint writing included."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.durations: list[float] = []
+        self._last: float | None = None
+
+    def on_fit_start(self, trainer, history) -> None:
+        pass
+
+    def on_phase_start(self, trainer, phase_index, phase) -> None:
+        _sync(self.device)
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, trainer, metrics) -> None:
+        _sync(self.device)
+        now = time.perf_counter()
+        self.durations.append(now - self._last)
+        self._last = now
+
+    def on_fit_end(self, trainer, result) -> None:
+        pass
+
+
+def measure(spec: dict) -> dict:
+    """One measurement (runs in a child interpreter)."""
+    import torch
+    import torch.nn.functional as F
+
+    from skeleton_attention.models.registry import build_model
+    from skeleton_attention.training.trainer import Trainer, TrainerConfig, move_batch
+
+    torch.set_num_threads(int(spec["threads"]))
+    device = torch.device(spec["device"])
+    torch.manual_seed(0)
+    model = build_model("sta_lstm", num_classes=60, num_joints=25, num_bodies=2, in_channels=3, variant="sta_lstm").to(
+        device
+    )
+    dataset = _dataset(spec["samples"], spec["frames"], seed=1)
+    train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
+    eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    base_memory = (
+        _peak_memory_mb(device)
+        if device.type == "cuda"
+        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    )
+    warmup, epochs = int(spec["warmup"]), int(spec["epochs"])
+    path = spec["path"]
+    result: dict = {"device": spec["device"], "path": path}
+
+    if path == "plain":
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
+        train_time = 0.0
+        for epoch in range(warmup + epochs):
+            model.train()
+            _sync(device)
+            start = time.perf_counter()
+            for batch in train_loader:
+                batch = move_batch(batch, device)
+                out = model(batch)
+                loss = F.cross_entropy(out.logits, batch["label"]) + sum(out.regularization.values())
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+            _sync(device)
+            if epoch >= warmup:
+                train_time += time.perf_counter() - start
+        model.eval()
+        _sync(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for batch in eval_loader:
+                model(move_batch(batch, device))
+        _sync(device)
+        infer_time = time.perf_counter() - start
+    else:
+        amp = "bf16" if path == "trainer_bf16" else None
+        with tempfile.TemporaryDirectory() as checkpoints:
+            config = TrainerConfig(
+                epochs=warmup + epochs,
+                optimizer={"name": "adam", "lr": 0.005},
+                grad_clip_norm=1.0,
+                monitor="train_acc",
+                device=spec["device"],
+                amp=amp,
+                progress=False,
+                checkpoint_dir=checkpoints,
+            )
+            clock = EpochClock(device)
+            trainer = Trainer(model, config, callbacks=[clock])
+            trainer.fit(train_loader, None)
+            # whole epochs as the trainer runs them: batches, metrics, LR schedule and checkpoint
+            train_time = sum(clock.durations[warmup:])
+        _sync(device)
+        start = time.perf_counter()
+        trainer.predict(eval_loader)
+        _sync(device)
+        infer_time = time.perf_counter() - start
+    n = len(dataset)
+    result.update(
+        {
+            "train_samples_per_s": n * epochs / train_time,
+            "infer_samples_per_s": n / infer_time,
+            "peak_memory_mb": _peak_memory_mb(device),
+            "memory_before_mb": base_memory,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", nargs="*", default=None, help="cpu and/or cuda (default: cpu + cuda if present)")
+    parser.add_argument("--samples", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=100, help="max frames; lengths are U[frames/2, frames]")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=2, help="timed epochs")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(measure(json.loads(args.worker))))
+        return
+
+    import torch
+
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    rows = []
+    for device in devices:
+        paths = ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
+        for path in paths:
+            spec = {
+                "device": device,
+                "path": path,
+                "samples": args.samples,
+                "frames": args.frames,
+                "batch": args.batch,
+                "epochs": args.epochs,
+                "warmup": args.warmup,
+                "threads": args.threads,
+            }
+            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+            done = subprocess.run(
+                [sys.executable, __file__, "--worker", json.dumps(spec)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{device}/{path} failed:\n{done.stderr[-3000:]}")
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print(
+        f"STA-LSTM ({rows[0]['parameters']:,} parameters), {args.samples} samples x <= {args.frames} frames, "
+        f"batch {args.batch}, {args.epochs} timed epoch(s) after {args.warmup} warm-up, "
+        f"{args.threads} CPU thread(s), torch {torch.__version__}"
+    )
+    header = (
+        f"{'device':<6} {'path':<13} {'train samples/s':>16} {'infer samples/s':>16} {'peak MB':>9} {'before MB':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['device']:<6} {r['path']:<13} {r['train_samples_per_s']:>16.1f} {r['infer_samples_per_s']:>16.1f} "
+            f"{r['peak_memory_mb']:>9.0f} {r['memory_before_mb']:>10.0f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
