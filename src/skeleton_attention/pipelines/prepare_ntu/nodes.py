@@ -21,7 +21,6 @@ from skeleton_attention.skeletons.prepare import (
     view_groups,
 )
 
-
 ACTION_NAMES_FILE = "action_names.json"
 
 
