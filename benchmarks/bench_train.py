@@ -13,7 +13,9 @@ of ``--frames``, padded and masked by the project's collate function):
 
 Every measurement runs in its own fresh interpreter, so the peak memory it reports is its own
 (CPU: peak RSS of the process; CUDA: ``torch.cuda.max_memory_allocated``). The first
-``--warmup`` epoch(s) are not timed. Usage::
+``--warmup`` epoch(s) are not timed. On the CPU the rates use the process's CPU time (robust to
+other load on a shared machine; with ``--threads 1`` it is single-core time), on CUDA wall time.
+Usage::
 
     python benchmarks/bench_train.py                          # CPU, and CUDA when available
     python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
@@ -97,6 +99,13 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+_CLOCK = {"clock": time.perf_counter}
+
+
+def _now() -> float:
+    return _CLOCK["clock"]()
+
+
 class EpochClock:
     """Trainer callback: wall time of every epoch, checkpoint writing included."""
 
@@ -110,11 +119,11 @@ class EpochClock:
 
     def on_phase_start(self, trainer, phase_index, phase) -> None:
         _sync(self.device)
-        self._last = time.perf_counter()
+        self._last = _now()
 
     def on_epoch_end(self, trainer, metrics) -> None:
         _sync(self.device)
-        now = time.perf_counter()
+        now = _now()
         self.durations.append(now - self._last)
         self._last = now
 
@@ -131,6 +140,9 @@ def measure(spec: dict) -> dict:
     from skeleton_attention.training.trainer import Trainer, TrainerConfig, move_batch
 
     torch.set_num_threads(int(spec["threads"]))
+    # CPU: process CPU time, which the other load on a shared machine disturbs far less than wall
+    # time (with one thread it is the single-core time); CUDA: wall time after synchronizing
+    _CLOCK["clock"] = time.process_time if spec["clock"] == "cpu" else time.perf_counter
     device = torch.device(spec["device"])
     torch.manual_seed(0)
     model = build_model("sta_lstm", num_classes=60, num_joints=25, num_bodies=2, in_channels=3, variant="sta_lstm").to(
@@ -156,7 +168,7 @@ def measure(spec: dict) -> dict:
         for epoch in range(warmup + epochs):
             model.train()
             _sync(device)
-            start = time.perf_counter()
+            start = _now()
             for batch in train_loader:
                 batch = move_batch(batch, device)
                 out = model(batch)
@@ -167,15 +179,15 @@ def measure(spec: dict) -> dict:
                 optimizer.step()
             _sync(device)
             if epoch >= warmup:
-                train_time += time.perf_counter() - start
+                train_time += _now() - start
         model.eval()
         _sync(device)
-        start = time.perf_counter()
+        start = _now()
         with torch.inference_mode():
             for batch in eval_loader:
                 model(move_batch(batch, device))
         _sync(device)
-        infer_time = time.perf_counter() - start
+        infer_time = _now() - start
     else:
         amp = "bf16" if path == "trainer_bf16" else None
         with tempfile.TemporaryDirectory() as checkpoints:
@@ -195,10 +207,10 @@ def measure(spec: dict) -> dict:
             # whole epochs as the trainer runs them: batches, metrics, LR schedule and checkpoint
             train_time = sum(clock.durations[warmup:])
         _sync(device)
-        start = time.perf_counter()
+        start = _now()
         trainer.predict(eval_loader)
         _sync(device)
-        infer_time = time.perf_counter() - start
+        infer_time = _now() - start
     n = len(dataset)
     result.update(
         {
@@ -207,6 +219,7 @@ def measure(spec: dict) -> dict:
             "peak_memory_mb": _peak_memory_mb(device),
             "memory_before_mb": base_memory,
             "parameters": sum(p.numel() for p in model.parameters()),
+            "clock": spec["clock"],
         }
     )
     return result
@@ -221,6 +234,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs")
     parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default=None,
+        help="cpu: process CPU time (default on CPU), wall: wall time (default on CUDA)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -236,6 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         paths = ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
         for path in paths:
             spec = {
+                "clock": args.clock or ("cpu" if device == "cpu" else "wall"),
                 "device": device,
                 "path": path,
                 "samples": args.samples,
@@ -262,13 +282,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.threads} CPU thread(s), torch {torch.__version__}"
     )
     header = (
-        f"{'device':<6} {'path':<13} {'train samples/s':>16} {'infer samples/s':>16} {'peak MB':>9} {'before MB':>10}"
+        f"{'device':<6} {'path':<13} {'clock':<5} {'train samples/s':>16} {'infer samples/s':>16} "
+        f"{'peak MB':>9} {'before MB':>10}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
-            f"{r['device']:<6} {r['path']:<13} {r['train_samples_per_s']:>16.1f} {r['infer_samples_per_s']:>16.1f} "
+            f"{r['device']:<6} {r['path']:<13} {r['clock']:<5} {r['train_samples_per_s']:>16.1f} "
+            f"{r['infer_samples_per_s']:>16.1f} "
             f"{r['peak_memory_mb']:>9.0f} {r['memory_before_mb']:>10.0f}"
         )
     if args.json:

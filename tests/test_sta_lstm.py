@@ -20,8 +20,6 @@ from skeleton_attention.models.sta_lstm import (
     iterations_to_epochs,
 )
 
-torch.set_num_threads(1)
-
 SMALL = {"hidden_size": 7, "attention_hidden_size": 6, "spatial_fc_size": 5}
 
 
@@ -46,9 +44,7 @@ def make_batch(
 
 
 def small_model(bodies: int = 2, joints: int = 4, classes: int = 3, **kwargs) -> STALSTM:
-    return STALSTM(
-        num_classes=classes, num_joints=joints, num_bodies=bodies, in_channels=3, **{**SMALL, **kwargs}
-    )
+    return STALSTM(num_classes=classes, num_joints=joints, num_bodies=bodies, in_channels=3, **{**SMALL, **kwargs})
 
 
 def randomize_(model: nn.Module, seed: int = 1) -> None:
@@ -78,8 +74,9 @@ def lstm_step(lstm: nn.LSTM, x, h, c):
 
 
 def reference(
-    model: STALSTM, batch, *, spatial: bool, temporal: bool, depth: int, pooling: str, power: float
-):
+    model: STALSTM, batch, *, spatial: bool, temporal: bool, depth: int, pooling: str, power: float,
+    scale: str = "softmax",
+):  # fmt: skip
     """Eq. 2-7 frame by frame, sample by sample, with the model's weights (eval mode, no dropout)."""
     x, mask = batch["x"], batch["mask"]
     n_samples, bodies, _, joints, channels = x.shape
@@ -94,16 +91,13 @@ def reference(
         o = x.new_zeros(model.num_classes)
         alpha_rows, beta_rows = [], []
         for t in range(length):
-            xt = torch.stack(
-                [x[n, m, t, v, c] for m in range(bodies) for v in range(joints) for c in range(channels)]
-            )
+            xt = torch.stack([x[n, m, t, v, c] for m in range(bodies) for v in range(joints) for c in range(channels)])
             if spatial:
                 sa = model.spatial
-                s = (
-                    sa.u.weight @ torch.tanh(sa.w_x.weight @ xt + sa.w_x.bias + sa.w_h.weight @ hs)
-                    + sa.u.bias
-                )
+                s = sa.u.weight @ torch.tanh(sa.w_x.weight @ xt + sa.w_x.bias + sa.w_h.weight @ hs) + sa.u.bias
                 alpha = torch.exp(s) / torch.exp(s).sum()
+                if scale == "num_joints":
+                    alpha = alpha * k_points
                 hs, cs = lstm_step(sa.lstm, xt, hs, cs)  # h^s_t is used at t + 1
             else:
                 alpha = x.new_ones(k_points)
@@ -126,9 +120,7 @@ def reference(
         logits.append(o / length if pooling == "mean" else o)
         alphas.append(torch.stack(alpha_rows))
         betas.append(torch.stack(beta_rows))
-        reg_s.append(
-            sum((1 - sum(alpha_rows[t][k] for t in range(length)) / length) ** 2 for k in range(k_points))
-        )
+        reg_s.append(sum((1 - sum(alpha_rows[t][k] for t in range(length)) / length) ** 2 for k in range(k_points)))
         reg_t.append(sum(abs(b) ** power for b in beta_rows) / length)
     return {
         "logits": torch.stack(logits),
@@ -198,9 +190,9 @@ def test_padding_frames_do_not_change_the_output(variant: str) -> None:
     short = make_batch([5, 3, 1], seed=4)
     long = make_batch([5, 3, 1], frames=9, seed=4)
     long["x"][:, :, :5] = short["x"]
-    long["x"][:, :, 5:] = 7.0  # garbage beyond the last valid frame
-    for i, length in enumerate([5, 3, 1]):
+    for i, length in enumerate([5, 3, 1]):  # garbage beyond the last valid frame, NaN included
         long["x"][i, :, length:] = 7.0
+        long["x"][i, :, -1] = float("nan")
     a, b = model(short), model(long)
     torch.testing.assert_close(a.logits, b.logits)
     for key in a.regularization:
@@ -210,14 +202,15 @@ def test_padding_frames_do_not_change_the_output(variant: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("variant", "pooling", "power"),
-    [("sta_lstm", "sum", 1.0), ("sta_lstm", "mean", 2.0), ("sa_lstm", "sum", 1.0), ("ta_lstm", "mean", 1.0),
-     ("lstm", "sum", 1.0)],
+    ("variant", "pooling", "power", "scale"),
+    [("sta_lstm", "sum", 1.0, "softmax"), ("sta_lstm", "mean", 2.0, "softmax"), ("sa_lstm", "sum", 1.0, "softmax"),
+     ("ta_lstm", "mean", 1.0, "softmax"), ("lstm", "sum", 1.0, "softmax"), ("sta_lstm", "sum", 1.0, "num_joints")],
 )  # fmt: skip
-def test_forward_and_losses_match_explicit_loops(variant: str, pooling: str, power: float) -> None:
+def test_forward_and_losses_match_explicit_loops(variant: str, pooling: str, power: float, scale: str) -> None:
     model = build_sta_lstm(
         num_classes=3, num_joints=2, num_bodies=2, in_channels=3, variant=variant, temporal_pooling=pooling,
-        temporal_reg_power=power, lambda_spatial=0.3, lambda_temporal=0.2, lambda_weights=0.01, **SMALL,
+        temporal_reg_power=power, lambda_spatial=0.3, lambda_temporal=0.2, lambda_weights=0.01,
+        spatial_scale=scale, **SMALL,
     )  # fmt: skip
     model.double()
     randomize_(model, seed=5)
@@ -233,6 +226,7 @@ def test_forward_and_losses_match_explicit_loops(variant: str, pooling: str, pow
         depth=3,
         pooling=pooling,
         power=power,
+        scale=scale,
     )
     torch.testing.assert_close(out.logits, ref["logits"])
     for n, length in enumerate([4, 2, 3]):
@@ -275,11 +269,25 @@ def test_spatial_regularizer_at_uniform_attention() -> None:
     torch.testing.assert_close(out.regularization["spatial_attention"], torch.tensor(k * (1 - 1 / k) ** 2))
 
 
+def test_k_scaled_uniform_attention_is_the_no_attention_network() -> None:
+    """spatial_scale="num_joints": uniform alpha = 1 per joint, zero spatial regularizer, and the
+    same output as the phase with spatial weights fixed to ones."""
+    model = small_model(joints=3, lambda_spatial=1.0, spatial_scale="num_joints")
+    with torch.no_grad():
+        model.spatial.u.weight.zero_()
+        model.spatial.u.bias.zero_()
+    model.eval()
+    batch = make_batch([4, 2], joints=3, seed=14)
+    out = model(batch)
+    torch.testing.assert_close(out.attention["spatial"][batch["mask"]], torch.ones(6, 6))
+    torch.testing.assert_close(out.regularization["spatial_attention"], torch.tensor(0.0))
+    model.configure_phase({"spatial": "ones"})
+    torch.testing.assert_close(model(batch).logits, out.logits)
+
+
 def test_noreg_variants_keep_only_the_weight_term() -> None:
     for variant in ("sa_lstm_noreg", "ta_lstm_noreg", "lstm"):
-        model = build_sta_lstm(
-            num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant=variant, **SMALL
-        )
+        model = build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant=variant, **SMALL)
         assert set(model(make_batch([3, 2])).regularization) == {"weight_l1"}
     model = small_model(lambda_weights=0.0)
     assert set(model(make_batch([3, 2])).regularization) == {"spatial_attention", "temporal_attention"}
@@ -314,9 +322,7 @@ def test_each_variant_builds_runs_and_trains_every_parameter(variant: str) -> No
 
 def test_variant_conflicts_and_unknown_variant_are_rejected() -> None:
     with pytest.raises(ValueError, match="conflicts"):
-        build_sta_lstm(
-            num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="lstm", spatial_attention=True
-        )
+        build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="lstm", spatial_attention=True)
     with pytest.raises(ValueError, match=r"known: .*sta_lstm"):
         build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="stalstm")
 
@@ -336,7 +342,7 @@ def test_bad_batches_are_rejected() -> None:
 
 def test_constructor_rejects_bad_settings() -> None:
     for bad in ({"temporal_pooling": "max"}, {"dropout": 1.0}, {"lambda_spatial": -1.0}, {"init": "xavier"},
-                {"temporal_reg_power": 0.0}, {"num_main_layers": 0}):  # fmt: skip
+                {"temporal_reg_power": 0.0}, {"spatial_scale": "k"}, {"num_main_layers": 0}):  # fmt: skip
         with pytest.raises(ValueError):
             small_model(**bad)
 
@@ -353,12 +359,7 @@ def test_gaussian_init_zero_biases_and_fan_in_scale() -> None:
     assert abs(float(w.mean())) < 0.01
     fixed = small_model(init_std=0.02)
     assert (
-        abs(
-            float(
-                torch.cat([p.detach().flatten() for n, p in fixed.named_parameters() if "weight" in n]).std()
-            )
-            - 0.02
-        )
+        abs(float(torch.cat([p.detach().flatten() for n, p in fixed.named_parameters() if "weight" in n]).std()) - 0.02)
         < 0.005
     )
     pytorch = small_model(init="pytorch")
@@ -404,12 +405,8 @@ def test_algorithm_1_phases_match_the_paper_steps() -> None:
     assert not any(p["main_generation"] for p in algorithm_1_phases(reset_main_before_spatial=False))
     assert set(ALGORITHM_1_PHASES[0]) - PHASE_KEYS == {"step", "name", "epochs"}
     # N1 = 1000 and N2 = 500 iterations on NTU-CS (40,091 training samples) at batch 256.
-    assert (
-        iterations_to_epochs(1000, num_samples=40091, batch_size=256) == ALGORITHM_1_PHASES[1]["epochs"] == 7
-    )
-    assert (
-        iterations_to_epochs(500, num_samples=40091, batch_size=256) == ALGORITHM_1_PHASES[2]["epochs"] == 4
-    )
+    assert iterations_to_epochs(1000, num_samples=40091, batch_size=256) == ALGORITHM_1_PHASES[1]["epochs"] == 7
+    assert iterations_to_epochs(500, num_samples=40091, batch_size=256) == ALGORITHM_1_PHASES[2]["epochs"] == 4
     assert iterations_to_epochs(1000, num_samples=184, batch_size=8) == 44  # SBU fold: 23 iterations/epoch
     with pytest.raises(ValueError):
         algorithm_1_phases(n1_epochs=0)

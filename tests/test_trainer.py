@@ -49,6 +49,8 @@ class TinyModel(nn.Module):
 
     def configure_phase(self, phase: Mapping[str, Any]) -> None:
         self.phases_seen.append(str(phase.get("name")))
+        if phase.get("reset_head"):  # like STA-LSTM's reset_main: re-initializes from the torch RNG
+            self.head.reset_parameters()
         frozen = bool(phase.get("freeze_encoder", False))
         for p in self.encoder.parameters():
             p.requires_grad_(not frozen)
@@ -58,7 +60,8 @@ class TinyModel(nn.Module):
         n, m, t, v, c = x.shape
         h = torch.tanh(self.encoder(x.permute(0, 2, 1, 3, 4).reshape(n, t, m * v * c)))
         h = self.dropout(h)
-        score = self.frame_score(h).squeeze(-1).masked_fill(~mask, -1e9)
+        score = self.frame_score(h).squeeze(-1)
+        score = score.masked_fill(~mask, torch.finfo(score.dtype).min)
         beta = torch.softmax(score, dim=1)
         pooled = (beta.unsqueeze(-1) * h).sum(1)
         reg = 1e-3 * self.head.weight.pow(2).sum()
@@ -94,7 +97,11 @@ def _setup(table, seed: int = 0, batch_size: int = 4):
 
 
 def _strip(history):
-    return [{k: v for k, v in h.items() if k not in VOLATILE} for h in history]
+    """History without timings; NaN (e.g. no selectable epoch yet) as None so that it compares equal."""
+    return [
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in h.items() if k not in VOLATILE}
+        for h in history
+    ]
 
 
 # --- loss, optimizers, schedules -------------------------------------------------------------------
@@ -165,7 +172,7 @@ CONFIG = {
     "schedule": {"name": "cosine", "warmup_epochs": 1},
     "phases": [
         {"name": "frozen_encoder", "epochs": 2, "freeze_encoder": True},
-        {"name": "all", "epochs": 3, "schedule": {"name": "plateau", "patience": 0, "factor": 0.5}},
+        {"name": "all", "epochs": 3, "reset_head": True, "schedule": {"name": "plateau", "patience": 0, "factor": 0.5}},
     ],
     "grad_clip_norm": 1.0,
     "seed": 7,
@@ -352,3 +359,90 @@ def test_predict_keeps_attention_of_the_first_samples(tiny_table):
     assert preds.logits.shape == (n, 3) and len(preds.attention) == 3
     np.testing.assert_array_equal(preds.indices, np.arange(n))
     assert preds.attention[0]["temporal"].shape == (6,) and preds.lengths[0] == 6
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_amp_code_paths_run_when_forced_on_cpu(tiny_table, tmp_path, dtype):
+    """AMP is only enabled on CUDA; forcing it on the CPU still runs autocast and (fp16) the
+    GradScaler path, its checkpointing and its resume, so those lines are exercised without a GPU."""
+    model, loaders = _setup(tiny_table)
+    config = {
+        "epochs": 2,
+        "progress": False,
+        "checkpoint_dir": str(tmp_path),
+        "optimizer": {"name": "adam", "lr": 0.01},
+    }
+    trainer = Trainer(model, config)
+    trainer.amp_dtype = dtype
+    if dtype is torch.float16:
+        trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    result = trainer.fit(loaders["train"], loaders["val"])
+    assert all(math.isfinite(h["train_loss"]) for h in result.history)
+    last = load_torch_file(tmp_path / "last.pt")
+    assert (last["scaler"] is not None) == (dtype is torch.float16)
+    preds = trainer.predict(loaders["test"])
+    assert preds.logits.dtype == np.float32 and np.isfinite(preds.logits).all()
+    # resume with the same forced settings: the finished run is restored, scaler state included
+    again = Trainer(model, {**config, "resume": True})
+    again.amp_dtype, again.scaler = trainer.amp_dtype, trainer.scaler
+    assert _strip(again.fit(loaders["train"], loaders["val"]).history) == _strip(result.history)
+
+
+def test_resume_refuses_changed_data_or_model_settings(tiny_table, tmp_path):
+    model, loaders = _setup(tiny_table)
+    config = {"epochs": 1, "progress": False, "checkpoint_dir": str(tmp_path)}
+    Trainer(model, config, fingerprint_extra={"data": {"batch_size": 4}}).fit(loaders["train"], loaders["val"])
+    with pytest.raises(ValueError, match="different training settings"):
+        Trainer(model, {**config, "resume": True}, fingerprint_extra={"data": {"batch_size": 8}}).fit(
+            loaders["train"], loaders["val"]
+        )
+
+
+@pytest.mark.parametrize("stop_after", [4, 5])
+def test_sta_lstm_algorithm_1_through_the_trainer_resumes_exactly(tiny_table, tmp_path, stop_after):
+    """The real model and its Algorithm 1 phases (step 5 re-initializes the main network): a run
+    stopped just before step 5 (4) or inside it (5) and resumed equals the uninterrupted one."""
+    from skeleton_attention.models.registry import build_model
+    from skeleton_attention.models.sta_lstm import algorithm_1_phases
+
+    phases = algorithm_1_phases(pretrain_epochs=2, n1_epochs=1, n2_epochs=1)
+
+    def run(directory, callbacks=(), resume=False):
+        _, loaders = _setup(tiny_table)
+        torch.manual_seed(0)
+        model = build_model(
+            "sta_lstm",
+            num_classes=3,
+            num_joints=4,
+            num_bodies=2,
+            in_channels=3,
+            hidden_size=8,
+            attention_hidden_size=8,
+            spatial_fc_size=8,
+        )
+        config = {
+            "phases": phases,
+            "progress": False,
+            "checkpoint_dir": str(directory),
+            "resume": resume,
+            "optimizer": {"name": "adam", "lr": 0.01},
+            "grad_clip_norm": 1.0,
+            "select_best_from_phase": -1,
+        }
+        return model, Trainer(model, config, callbacks=list(callbacks)).fit(loaders["train"], loaders["val"])
+
+    full_model, full = run(tmp_path / "a")
+    assert [h["phase"] for h in full.history][:5] == [
+        "pretrain_temporal",
+        "pretrain_temporal",
+        "grow_main_temporal_fixed",
+        "finetune_temporal",
+        "pretrain_spatial",  # epochs 5-6: step 5 re-initializes the main network at its start
+    ]
+    with pytest.raises(TrainingInterruptedError):
+        run(tmp_path / "b", callbacks=[StopAfterEpochs(stop_after)])
+    model, resumed = run(tmp_path / "b", resume=True)
+    assert _strip(resumed.history) == _strip(full.history)
+    for key, value in full_model.state_dict().items():
+        assert torch.equal(value, model.state_dict()[key]), key
+    assert full.best_phase_index == len(phases) - 1

@@ -77,9 +77,7 @@ def check_sequence_batch(
             f"{(num_bodies, num_joints, in_channels)}"
         )
     if mask.dtype != torch.bool or tuple(mask.shape) != (n, t):
-        raise ValueError(
-            f"batch['mask'] must be bool (N, T) = {(n, t)}; got {mask.dtype} {tuple(mask.shape)}"
-        )
+        raise ValueError(f"batch['mask'] must be bool (N, T) = {(n, t)}; got {mask.dtype} {tuple(mask.shape)}")
     if t == 0 or not bool(mask.any(dim=1).all()):
         raise ValueError("every sample needs at least one valid frame (a row of batch['mask'] is all False)")
     return x, mask

@@ -52,9 +52,7 @@ def _discover() -> None:
         try:
             importlib.import_module(f"{package.__name__}.{info.name}")
         except ImportError as exc:
-            raise ImportError(
-                f"cannot import model family module {package.__name__}.{info.name}: {exc}"
-            ) from exc
+            raise ImportError(f"cannot import model family module {package.__name__}.{info.name}: {exc}") from exc
     _discovered = True
 
 

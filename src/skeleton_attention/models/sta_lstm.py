@@ -355,6 +355,7 @@ class STALSTM(SkeletonModel):
         x_flat = joints.reshape(n, t, m * v * c)  # x_t
         valid = mask.to(x.dtype)
         num_valid = valid.sum(dim=1)  # T per sample
+        frame = mask.unsqueeze(-1)  # torch.where (not a product) so padding can never leak NaN
 
         attention: dict[str, Tensor] = {}
         regularization: dict[str, Tensor] = {}
@@ -364,10 +365,11 @@ class STALSTM(SkeletonModel):
             if self.spatial_scale == "num_joints":
                 alpha = alpha * self.num_points  # mean 1 over joints: uniform attention == alpha = 1
             main_in = (alpha.unsqueeze(-1) * joints).reshape(n, t, -1)  # x'_{t,k} = alpha_{t,k} x_{t,k}
-            attention["spatial"] = (alpha * valid.unsqueeze(-1)).detach()
+            alpha_valid = torch.where(frame, alpha, 0.0)
+            attention["spatial"] = alpha_valid.detach()
             if self.attention_regularization:
                 # eq. 7, 2nd term: lambda1 * sum_k (1 - sum_t alpha_{t,k} / T)^2 over valid frames
-                mean_alpha = (alpha * valid.unsqueeze(-1)).sum(dim=1) / num_valid.unsqueeze(-1)
+                mean_alpha = alpha_valid.sum(dim=1) / num_valid.unsqueeze(-1)
                 regularization["spatial_attention"] = self.lambda_spatial * ((1.0 - mean_alpha) ** 2).sum(-1).mean()
         else:
             main_in = x_flat  # alpha = 1 for every joint
@@ -380,17 +382,15 @@ class STALSTM(SkeletonModel):
 
         if self.temporal is not None and self.temporal_mode != "ones":
             beta = self.temporal(x_flat)  # eq. 6
-            attention["temporal"] = (beta * valid).detach()
+            beta = torch.where(mask, beta, 0.0)  # padding frames contribute nothing
+            attention["temporal"] = beta.detach()
             if self.attention_regularization:
                 # eq. 7, 3rd term: lambda2 / T * sum_t ||beta_t||_2 (beta_t is a scalar, so |beta_t|)
                 per_frame = beta.abs() ** self.temporal_reg_power
-                regularization["temporal_attention"] = (
-                    self.lambda_temporal * ((per_frame * valid).sum(dim=1) / num_valid).mean()
-                )
+                regularization["temporal_attention"] = self.lambda_temporal * (per_frame.sum(1) / num_valid).mean()
         else:
-            beta = torch.ones_like(valid)  # equal weight on every frame
-        weights = beta * valid  # padding frames contribute nothing
-        logits = (weights.unsqueeze(-1) * z).sum(dim=1)  # eq. 4
+            beta = valid  # equal weight (one) on every valid frame
+        logits = torch.where(frame, beta.unsqueeze(-1) * z, 0.0).sum(dim=1)  # eq. 4
         if self.temporal_pooling == "mean":
             logits = logits / num_valid.unsqueeze(-1)
 

@@ -109,6 +109,25 @@ def trainer_config(params: Mapping[str, Any], run_key: str) -> TrainerConfig:
     return TrainerConfig.from_config(training)
 
 
+#: data settings that do not change what is trained (speed and I/O only): left out of the resume check
+_IO_ONLY = (
+    "table",
+    "dataset",
+    "eval_batch_size",
+    "num_workers",
+    "cache_row_groups",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+)
+
+
+def trajectory_settings(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The model and data settings a resumed run must share with its checkpoint."""
+    data = {k: v for k, v in dict(params["data"]).items() if k not in _IO_ONLY}
+    return {"model": dict(params["model"]), "data": data, "seed": int(params.get("seed", 0))}
+
+
 def model_build_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     model = params["model"]
     kwargs = dict(model.get("kwargs") or {})
@@ -175,7 +194,7 @@ def train_model(
     all_callbacks = list(callbacks)
     if (params.get("mlflow") or {}).get("log_epochs", True):
         all_callbacks.append(MlflowCallback())
-    trainer = Trainer(model, config, callbacks=all_callbacks)
+    trainer = Trainer(model, config, callbacks=all_callbacks, fingerprint_extra=trajectory_settings(params))
     n_params = sum(p.numel() for p in model.parameters())
     logger.info(
         "training %s (%d parameters) on %s for %d epochs in %d phase(s)",

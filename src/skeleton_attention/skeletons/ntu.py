@@ -15,16 +15,22 @@ structure raises :class:`~skeleton_attention.skeletons.errors.MalformedSkeletonF
 code and the 1-based line number. Body IDs are parsed from the text as integers and stored as
 ``uint64``: they are 17-digit Kinect tracking IDs that ``float64`` cannot hold exactly.
 
-Speed: the structure is walked with integer line indices in Python (a few hundred structural
-lines per file), and all numeric lines are converted in one call to Arrow's C++ CSV parser,
-which is correctly rounded (its results equal Python's ``float``). Only when that fast path
-fails or yields a non-finite value does a line-by-line pass run, to name the offending line.
+Speed: when the optional C extension ``_ntu_fast`` is built (``FAST_PARSER_AVAILABLE``), it
+parses the whole file in one pass and returns the arrays; it accepts a strict subset of what the
+pure reader accepts, with bit-identical values, and hands anything else back to the pure reader,
+so every error is raised (reason + line) by the pure reader alone. The pure reader walks the
+structure with integer line indices in Python (a few hundred structural lines per file) and
+converts all numeric lines in one call to Arrow's C++ CSV parser, which is correctly rounded (its
+results equal Python's ``float``). Only when that call fails or yields a non-finite value does a
+line-by-line pass run, to name the offending line. ``pure=True`` or the environment variable
+``SKELETON_ATTENTION_PURE_PARSER=1`` forces the pure reader (tests, benchmarks).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +39,16 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 
 from .errors import MalformedSkeletonFile
+
+try:  # the optional compiled parser (setup.py); the pure reader below is always there
+    from . import _ntu_fast
+except ImportError:
+    _ntu_fast = None
+
+#: True when the compiled one-pass parser is importable and used by default.
+FAST_PARSER_AVAILABLE: bool = _ntu_fast is not None
+#: Set to "1" to make :func:`parse_ntu_skeleton` use the pure reader even when the compiled one exists.
+PURE_PARSER_ENV = "SKELETON_ATTENTION_PURE_PARSER"
 
 NUM_JOINTS = 25
 #: values on a joint line: 11 float fields + the joint tracking state
@@ -335,6 +351,7 @@ class NtuRecording:
 # ---------------------------------------------------------------------------------------------
 
 _NUMERIC_COLUMNS = [f"v{i}" for i in range(JOINT_LINE_VALUES)]
+# Single-threaded: the prepare pipeline already runs one file per worker process.
 _ARROW_READ = pa_csv.ReadOptions(column_names=_NUMERIC_COLUMNS, use_threads=False)
 _ARROW_PARSE = pa_csv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
                                    escape_char=False, newlines_in_values=False,
@@ -351,21 +368,62 @@ _NON_FINITE_RE = re.compile(rb"[-+]?(?:nan|inf|infinity)", re.IGNORECASE)
 _UINT64_MAX = 2**64 - 1
 
 
-def read_ntu_skeleton(path: str | Path, name: NtuName | str | None = None) -> NtuRecording:
+def read_ntu_skeleton(path: str | Path, name: NtuName | str | None = None, *,
+                      pure: bool | None = None) -> NtuRecording:
     """Read one NTU ``.skeleton`` file (LF or CRLF) keeping every field; see the module doc.
 
     Raises ``MalformedSkeletonFile`` with one of the reasons ``empty_file, binary_file,
     truncated, wrong_joint_count, wrong_body_count, missing_field, non_numeric, non_finite,
     zero_frames, trailing_data, bad_name``. The sample identity comes from the file name
-    (``bad_name`` if it is not ``SsssCcccPpppRrrrAaaa``) unless ``name`` gives it.
+    (``bad_name`` if it is not ``SsssCcccPpppRrrrAaaa``) unless ``name`` gives it. ``pure``:
+    see :func:`parse_ntu_skeleton`.
     """
     path = Path(path)
     sample = parse_ntu_name(path if name is None else name)
-    return parse_ntu_skeleton(path.read_bytes(), str(path), sample)
+    return parse_ntu_skeleton(path.read_bytes(), str(path), sample, pure=pure)
 
 
-def parse_ntu_skeleton(data: bytes, source: str, name: NtuName) -> NtuRecording:
-    """Parse the bytes of a ``.skeleton`` file; ``source`` names it in errors."""
+def parse_ntu_skeleton(data: bytes, source: str, name: NtuName, *, pure: bool | None = None) -> NtuRecording:
+    """Parse the bytes of a ``.skeleton`` file; ``source`` names it in errors.
+
+    ``pure=True`` skips the compiled parser, ``pure=False`` uses it when it is built, and
+    ``None`` (default) uses it unless ``SKELETON_ATTENTION_PURE_PARSER=1``. Either way the
+    result is the same: the compiled parser returns the arrays only for input it fully
+    accepts and leaves everything else (and so every error message) to the pure reader.
+    """
+    if pure is None:
+        pure = os.environ.get(PURE_PARSER_ENV, "") == "1"
+    if not pure and _ntu_fast is not None:
+        recording = _parse_compiled(data, source, name)
+        if recording is not None:
+            return recording
+    return _parse_pure(data, source, name)
+
+
+def _parse_compiled(data: bytes, source: str, name: NtuName) -> NtuRecording | None:
+    """The compiled one-pass parser's arrays as a recording, or None when it declines the input."""
+    parsed = _ntu_fast.parse(data)
+    if parsed is None:
+        return None
+    num_frames, bodies_per_frame, body_frame, body_ids, body_info, joints, tracking = parsed
+    num_bodies = len(body_ids) // 8
+    # bytearrays: the arrays are writable, like the pure reader's
+    return NtuRecording(
+        sample_id=name.sample_id,
+        path=source,
+        name=name,
+        num_frames=num_frames,
+        bodies_per_frame=np.frombuffer(bodies_per_frame, dtype=np.int16),
+        body_frame=np.frombuffer(body_frame, dtype=np.int32),
+        body_ids=np.frombuffer(body_ids, dtype=np.uint64),
+        body_info=np.frombuffer(body_info, dtype=np.float32).reshape(num_bodies, len(BODY_INFO_FIELDS)),
+        joints=np.frombuffer(joints, dtype=np.float32).reshape(num_bodies, NUM_JOINTS, len(JOINT_FIELDS)),
+        joint_tracking=np.frombuffer(tracking, dtype=np.int8).reshape(num_bodies, NUM_JOINTS),
+    )
+
+
+def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
+    """The pure-Python/pyarrow reader: the reference for values and the source of every error."""
     lines = _split_lines(data, source)
     num_frames, bodies_per_frame, starts = _walk_structure(lines, source)
     body_ids, info_rows = _body_info_rows(lines, starts, source)
@@ -378,7 +436,7 @@ def parse_ntu_skeleton(data: bytes, source: str, name: NtuName) -> NtuRecording:
     if bad.any():
         b, j = np.argwhere(bad)[0]
         raise MalformedSkeletonFile(source, "non_numeric",
-                                    f"joint tracking state {tracking[b, j]!r} is not a small integer",
+                                    f"joint tracking state {float(tracking[b, j])} is not a small integer",
                                     starts[b] + 3 + int(j))
     return NtuRecording(
         sample_id=name.sample_id,
@@ -415,9 +473,13 @@ def _split_lines(data: bytes, source: str) -> list[bytes]:
 
 
 def _count(line: bytes) -> int | None:
-    """A non-negative integer count line, or None."""
+    """A non-negative integer count line, or None. Counts beyond 18 digits come back as 10**18:
+    no file can hold that many lines, and ``int()`` refuses texts over 4300 digits."""
     text = line.strip()
-    return int(text) if text.isdigit() else None
+    if not text.isdigit():
+        return None
+    text = text.lstrip(b"0") or b"0"
+    return int(text) if len(text) <= 18 else 10**18
 
 
 def _walk_structure(lines: list[bytes], source: str) -> tuple[int, list[int], list[int]]:
@@ -486,7 +548,7 @@ def _body_info_rows(lines: list[bytes], starts: list[int], source: str) -> tuple
                                         f"body info line has {len(parts)} values, expected "
                                         f"{BODY_INFO_VALUES}", start + 1)
         token = parts[0]
-        if not token.isdigit() or int(token) > _UINT64_MAX:
+        if not token.isdigit() or len(token.lstrip(b"0")) > 20 or int(token) > _UINT64_MAX:
             raise MalformedSkeletonFile(source, "non_numeric",
                                         f"body ID {token[:40]!r} is not an unsigned 64-bit integer",
                                         start + 1)
@@ -553,7 +615,3 @@ def _strict_float(token: bytes, source: str, line: int) -> float:
                                     f"value {token.decode()!r} overflows to {value}", line)
     return value
 
-
-def iter_ntu_files(root: str | Path, pattern: str = "*.skeleton") -> Iterable[Path]:
-    """The ``.skeleton`` files under ``root`` in name order."""
-    return sorted(Path(root).glob(pattern))

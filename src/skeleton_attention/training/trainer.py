@@ -119,8 +119,9 @@ class TrainerConfig:
     def total_epochs(self) -> int:
         return sum(int(p["epochs"]) for p in self.phase_list())
 
-    def fingerprint(self) -> str:
-        """Hash of everything that changes the training trajectory (not device/progress/resume)."""
+    def fingerprint(self, extra: Mapping[str, Any] | None = None) -> str:
+        """Hash of everything that changes the training trajectory (not device/progress/resume), plus
+        ``extra`` (the caller's data and model settings)."""
         relevant = {
             k: getattr(self, k)
             for k in (
@@ -138,6 +139,7 @@ class TrainerConfig:
             )
         }
         relevant["phases"] = self.phase_list()
+        relevant["extra"] = dict(extra or {})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -323,13 +325,24 @@ def move_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: boo
 
 @contextmanager
 def _deterministic(enabled: bool):
+    """Deterministic algorithms for the duration of a fit (restored afterwards).
+
+    ``fill_uninitialized_memory`` (on by default in deterministic mode: every ``torch.empty`` is
+    filled with NaN, a debugging aid) is switched off: it only matters for ops that read memory they
+    never wrote, and it cost 20-25 % of STA-LSTM's CPU training time (benchmarks/bench_train.py).
+    """
+    import torch.utils.deterministic as deterministic
+
     previous = torch.are_deterministic_algorithms_enabled()
+    previous_fill = deterministic.fill_uninitialized_memory
     if enabled:
         torch.use_deterministic_algorithms(True)
+        deterministic.fill_uninitialized_memory = False
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(previous)
+        deterministic.fill_uninitialized_memory = previous_fill
 
 
 # --- trainer --------------------------------------------------------------------------------------
@@ -339,9 +352,16 @@ class Trainer:
     """Trains ``model`` with ``config``; see the module docstring."""
 
     def __init__(
-        self, model: nn.Module, config: TrainerConfig | Mapping[str, Any], callbacks: Sequence[Callback] = ()
+        self,
+        model: nn.Module,
+        config: TrainerConfig | Mapping[str, Any],
+        callbacks: Sequence[Callback] = (),
+        fingerprint_extra: Mapping[str, Any] | None = None,
     ) -> None:
+        """``fingerprint_extra``: settings outside the trainer that also shape the run (data, model);
+        a resume is refused when they differ from the checkpoint's."""
         self.config = config if isinstance(config, TrainerConfig) else TrainerConfig.from_config(config)
+        self.fingerprint_extra = dict(fingerprint_extra or {})
         self.model = model
         self.callbacks = CallbackList(callbacks)
         self.device = resolve_device(self.config.device)
@@ -423,14 +443,19 @@ class Trainer:
         base = getattr(self.config, key)
         return {**base, **phase.get(key, {})}
 
-    def _start_phase(self, index: int) -> None:
-        """configure_phase, then a fresh optimizer and schedule over the trainable parameters."""
-        phase = self.phases[index]
-        self.current_phase_index = index
+    def _configure(self, index: int) -> None:
         configure = getattr(self.model, "configure_phase", None)
         if callable(configure):
-            configure(phase)
+            configure(self.phases[index])
         self.model.to(self.device)
+
+    def _start_phase(self, index: int, configure: bool = True) -> None:
+        """configure_phase (unless the model is already configured, e.g. restored from a checkpoint),
+        then a fresh optimizer and schedule over the trainable parameters."""
+        phase = self.phases[index]
+        self.current_phase_index = index
+        if configure:
+            self._configure(index)
         self.optimizer = build_optimizer(
             (p for p in self.model.parameters() if p.requires_grad), self._phase_config(phase, "optimizer")
         )
@@ -486,10 +511,10 @@ class Trainer:
         state = None
         if cfg.resume and self.checkpoints is not None and self.checkpoints.has_last():
             state = self.checkpoints.load_last(map_location="cpu")
-            if state.get("fingerprint") != cfg.fingerprint():
+            if state.get("fingerprint") != cfg.fingerprint(self.fingerprint_extra):
                 raise ValueError(
                     f"{self.checkpoints.last} was written with different training settings "
-                    f"(fingerprint {state.get('fingerprint')} != {cfg.fingerprint()}); "
+                    f"(fingerprint {state.get('fingerprint')} != {cfg.fingerprint(self.fingerprint_extra)}); "
                     "delete the checkpoint directory or set resume: false"
                 )
         else:
@@ -499,9 +524,9 @@ class Trainer:
 
         if state is not None:
             idx = int(state["phase_index"])
-            configure = getattr(self.model, "configure_phase", None)
-            if callable(configure):
-                configure(self.phases[idx])
+            # configure first (it may re-initialize weights or change requires_grad), then load the
+            # weights over it; never configure again after loading
+            self._configure(idx)
             self.model.load_state_dict(state["model"])
             self.model.to(self.device)
             history = list(state["history"])
@@ -514,7 +539,7 @@ class Trainer:
             if self.checkpoints is not None and self.checkpoints.best.is_file():
                 best_state = self.checkpoints.load_best(map_location="cpu")["model"]
             if not state["phase_finished"]:
-                self._start_phase(idx)
+                self._start_phase(idx, configure=False)
                 assert self.optimizer is not None and self.schedule is not None
                 self.optimizer.load_state_dict(state["optimizer"])
                 self.schedule.load_state_dict(state["schedule"])
@@ -576,7 +601,7 @@ class Trainer:
                 if self.checkpoints is not None:
                     self.checkpoints.save_last(
                         {
-                            "fingerprint": cfg.fingerprint(),
+                            "fingerprint": cfg.fingerprint(self.fingerprint_extra),
                             "model": self.model.state_dict(),
                             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                             "schedule": self.schedule.state_dict(),
