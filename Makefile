@@ -22,7 +22,7 @@ install: $(BIN)/.installed
 
 ## Generate the embedded synthetic data set, prepare it, and train STA-LSTM on it.
 run: install
-	$(BIN)/kedro run --pipelines=synthetic,prepare_ntu,train_sta_lstm
+	$(BIN)/kedro run --env=embedded
 
 ## The test suite (what CI runs).
 test: install

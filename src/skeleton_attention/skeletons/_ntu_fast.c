@@ -19,11 +19,15 @@
  * which either names the problem (reason + line) or parses the file; error messages therefore
  * come from one place only.
  *
- * Numbers must equal Python's float(token) bit for bit. Decimal tokens with at most 19
- * significant digits whose integer mantissa is <= 2^53 and whose decimal exponent lies in
+ * Numbers must equal Python's float(token) bit for bit. Decimal tokens with at most 19 digits
+ * (leading zeros included) whose integer mantissa is <= 2^53 and whose decimal exponent lies in
  * [-22, 22] are converted with one IEEE multiplication or division of two exactly representable
  * doubles (Clinger's fast path), which is correctly rounded. Every other token goes through
  * PyOS_string_to_double, the function behind float() itself.
+ *
+ * Speed: on x86-64 one 16-byte SSE2 compare finds a token's end, sign and dot, and an 8-digit
+ * SWAR multiply converts its digits, so finding the next token does not wait on a byte-by-byte
+ * scan. Elsewhere the same grammar is parsed byte by byte.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -125,7 +129,9 @@ static inline int token_ends(const char *s, const char *end) {
 
 static const uint64_t POW10_U64[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
 
-#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* NTU_FAST_PORTABLE (compile flag) selects the byte-by-byte path, to test it on x86-64 too. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && \
+    !defined(NTU_FAST_PORTABLE)
 #define SWAR_DIGITS 1
 #else
 #define SWAR_DIGITS 0

@@ -5,7 +5,7 @@ Layout of ``<dir>/``::
     samples.parquet     the sample table (see table.py)
     quarantine.csv      one row per input file that was not turned into samples: file, reason, line, detail,
                         kind ("quarantined" for bad input, "excluded" for e.g. the official missing lists)
-    report.parquet      per-input decision records (e.g. NTU denoising), JSON-encoded details
+    report.jsonl        per-input decision records (e.g. NTU denoising), one JSON object per line
     summary.json        counts; written last, so a directory without it is incomplete
 
 A bundle is built in ``<dir>.tmp-*`` and swapped into place only when complete, so an interrupted run
@@ -14,6 +14,7 @@ leaves either the previous bundle or none, never a half-written one that looks c
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from skeleton_attention.skeletons.table import STREAM_NAMES, SampleTable, Sample
 
 SAMPLES_FILE = "samples.parquet"
 QUARANTINE_FILE = "quarantine.csv"
-REPORT_FILE = "report.parquet"
+REPORT_FILE = "report.jsonl"
 SUMMARY_FILE = "summary.json"
 QUARANTINE_COLUMNS = ("file", "kind", "reason", "line", "detail")
 
@@ -84,7 +85,9 @@ class PreparedBundle:
 
     @property
     def report(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / REPORT_FILE)
+        """One row per decision record; nested fields stay Python objects (lists, dicts)."""
+        with open(self.path / REPORT_FILE, encoding="utf-8") as handle:
+            return pd.DataFrame([json.loads(line) for line in handle if line.strip()])
 
 
 def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=None) -> dict[str, object]:
@@ -93,42 +96,35 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        quarantine: list[dict[str, object]] = []
-        reports: list[dict[str, object]] = []
-        labels: Counter[int] = Counter()
         spec = source.spec
-        with SampleTableWriter(
-            tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size
-        ) as writer:
+        labels: Counter[int] = Counter()
+        outcomes: Counter[str] = Counter()
+        # side records are streamed to disk as they come: memory stays flat however many inputs
+        with (
+            SampleTableWriter(tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size) as writer,
+            open(tmp_dir / QUARANTINE_FILE, "w", newline="", encoding="utf-8") as quarantine_file,
+            open(tmp_dir / REPORT_FILE, "w", encoding="utf-8") as report_file,
+        ):
+            quarantine = csv.DictWriter(quarantine_file, fieldnames=list(QUARANTINE_COLUMNS), extrasaction="ignore")
+            quarantine.writeheader()
             for item in source.records:
-                if isinstance(item, SideRecord):
-                    (quarantine if item.kind == "quarantine" else reports).append(item.record)
+                if isinstance(item, SideRecord) and item.kind == "quarantine":
+                    quarantine.writerow(item.record)
+                    outcomes[f"{item.record['kind']}:{item.record['reason']}"] += 1
+                elif isinstance(item, SideRecord):
+                    report_file.write(json.dumps(item.record, default=_json_default) + "\n")
                 else:
                     writer.write(item)
                     labels[int(item["label"])] += 1  # type: ignore[arg-type]
                 if progress is not None:
                     progress(item)
-        pd.DataFrame(quarantine, columns=list(QUARANTINE_COLUMNS)).to_csv(
-            tmp_dir / QUARANTINE_FILE, index=False
-        )
-        _report_frame(reports).to_parquet(tmp_dir / REPORT_FILE, index=False)
-        summary = _summary(source, writer.rows_written, quarantine, labels)
+        summary = _summary(source, writer.rows_written, outcomes, labels)
         (tmp_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
         _swap_into_place(tmp_dir, target)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return summary
-
-
-def _report_frame(reports: list[dict[str, object]]) -> pd.DataFrame:
-    """Flat scalar fields stay columns; nested ones are JSON strings so any record shape fits."""
-    rows = [
-        {k: (json.dumps(v, default=_json_default) if isinstance(v, dict | list) else v) for k, v in r.items()}
-        for r in reports
-    ]
-    frame = pd.DataFrame(rows)
-    return frame if len(frame.columns) else pd.DataFrame({"input": pd.Series([], dtype=str)})
 
 
 def _json_default(value: object) -> object:
@@ -142,16 +138,17 @@ def _json_default(value: object) -> object:
 def _summary(
     source: BundleSource,
     samples: int,
-    quarantine: list[dict[str, object]],
+    outcomes: Mapping[str, int],
     labels: Mapping[int, int],
 ) -> dict[str, object]:
-    kinds = Counter(str(q["kind"]) for q in quarantine)
-    reasons = Counter(f"{q['kind']}:{q['reason']}" for q in quarantine)
+    kinds: Counter[str] = Counter()
+    for key, count in outcomes.items():
+        kinds[key.split(":", 1)[0]] += count
     summary: dict[str, object] = {
         "samples": samples,
         "quarantined": kinds.get("quarantined", 0),
         "excluded": kinds.get("excluded", 0),
-        "reasons": dict(sorted(reasons.items())),
+        "reasons": dict(sorted(outcomes.items())),
         "num_classes_present": len(labels),
         "samples_per_label": {str(k): v for k, v in sorted(labels.items())},
         "protocols": list(source.spec.protocols),
