@@ -257,3 +257,12 @@ def test_single_byte_damage_never_escapes_as_another_exception(real_bytes: bytes
         assert err.path == "damaged.skeleton" and err.line is not None
     else:
         assert rec.joints.shape[1:] == (25, 11) and np.isfinite(rec.joints).all()
+
+
+@pytest.mark.parametrize("pure", [True, False])
+def test_value_beyond_float32_range_is_non_finite_on_both_paths(tmp_path: Path, real_lines: list[str], pure) -> None:
+    line = _joint_line(1, 0, 4)
+    path = _write(tmp_path, _replace_token(real_lines, line, 5, "1e39"))  # colour x of joint 4
+    with pytest.raises(MalformedSkeletonFile) as info:
+        parse_ntu_skeleton(path.read_bytes(), str(path), parse_ntu_name(path), pure=pure)
+    assert info.value.reason == "non_finite" and info.value.line == line and str(path) in str(info.value)

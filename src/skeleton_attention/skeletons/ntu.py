@@ -395,9 +395,14 @@ def parse_ntu_skeleton(data: bytes, source: str, name: NtuName, *, pure: bool | 
         pure = os.environ.get(PURE_PARSER_ENV, "") == "1"
     if not pure and _ntu_fast is not None:
         recording = _parse_compiled(data, source, name)
-        if recording is not None:
+        # values beyond float32's range become inf on both paths: the pure one names the line
+        if recording is not None and _all_finite(recording):
             return recording
     return _parse_pure(data, source, name)
+
+
+def _all_finite(recording: NtuRecording) -> bool:
+    return bool(np.isfinite(recording.joints).all() and np.isfinite(recording.body_info).all())
 
 
 def _parse_compiled(data: bytes, source: str, name: NtuName) -> NtuRecording | None:
@@ -438,6 +443,14 @@ def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
         raise MalformedSkeletonFile(source, "non_numeric",
                                     f"joint tracking state {float(tracking[b, j])} is not a small integer",
                                     starts[b] + 3 + int(j))
+    joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
+    body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
+    if not np.isfinite(joints).all():
+        b, j, _ = np.argwhere(~np.isfinite(joints))[0]
+        raise MalformedSkeletonFile(source, "non_finite", "a joint value overflows float32", starts[b] + 3 + int(j))
+    if not np.isfinite(body_info).all():
+        b = int(np.argwhere(~np.isfinite(body_info))[0][0])
+        raise MalformedSkeletonFile(source, "non_finite", "a body-info value overflows float32", starts[b] + 1)
     return NtuRecording(
         sample_id=name.sample_id,
         path=source,
@@ -446,8 +459,8 @@ def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
         bodies_per_frame=np.asarray(bodies_per_frame, dtype=np.int16),
         body_frame=np.repeat(np.arange(num_frames, dtype=np.int32), bodies_per_frame),
         body_ids=np.asarray(body_ids, dtype=np.uint64),
-        body_info=values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32),
-        joints=joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32),
+        body_info=body_info,
+        joints=joints,
         joint_tracking=tracking.astype(np.int8),
     )
 
