@@ -356,3 +356,21 @@ def test_augmentation_rotation_scale_noise_keep_missing_data_missing():
         Augmentation(rotation_deg=5, spatial_dims=2)
     two_d = Augmentation(noise_std=0.5, spatial_dims=2).apply({"joint": x}, rng)["joint"]
     np.testing.assert_array_equal(two_d[..., 2], x[..., 2])  # e.g. an OpenPose score channel
+
+
+def test_validation_can_hold_out_whole_training_subjects(table):
+    meta = table.metadata()
+    split = meta[f"split_{PROTOCOL}"]
+    splits = protocol_splits(meta, PROTOCOL, val_fraction=0.3, seed=1, val_group="subject")
+    train_subjects = set(meta.loc[meta["row"].isin(splits.train), "subject"])
+    val_subjects = set(meta.loc[meta["row"].isin(splits.val), "subject"])
+    all_train_subjects = set(meta.loc[split == "train", "subject"])
+    assert val_subjects and not train_subjects & val_subjects  # no person on both sides
+    assert train_subjects | val_subjects == all_train_subjects
+    assert len(val_subjects) == round(0.3 * len(all_train_subjects))
+    assert set(splits.train) | set(splits.val) == set(meta.loc[split == "train", "row"])
+    assert not set(splits.val) & set(meta.loc[split == "test", "row"])
+    again = protocol_splits(meta, PROTOCOL, val_fraction=0.3, seed=1, val_group="subject")
+    np.testing.assert_array_equal(again.val, splits.val)
+    with pytest.raises(KeyError, match="not a metadata column"):
+        protocol_splits(meta, PROTOCOL, val_fraction=0.3, seed=1, val_group="nope")

@@ -163,7 +163,7 @@ def split_samples(samples: Any, params: Mapping[str, Any]) -> pd.DataFrame:
     settings = DataSettings.from_config(params["data"])
     table = as_sample_table(samples)
     meta = table.metadata()
-    splits = protocol_splits(meta, settings.protocol, settings.val_fraction, settings.val_seed)
+    splits = protocol_splits(meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group)
     logger.info("%s: %s", settings.protocol, splits.counts())
     return splits.as_frame(meta)
 

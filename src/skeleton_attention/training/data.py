@@ -100,13 +100,20 @@ class SplitRows:
         return cls(protocol=protocol, train=parts["train"], val=parts["val"], test=parts["test"])
 
 
-def protocol_splits(metadata: pd.DataFrame, protocol: str, val_fraction: float, seed: int) -> SplitRows:
+def protocol_splits(
+    metadata: pd.DataFrame, protocol: str, val_fraction: float, seed: int, val_group: str | None = None
+) -> SplitRows:
     """Train / validation / test rows of ``protocol`` (``split_<protocol>`` column of the table).
 
     Per class, ``round(val_fraction * n)`` of the class's training samples (at least one when the
     class has two or more and ``val_fraction > 0``; never all of them) go to validation. Samples are
     ordered by ``sample_id`` before the seeded shuffle, so the split does not depend on the order
     the table was written in.
+
+    With ``val_group`` (a metadata column such as ``performer`` or ``subject``), whole groups of the
+    training split are held out instead: ``round(val_fraction * groups)`` of them (at least one,
+    never all), so validation measures what a cross-subject test measures, generalisation to
+    unseen people, rather than to unseen repetitions of seen people.
     """
     column = f"split_{protocol}"
     if column not in metadata.columns:
@@ -123,7 +130,9 @@ def protocol_splits(metadata: pd.DataFrame, protocol: str, val_fraction: float, 
     train_frame = metadata.loc[train_mask, ["row", "sample_id", "label"]].sort_values("sample_id", kind="stable")
     rng = np.random.default_rng(seed)
     val_rows: list[int] = []
-    if val_fraction > 0:
+    if val_fraction > 0 and val_group is not None:
+        val_rows = _held_out_groups(metadata, train_mask, val_group, val_fraction, rng)
+    elif val_fraction > 0:
         for _, group in train_frame.groupby("label", sort=True):
             n = len(group)
             k = int(np.floor(val_fraction * n + 0.5))
@@ -135,6 +144,23 @@ def protocol_splits(metadata: pd.DataFrame, protocol: str, val_fraction: float, 
     train = np.setdiff1d(rows[train_mask], val)
     test = np.sort(rows[test_mask])
     return SplitRows(protocol=protocol, train=train, val=val, test=test)
+
+
+def _held_out_groups(
+    metadata: pd.DataFrame, train_mask: np.ndarray, column: str, fraction: float, rng: np.random.Generator
+) -> list[int]:
+    if column not in metadata.columns:
+        raise KeyError(f"val_group {column!r} is not a metadata column of the table")
+    values = metadata.loc[train_mask, column]
+    if values.isna().any():
+        raise ValueError(f"val_group {column!r} is missing for some training samples")
+    groups = np.array(sorted(values.unique()))
+    if len(groups) < 2:
+        raise ValueError(f"val_group {column!r} has {len(groups)} group(s) in the training split; need 2+")
+    k = min(max(int(np.floor(fraction * len(groups) + 0.5)), 1), len(groups) - 1)
+    held_out = groups[rng.permutation(len(groups))[:k]]
+    rows = metadata.loc[train_mask, "row"].to_numpy()
+    return [int(r) for r in rows[np.isin(values.to_numpy(), held_out)]]
 
 
 # --- dataset --------------------------------------------------------------------------------------
@@ -383,6 +409,7 @@ class DataSettings:
     num_bodies: int = 2
     val_fraction: float = 0.05
     val_seed: int = 10000
+    val_group: str | None = None
     num_classes: int | None = None
     sampling: TemporalSampling = field(default_factory=TemporalSampling)
     augmentation: Augmentation = field(default_factory=Augmentation)
@@ -446,7 +473,9 @@ def build_training_data(
     table = as_sample_table(source)
     meta = table.metadata()
     if splits is None:
-        splits = protocol_splits(meta, settings.protocol, settings.val_fraction, settings.val_seed)
+        splits = protocol_splits(
+            meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group
+        )
     if len(splits.test) == 0:
         raise ValueError(f"protocol {settings.protocol!r} has no test rows in {table.path}")
     used = meta.iloc[np.concatenate([splits.train, splits.val, splits.test])]
