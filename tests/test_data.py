@@ -230,6 +230,21 @@ def test_loader_batches_do_not_depend_on_workers_and_resume_from_generator_state
     assert not torch.equal(torch.cat(a), torch.cat(second))  # a new epoch is a new draw
 
 
+def test_iterating_a_loader_leaves_the_global_torch_rng_alone(table):
+    """Dropout draws from the global torch RNG; if loader iteration also drew from it (worker base
+    seeds, once per iterator, i.e. once per run with persistent workers), the model's random stream
+    would depend on num_workers and a resumed run would diverge from an uninterrupted one."""
+    settings = DataSettings.from_config({"protocol": PROTOCOL, "val_fraction": 0.2, "batch_size": 4})
+    data = build_training_data(table, settings, seed=1)
+    for workers in (0, 1):
+        loader = make_loader(data.train, batch_size=4, train=True, seed=5, num_workers=workers, pin_memory=False)
+        before = torch.get_rng_state()
+        for _ in range(2):
+            for _ in loader:
+                pass
+        assert torch.equal(before, torch.get_rng_state())
+
+
 def test_build_training_data_reports_model_dimensions(table):
     settings = DataSettings.from_config({"protocol": PROTOCOL, "val_fraction": 0.2, "num_bodies": 2})
     data = build_training_data(table, settings)

@@ -384,8 +384,13 @@ def test_amp_code_paths_run_when_forced_on_cpu(tiny_table, tmp_path, dtype):
     assert preds.logits.dtype == np.float32 and np.isfinite(preds.logits).all()
     # resume with the same forced settings: the finished run is restored, scaler state included
     again = Trainer(model, {**config, "resume": True})
-    again.amp_dtype, again.scaler = trainer.amp_dtype, trainer.scaler
+    again.amp_dtype = trainer.amp_dtype
+    if dtype is torch.float16:
+        # a fresh scaler with another scale: the checkpointed scale must replace it
+        again.scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
     assert _strip(again.fit(loaders["train"], loaders["val"]).history) == _strip(result.history)
+    if dtype is torch.float16:
+        assert again.scaler.get_scale() == trainer.scaler.get_scale() != 1.0
 
 
 def test_resume_refuses_changed_data_or_model_settings(tiny_table, tmp_path):

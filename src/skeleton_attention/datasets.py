@@ -7,7 +7,6 @@ consumes a lazy :class:`~skeleton_attention.skeletons.bundle.BundleSource` row g
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,7 +15,13 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from skeleton_attention.skeletons.bundle import BundleSource, PreparedBundle, write_bundle
+from skeleton_attention.skeletons.bundle import (
+    SUMMARY_FILE,
+    BundleSource,
+    PreparedBundle,
+    swap_into_place,
+    write_bundle,
+)
 from skeleton_attention.skeletons.ingest import list_files
 
 
@@ -59,9 +64,7 @@ class RawFilesDataset(AbstractDataset[Callable[[Path], Any], list[Path]]):
         try:
             data(tmp)
             (tmp / self.GENERATED_MARKER).write_text("generated data; safe to delete and regenerate\n")
-            if self._path.exists():
-                shutil.rmtree(self._path)
-            os.replace(tmp, self._path)
+            swap_into_place(tmp, self._path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -89,7 +92,7 @@ class PreparedBundleDataset(AbstractDataset[BundleSource, PreparedBundle]):
         write_bundle(self._path, data)
 
     def _exists(self) -> bool:
-        return (self._path / "summary.json").is_file()
+        return (self._path / SUMMARY_FILE).is_file()
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}

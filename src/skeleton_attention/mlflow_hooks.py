@@ -26,28 +26,29 @@ logger = logging.getLogger(__name__)
 TRAINING_TAG = "training"
 
 
+def _streams(data: Mapping[str, Any]) -> str:
+    streams = data.get("streams", ["joint"])
+    return "+".join(map(str, [streams] if isinstance(streams, str) else streams))
+
+
 def run_name(params: Mapping[str, Any]) -> str:
     """``<model>/<variant> <protocol> <streams> s<seed>`` from a training parameters block."""
     model = params.get("model", {})
     data = params.get("data", {})
     name = str(model.get("name", "model"))
     variant = str(model.get("variant") or name)
-    streams = data.get("streams", ["joint"])
-    streams = [streams] if isinstance(streams, str) else list(streams)
-    return f"{name}/{variant} {data.get('protocol', '?')} {'+'.join(map(str, streams))} s{params.get('seed', 0)}"
+    return f"{name}/{variant} {data.get('protocol', '?')} {_streams(data)} s{params.get('seed', 0)}"
 
 
 def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
     model = params.get("model", {})
     data = params.get("data", {})
-    streams = data.get("streams", ["joint"])
-    streams = [streams] if isinstance(streams, str) else list(streams)
     return {
         "model": str(model.get("name", "")),
         "variant": str(model.get("variant") or model.get("name", "")),
         "dataset": str(data.get("dataset") or data.get("table") or ""),
         "protocol": str(data.get("protocol", "")),
-        "stream": "+".join(map(str, streams)),
+        "stream": _streams(data),
         "seed": str(params.get("seed", 0)),
         "pipeline": pipeline_name,
     }

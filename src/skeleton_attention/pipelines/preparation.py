@@ -13,6 +13,7 @@ from kedro.pipeline import Node, Pipeline, node
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle
 from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, ingest
 from skeleton_attention.skeletons.prepare import featurize
+from skeleton_attention.skeletons.table import STREAM_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def ingest_source(
 
 def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> BundleSource:
     """Normalize and decouple every sample of the intermediate bundle into the stream table."""
-    streams = tuple(params.get("streams", ("joint", "bone", "motion_fast", "motion_slow")))
+    streams = tuple(params.get("streams", STREAM_NAMES))
     spec = BundleSpec(
         protocols=intermediate.table.protocols,
         streams=streams,
@@ -84,7 +85,6 @@ def summarize_preparation(
     quarantine = intermediate.quarantine
     inter = intermediate.summary
     seen = int(inter.get("inputs_seen", -1))
-    outcomes = inter.get("input_outcomes")
     summary = {
         "inputs_seen": seen,
         "samples": int(features.summary["samples"]),
@@ -96,8 +96,6 @@ def summarize_preparation(
         "protocols": features.summary["protocols"],
         "split_counts": _split_counts(features),
     }
-    if outcomes is not None:
-        summary["input_outcomes"] = outcomes
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
             f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "

@@ -120,7 +120,7 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
                     progress(item)
         summary = _summary(source, writer.rows_written, outcomes, labels)
         (tmp_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-        _swap_into_place(tmp_dir, target)
+        swap_into_place(tmp_dir, target)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -160,7 +160,12 @@ def _summary(
     return summary
 
 
-def _swap_into_place(tmp_dir: Path, target: Path) -> None:
+def swap_into_place(tmp_dir: Path, target: Path) -> None:
+    """Replace directory ``target`` by ``tmp_dir`` (same parent) with renames only.
+
+    The previous ``target`` is renamed aside before the new one is renamed in, so at every moment
+    a complete directory (old or new) is in place or in its aside copy; never a half-deleted one.
+    """
     old = None
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")

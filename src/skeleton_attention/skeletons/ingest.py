@@ -14,8 +14,9 @@ import logging
 import multiprocessing as mp
 import os
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,6 @@ def _run_one(processor: Processor, item: Any) -> tuple[Any, FileOutcome | None, 
         return item, None, {"file": input_name(item), "reason": "reader_error", "line": None, "detail": detail}
 
 
-class _Call:
-    """Picklable ``processor(path)`` wrapper for the pool."""
-
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
-
-    def __call__(self, item: Any) -> tuple[Any, FileOutcome | None, dict | None]:
-        return _run_one(self.processor, item)
-
-
 def resolve_workers(workers: int | None) -> int:
     """``None``/``0`` means every core this process may use."""
     if workers:
@@ -94,7 +85,7 @@ def _outcomes(
     # fork is cheap and the processors are plain functions; spawn would re-import torch per worker
     context = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
     with context.Pool(workers) as pool:
-        yield from pool.imap(_Call(processor), items, chunksize=chunksize)
+        yield from pool.imap(partial(_run_one, processor), items, chunksize=chunksize)
 
 
 class IngestCounter:
@@ -138,11 +129,14 @@ def ingest(
             assert outcome is not None
             if outcome.report is not None:
                 yield SideRecord("report", {"input": name, **outcome.report})
-            if outcome.excluded_reason is not None:
+            reason, detail = outcome.excluded_reason, outcome.excluded_detail
+            if reason is None and not outcome.samples:
+                # e.g. a UTKinect recording whose every segment is NaN: record it rather than drop it
+                reason, detail = "no_samples", "the input holds no sample"
+            if reason is not None:
                 counter.excluded += 1
                 yield SideRecord("quarantine", {
-                    "file": name, "kind": "excluded", "reason": outcome.excluded_reason,
-                    "line": None, "detail": outcome.excluded_detail,
+                    "file": name, "kind": "excluded", "reason": reason, "line": None, "detail": detail,
                 })
                 continue
             yield from _sample_rows(name, outcome, seen_ids, counter, strict, row_maker)
@@ -161,24 +155,19 @@ def _sample_rows(
     for seq, splits in outcome.samples:
         first = seen_ids.get(seq.sample_id)
         if first is not None:
-            error = MalformedSkeletonFile(
-                path, "duplicate_sample", f"sample {seq.sample_id} was already read from {first}"
-            )
-            if strict:
-                raise error
-            counter.quarantined += 1
-            yield SideRecord("quarantine", {"kind": "quarantined", **error.as_record()})
+            problem = ("duplicate_sample", f"sample {seq.sample_id} was already read from {first}")
+        elif not np.isfinite(seq.coords).all():
+            problem = ("non_finite", f"sample {seq.sample_id} has NaN/inf")
+        else:
+            seen_ids[seq.sample_id] = path
+            counter.samples += 1
+            yield row_maker(seq, splits)
             continue
-        if not np.isfinite(seq.coords).all():
-            error = MalformedSkeletonFile(path, "non_finite", f"sample {seq.sample_id} has NaN/inf")
-            if strict:
-                raise error
-            counter.quarantined += 1
-            yield SideRecord("quarantine", {"kind": "quarantined", **error.as_record()})
-            continue
-        seen_ids[seq.sample_id] = path
-        counter.samples += 1
-        yield row_maker(seq, splits)
+        error = MalformedSkeletonFile(path, *problem)
+        if strict:
+            raise error
+        counter.quarantined += 1
+        yield SideRecord("quarantine", {"kind": "quarantined", **error.as_record()})
 
 
 def list_files(root: str | os.PathLike[str], patterns: Sequence[str]) -> list[Path]:
@@ -190,10 +179,3 @@ def list_files(root: str | os.PathLike[str], patterns: Sequence[str]) -> list[Pa
     for pattern in patterns:
         found.update(p for p in base.rglob(pattern) if p.is_file())
     return sorted(found)
-
-
-def check_accounting(summary: Mapping[str, object], expected_inputs: int) -> None:
-    """Every input ends as samples, quarantine or exclusion: the counts must add up."""
-    seen = summary.get("inputs_seen")
-    if seen != expected_inputs:
-        raise RuntimeError(f"preparation saw {seen} inputs but {expected_inputs} were listed")

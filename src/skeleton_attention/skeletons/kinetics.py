@@ -30,6 +30,7 @@ import numpy as np
 from .errors import MalformedSkeletonFile
 from .layouts import OPENPOSE18
 from .sequence import SkeletonSequence
+from .textfile import read_text
 
 NUM_JOINTS = OPENPOSE18.num_joints  # 18
 DATASET = "kinetics"
@@ -59,20 +60,8 @@ class KineticsClip:
 # --------------------------------------------------------------------------- label files
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise MalformedSkeletonFile(str(path), "empty_file", "file is empty")
-    if b"\x00" in raw:
-        raise MalformedSkeletonFile(str(path), "binary_file", "file contains NUL bytes")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedSkeletonFile(str(path), "binary_file", f"not UTF-8 text: {exc}") from None
-
-
 def _load_json(path: Path) -> object:
-    text = _read_text(path)
+    text = read_text(path, "utf-8")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -122,7 +111,7 @@ def load_label_names(path: str | Path) -> list[str]:
     (either would make name-based remapping ambiguous).
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = read_text(path, "utf-8").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     seen: dict[str, int] = {}

@@ -21,6 +21,7 @@ import numpy as np
 from .errors import MalformedSkeletonFile
 from .layouts import KINECT20
 from .sequence import SkeletonSequence
+from .textfile import read_lines
 
 DATASET = "msr_action3d"
 NUM_JOINTS = KINECT20.num_joints  # 20
@@ -103,26 +104,10 @@ def parse_msr_name(
     return action, subject, episode
 
 
-def _read_lines(path: Path) -> list[str]:
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise MalformedSkeletonFile(str(path), "empty_file", "file is empty")
-    if b"\x00" in raw:
-        raise MalformedSkeletonFile(str(path), "binary_file", "file contains NUL bytes")
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise MalformedSkeletonFile(str(path), "binary_file", f"not ASCII text: {exc}") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return lines
-
-
 def read_msr_joints(path: str | Path) -> np.ndarray:
     """Read the raw file as ``(T, 20, 4)`` float64 in MSR's joint order (x, y, z, confidence)."""
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_lines(path)
     rows: list[list[str]] = []
     for number, line in enumerate(lines, start=1):
         fields = line.split()
@@ -162,6 +147,15 @@ def read_msr_joints(path: str | Path) -> np.ndarray:
     return values.reshape(-1, NUM_JOINTS, _VALUES_PER_LINE)
 
 
+def msr_sample_id(path: str | Path) -> str:
+    """``.../a01_s02_e03_skeleton3D.txt`` -> ``"a01_s02_e03"``; ``bad_name`` for any other file name."""
+    path = Path(path)
+    match = _FILE.fullmatch(path.name)
+    if match is None:
+        raise MalformedSkeletonFile(str(path), "bad_name", f"{path.name!r} is not aXX_sYY_eZZ_skeleton3D.txt")
+    return match.group(1)
+
+
 def read_msr_file(path: str | Path, *, with_confidence: bool = False) -> SkeletonSequence:
     """One sample: coords ``(1, T, 20, C)`` in kinect20 order, ``C`` = 3 (x, y, z in metres)
     or 4 with the file's per-joint confidence when ``with_confidence``.
@@ -169,10 +163,7 @@ def read_msr_file(path: str | Path, *, with_confidence: bool = False) -> Skeleto
     Label = action number - 1; meta has action, subject, episode.
     """
     path = Path(path)
-    match = _FILE.fullmatch(path.name)
-    if match is None:
-        raise MalformedSkeletonFile(str(path), "bad_name", f"{path.name!r} is not aXX_sYY_eZZ_skeleton3D.txt")
-    name = match.group(1)
+    name = msr_sample_id(path)
     action, subject, episode = parse_msr_name(name, path)
     raw = read_msr_joints(path)
     empty = ~raw[:, :, :3].any(axis=(1, 2))
@@ -197,7 +188,7 @@ def load_msr_subset(path: str | Path) -> frozenset[str]:
     """Read ``files_used_in_cvpr12_paper.txt``: the sample names (``aXX_sYY_eZZ``) it lists."""
     path = Path(path)
     names: set[str] = set()
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         name = line.strip()
         if not name:
             continue

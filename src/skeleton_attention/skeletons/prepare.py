@@ -46,13 +46,13 @@ def process_ntu_file(
     that reuse NTU's file format with their own classes (the embedded synthetic set).
     """
     name = ntu.parse_ntu_name(path)
-    sample_id = Path(path).name.split(".")[0]
+    sample_id = name.sample_id
     if sample_id in missing:
         return FileOutcome(
             excluded_reason="official_missing_list",
             excluded_detail=f"{sample_id} is on the official missing/incomplete skeleton list",
         )
-    recording = ntu.read_ntu_skeleton(path)
+    recording = ntu.read_ntu_skeleton(path, name)
     seq, report = denoise_ntu(recording, **dict(denoise or {}))
     report = {"sample_id": sample_id, **report}
     if seq is None:
@@ -96,7 +96,7 @@ def process_utkinect_file(path: Path, *, label_file: Path) -> FileOutcome:
 
 
 def process_msr_file(path: Path, *, subset: frozenset[str] | None = None) -> FileOutcome:
-    sample_id = Path(path).name.replace("_skeleton3D.txt", "").replace(".txt", "")
+    sample_id = msr.msr_sample_id(path)
     if subset is not None and sample_id not in subset:
         return FileOutcome(excluded_reason="not_in_subset", excluded_detail="not in the chosen file subset")
     seq = msr.read_msr_file(path)
@@ -138,10 +138,15 @@ def featurize(
     """Normalize each sample of an intermediate table and decouple it into streams, row by row."""
     metadata = table.metadata()
     split_columns = [c for c in metadata.columns if c.startswith("split_")]
+    params, names = dict(normalize or {}), tuple(streams)
     for record in _records(metadata):
         coords = table.read_one(int(record["row"]), ("joint",))["joint"]
-        seq = normalize_sequence(sequence_from_metadata(record, coords), dict(normalize or {}))
-        arrays = compute_streams(seq.coords, get_layout(seq.layout), names=tuple(streams))
+        try:
+            seq = normalize_sequence(sequence_from_metadata(record, coords), params)
+            arrays = compute_streams(seq.coords, get_layout(seq.layout), names=names)
+        except Exception as error:  # name the sample: the trace alone does not say which one failed
+            error.add_note(f"while building the streams of {record['sample_id']} ({record['source_file']})")
+            raise
         splits = {c[len("split_"):]: record[c] for c in split_columns}
         yield sequence_to_row(seq, arrays, splits)
 

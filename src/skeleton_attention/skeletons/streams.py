@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from skeleton_attention.skeletons.layouts import JointLayout
+from skeleton_attention.skeletons.normalize import frame_valid_mask, joint_valid_mask
 
-STREAM_NAMES = ("joint", "bone", "motion_fast", "motion_slow")
+STREAM_NAMES: tuple[str, ...] = ("joint", "bone", "motion_fast", "motion_slow")
 
 
 def valid_mask(coords: np.ndarray, layout: JointLayout | None = None) -> np.ndarray:
@@ -27,8 +28,8 @@ def valid_mask(coords: np.ndarray, layout: JointLayout | None = None) -> np.ndar
     x = np.asarray(coords)
     if layout is not None and layout.spatial_dims < x.shape[-1]:
         # a confidence channel exists: trust it per joint
-        return x[..., layout.spatial_dims] > 0
-    frame = np.any(x != 0, axis=(2, 3))
+        return joint_valid_mask(x, score_channel=layout.spatial_dims)
+    frame = frame_valid_mask(x, spatial_dims=x.shape[-1])
     return np.broadcast_to(frame[:, :, None], x.shape[:3]).copy()
 
 

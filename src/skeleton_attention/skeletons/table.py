@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from skeleton_attention.skeletons.sequence import SkeletonSequence
+from skeleton_attention.skeletons.streams import STREAM_NAMES  # the stream columns, in their order
 
-STREAM_NAMES: tuple[str, ...] = ("joint", "bone", "motion_fast", "motion_slow")
 SHAPE_COLUMNS: tuple[str, ...] = ("num_bodies", "num_frames", "num_joints", "num_channels")
 #: identity fields a reader may put in ``SkeletonSequence.meta``; absent ones are null
 META_INT_COLUMNS: tuple[str, ...] = (

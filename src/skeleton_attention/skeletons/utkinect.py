@@ -23,6 +23,7 @@ import numpy as np
 from .errors import MalformedSkeletonFile
 from .layouts import KINECT20
 from .sequence import SkeletonSequence
+from .textfile import read_lines
 
 DATASET = "utkinect"
 #: class order of the label index (the order the actions are listed in actionLabel.txt)
@@ -56,22 +57,6 @@ class UtkSegment:
     line: int
 
 
-def _read_lines(path: Path) -> list[str]:
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise MalformedSkeletonFile(str(path), "empty_file", "file is empty")
-    if b"\x00" in raw:
-        raise MalformedSkeletonFile(str(path), "binary_file", "file contains NUL bytes")
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as exc:
-        raise MalformedSkeletonFile(str(path), "binary_file", f"not ASCII text: {exc}") from None
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return lines
-
-
 def _frame_bound(path: Path, token: str, number: int) -> int | None:
     if token.lower() == "nan":
         return None
@@ -93,7 +78,7 @@ def read_utkinect_labels(path: str | Path) -> dict[str, list[UtkSegment]]:
     path = Path(path)
     blocks: dict[str, list[UtkSegment]] = {}
     current: str | None = None
-    for number, line in enumerate(_read_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         text = line.strip()
         if not text:
             continue
@@ -148,7 +133,7 @@ def read_utkinect_joints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     not decrease. Rows are returned in file order, repeated ids included.
     """
     path = Path(path)
-    lines = _read_lines(path)
+    lines = read_lines(path)
     rows: list[list[str]] = []
     for number, line in enumerate(lines, start=1):
         fields = line.split()

@@ -6,6 +6,7 @@
   per-model temporal sampling and training-time augmentation (numpy).
 * :mod:`~skeleton_attention.training.trainer`: ``Trainer`` (AMP, phases, schedules, early stopping,
   validation-based selection, exact resume) and ``TrainerConfig``.
+* :mod:`~skeleton_attention.training.optim`: optimizers and epoch-level LR schedules.
 * :mod:`~skeleton_attention.training.checkpoints`, :mod:`~skeleton_attention.training.callbacks`,
   :mod:`~skeleton_attention.training.metrics`, :mod:`~skeleton_attention.training.plots`.
 

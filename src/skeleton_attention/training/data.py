@@ -380,6 +380,12 @@ def make_loader(
             window=shuffle_window,
         )
     workers = int(num_workers)
+    # Each new loader iterator draws a worker base seed from ``generator``; with the default (None)
+    # that draw comes from the global torch RNG, which also drives dropout. How often it happens
+    # depends on num_workers and persistent_workers, so the model's random stream, and exact
+    # resume, would depend on I/O settings. A private generator keeps the global RNG untouched.
+    loader_generator = torch.Generator()
+    loader_generator.manual_seed(int(seed))
     return DataLoader(
         dataset,
         batch_size=int(batch_size),
@@ -392,6 +398,7 @@ def make_loader(
         persistent_workers=bool(persistent_workers) and workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         worker_init_fn=seed_worker if workers > 0 else None,
+        generator=loader_generator,
     )
 
 

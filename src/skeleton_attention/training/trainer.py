@@ -20,7 +20,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.optim import lr_scheduler
 from tqdm.auto import tqdm
 
 from skeleton_attention.training.callbacks import Callback, CallbackList
@@ -39,11 +38,15 @@ from skeleton_attention.training.checkpoints import (
     restore_rng_state,
     seed_everything,
 )
+from skeleton_attention.training.optim import (
+    EpochSchedule,
+    build_optimizer,
+    check_optimizer,
+    check_schedule,
+)
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("none", "step", "multistep", "plateau", "cosine")
 AMP_DTYPES = {
     "bf16": torch.bfloat16,
     "bfloat16": torch.bfloat16,
@@ -88,13 +91,13 @@ class TrainerConfig:
             raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
         if self.amp is not None and self.amp not in AMP_DTYPES:
             raise ValueError(f"amp must be null or one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
-        _check_optimizer(self.optimizer)
-        _check_schedule(self.schedule)
+        check_optimizer(self.optimizer)
+        check_schedule(self.schedule)
         for i, phase in enumerate(self.phase_list()):
             if int(phase.get("epochs", 0)) < 1:
                 raise ValueError(f"phase {i} ({phase.get('name')}) needs epochs >= 1")
-            _check_optimizer({**self.optimizer, **phase.get("optimizer", {})})
-            _check_schedule({**self.schedule, **phase.get("schedule", {})})
+            check_optimizer({**self.optimizer, **phase.get("optimizer", {})})
+            check_schedule({**self.schedule, **phase.get("schedule", {})})
         n = len(self.phase_list())
         if not -n <= self.select_best_from_phase < n:
             raise ValueError(f"select_best_from_phase={self.select_best_from_phase} with {n} phase(s)")
@@ -141,133 +144,6 @@ class TrainerConfig:
         relevant["phases"] = self.phase_list()
         relevant["extra"] = dict(extra or {})
         return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _check_optimizer(config: Mapping[str, Any]) -> None:
-    name = config.get("name", "adam")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer {name!r} is not one of {OPTIMIZERS}")
-    if float(config.get("lr", 0)) <= 0:
-        raise ValueError(f"optimizer lr must be > 0, got {config.get('lr')}")
-
-
-def _check_schedule(config: Mapping[str, Any]) -> None:
-    name = config.get("name", "none")
-    if name not in SCHEDULES:
-        raise ValueError(f"schedule {name!r} is not one of {SCHEDULES}")
-
-
-# --- optimizer and schedule -----------------------------------------------------------------------
-
-
-def build_optimizer(params: Iterable[nn.Parameter], config: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """adam / adamw / sgd (``momentum``, ``nesterov``) with ``lr`` and ``weight_decay``."""
-    params = list(params)
-    if not params:
-        raise ValueError("no trainable parameters (every parameter has requires_grad=False)")
-    name = config.get("name", "adam")
-    lr = float(config["lr"])
-    wd = float(config.get("weight_decay", 0.0))
-    if name in ("adam", "adamw"):
-        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-        betas = tuple(float(b) for b in config.get("betas", (0.9, 0.999)))
-        return cls(params, lr=lr, betas=betas, eps=float(config.get("eps", 1e-8)), weight_decay=wd)
-    momentum = float(config.get("momentum", 0.9))
-    nesterov = bool(config.get("nesterov", False))
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=wd)
-
-
-class EpochSchedule:
-    """An epoch-level LR schedule built from torch's scheduler classes.
-
-    ``name``: none | step (``step_size``, ``gamma``) | multistep (``milestones``, epochs from the
-    phase start, ``gamma``) | cosine (``eta_min``; over the phase's epochs after warm-up) | plateau
-    (ReduceLROnPlateau on the monitored validation metric: ``factor``, ``patience``, ``cooldown``,
-    ``min_lr``, ``threshold``). ``warmup_epochs`` > 0 puts a LinearLR warm-up from
-    ``warmup_start_factor`` x lr in front (SequentialLR; for plateau the warm-up runs first and the
-    plateau logic only sees the epochs after it).
-    """
-
-    def __init__(
-        self,
-        optimizer: torch.optim.Optimizer,
-        config: Mapping[str, Any],
-        phase_epochs: int,
-        monitor_mode: str = "max",
-    ) -> None:
-        self.name = config.get("name", "none")
-        self.warmup_epochs = int(config.get("warmup_epochs", 0))
-        self.epochs_done = 0
-        warmup = None
-        if self.warmup_epochs > 0:
-            warmup = lr_scheduler.LinearLR(
-                optimizer,
-                start_factor=float(config.get("warmup_start_factor", 0.1)),
-                end_factor=1.0,
-                total_iters=self.warmup_epochs,
-            )
-        self.plateau: lr_scheduler.ReduceLROnPlateau | None = None
-        main: lr_scheduler.LRScheduler | None = None
-        if self.name == "step":
-            main = lr_scheduler.StepLR(
-                optimizer, step_size=int(config["step_size"]), gamma=float(config.get("gamma", 0.1))
-            )
-        elif self.name == "multistep":
-            milestones = [int(m) - self.warmup_epochs for m in config["milestones"]]
-            if any(m <= 0 for m in milestones):
-                raise ValueError(f"multistep milestones {config['milestones']} must come after the warm-up")
-            main = lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=float(config.get("gamma", 0.1)))
-        elif self.name == "cosine":
-            main = lr_scheduler.CosineAnnealingLR(
-                optimizer,
-                T_max=max(1, phase_epochs - self.warmup_epochs),
-                eta_min=float(config.get("eta_min", 0.0)),
-            )
-        elif self.name == "plateau":
-            self.plateau = lr_scheduler.ReduceLROnPlateau(
-                optimizer,
-                mode=monitor_mode,
-                factor=float(config.get("factor", 0.1)),
-                patience=int(config.get("patience", 5)),
-                cooldown=int(config.get("cooldown", 0)),
-                min_lr=float(config.get("min_lr", 0.0)),
-                threshold=float(config.get("threshold", 1e-4)),
-            )
-        if warmup is not None and main is not None:
-            self.scheduler: lr_scheduler.LRScheduler | None = lr_scheduler.SequentialLR(
-                optimizer, schedulers=[warmup, main], milestones=[self.warmup_epochs]
-            )
-        else:
-            self.scheduler = warmup if warmup is not None else main
-
-    @property
-    def needs_metric(self) -> bool:
-        return self.plateau is not None
-
-    def step(self, metric: float | None) -> None:
-        """Advance one epoch; ``metric`` is the monitored validation value (plateau only)."""
-        self.epochs_done += 1
-        in_warmup = self.epochs_done <= self.warmup_epochs
-        if self.scheduler is not None and (self.plateau is None or in_warmup):
-            self.scheduler.step()
-        elif self.plateau is not None:
-            if metric is None or not math.isfinite(metric):
-                raise ValueError("the plateau schedule needs a finite validation metric every epoch")
-            self.plateau.step(metric)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "epochs_done": self.epochs_done,
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "plateau": None if self.plateau is None else self.plateau.state_dict(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.epochs_done = int(state["epochs_done"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.plateau is not None:
-            self.plateau.load_state_dict(state["plateau"])
 
 
 # --- loss -----------------------------------------------------------------------------------------
@@ -343,6 +219,25 @@ def _deterministic(enabled: bool):
     finally:
         torch.use_deterministic_algorithms(previous)
         deterministic.fill_uninitialized_memory = previous_fill
+
+
+def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+@dataclass
+class _FitState:
+    """The bookkeeping of one fit that a checkpoint carries (besides model/optimizer/RNG state)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    best_metric: float = float("nan")
+    best_epoch: int = 0
+    best_phase: int = 0
+    best_state: dict[str, Tensor] | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    finished: bool = False
 
 
 # --- trainer --------------------------------------------------------------------------------------
@@ -492,134 +387,57 @@ class Trainer:
     def _fit(self, train_loader, val_loader) -> FitResult:
         cfg = self.config
         early = dict(cfg.early_stopping or {})
-        patience = int(early.get("patience", 0)) if early else 0
-        min_delta = float(early.get("min_delta", 0.0)) if early else 0.0
+        patience = int(early.get("patience", 0))
+        min_delta = float(early.get("min_delta", 0.0))
         if patience and cfg.monitor.startswith("val_") and val_loader is None:
             raise ValueError("early stopping needs a validation loader")
 
-        history: list[dict[str, Any]] = []
-        best_metric = float("nan")
-        best_epoch, best_phase = 0, 0
-        best_state: dict[str, Tensor] | None = None
-        bad_epochs = 0
-        epoch = 0
-        start_phase, start_epoch_in_phase = 0, 0
-        stopped_early = False
-        finished = False
         generator = self._sampler_generator(train_loader)
-
-        state = None
+        run = _FitState()
+        start_phase, start_epoch_in_phase, resumed_mid_phase = 0, 0, False
         if cfg.resume and self.checkpoints is not None and self.checkpoints.has_last():
-            state = self.checkpoints.load_last(map_location="cpu")
-            if state.get("fingerprint") != cfg.fingerprint(self.fingerprint_extra):
-                raise ValueError(
-                    f"{self.checkpoints.last} was written with different training settings "
-                    f"(fingerprint {state.get('fingerprint')} != {cfg.fingerprint(self.fingerprint_extra)}); "
-                    "delete the checkpoint directory or set resume: false"
-                )
+            start_phase, start_epoch_in_phase, resumed_mid_phase = self._restore(run, generator)
         else:
             seed_everything(cfg.seed)
             if generator is not None and getattr(train_loader.sampler, "seed", None) is not None:
                 generator.manual_seed(int(train_loader.sampler.seed))
 
-        if state is not None:
-            idx = int(state["phase_index"])
-            # configure first (it may re-initialize weights or change requires_grad), then load the
-            # weights over it; never configure again after loading
-            self._configure(idx)
-            self.model.load_state_dict(state["model"])
-            self.model.to(self.device)
-            history = list(state["history"])
-            best_metric = float(state["best_metric"])
-            best_epoch, best_phase = int(state["best_epoch"]), int(state["best_phase_index"])
-            bad_epochs = int(state["bad_epochs"])
-            epoch = int(state["epoch"])
-            stopped_early = bool(state["stopped_early"])
-            finished = bool(state["finished"])
-            if self.checkpoints is not None and self.checkpoints.best.is_file():
-                best_state = self.checkpoints.load_best(map_location="cpu")["model"]
-            if not state["phase_finished"]:
-                self._start_phase(idx, configure=False)
-                assert self.optimizer is not None and self.schedule is not None
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.schedule.load_state_dict(state["schedule"])
-                if self.scaler is not None and state.get("scaler"):
-                    self.scaler.load_state_dict(state["scaler"])
-                start_phase, start_epoch_in_phase = idx, int(state["epoch_in_phase"])
-            else:
-                start_phase, start_epoch_in_phase = idx + 1, 0
-            if generator is not None and state.get("sampler_generator") is not None:
-                generator.set_state(state["sampler_generator"])
-            restore_rng_state(state["rng"])
-            logger.info("resumed from %s at epoch %d (phase %d)", self.checkpoints.last, epoch, idx)
-
-        self.callbacks.on_fit_start(self, history)
+        self.callbacks.on_fit_start(self, run.history)
         total = cfg.total_epochs
         for phase_index in range(start_phase, len(self.phases)):
-            if finished:
+            if run.finished:
                 break
             phase = self.phases[phase_index]
-            # a phase resumed from its middle was already configured (and its optimizer restored) above
-            resumed_mid_phase = state is not None and not state["phase_finished"] and phase_index == start_phase
-            if not resumed_mid_phase:
+            # a phase resumed from its middle was already configured (and its optimizer restored)
+            if not (resumed_mid_phase and phase_index == start_phase):
                 self._start_phase(phase_index)
-                bad_epochs = 0
+                run.bad_epochs = 0
                 self.callbacks.on_phase_start(self, phase_index, phase)
             first = start_epoch_in_phase if phase_index == start_phase else 0
             phase_epochs = int(phase["epochs"])
-            phase_stopped = False
             for epoch_in_phase in range(first, phase_epochs):
-                epoch += 1
-                metrics = self._run_epoch(train_loader, val_loader, epoch, total, phase_index, phase)
+                run.epoch += 1
+                metrics = self._run_epoch(train_loader, val_loader, run.epoch, total, phase_index, phase)
                 monitored = metrics.get(cfg.monitor)
                 assert self.schedule is not None
                 self.schedule.step(None if monitored is None else float(monitored))
                 value = float(monitored) if monitored is not None else float("nan")
-                if self._selectable(phase_index) and self._improved(value, best_metric):
-                    best_metric, best_epoch, best_phase = value, epoch, phase_index
-                    best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-                    if self.checkpoints is not None:
-                        self.checkpoints.save_best(
-                            {
-                                "model": best_state,
-                                "epoch": epoch,
-                                "phase_index": phase_index,
-                                "metric": value,
-                                "monitor": cfg.monitor,
-                            }
-                        )
+                if self._selectable(phase_index) and self._improved(value, run.best_metric):
+                    self._record_best(run, value, phase_index)
+                phase_stopped = False
                 if patience:
-                    phase_best = [h[cfg.monitor] for h in history if h["phase_index"] == phase_index]
+                    phase_best = [h[cfg.monitor] for h in run.history if h["phase_index"] == phase_index]
                     reference = (max if cfg.monitor_mode == "max" else min)(phase_best) if phase_best else float("nan")
-                    bad_epochs = 0 if self._improved(value, reference, min_delta) else bad_epochs + 1
-                    phase_stopped = bad_epochs >= patience
-                metrics["best_" + cfg.monitor] = best_metric
-                history.append(metrics)
+                    run.bad_epochs = 0 if self._improved(value, reference, min_delta) else run.bad_epochs + 1
+                    phase_stopped = run.bad_epochs >= patience
+                metrics["best_" + cfg.monitor] = run.best_metric
+                run.history.append(metrics)
                 phase_finished = phase_stopped or epoch_in_phase + 1 == phase_epochs
-                stopped_early = stopped_early or phase_stopped
-                finished = phase_finished and phase_index == len(self.phases) - 1
+                run.stopped_early = run.stopped_early or phase_stopped
+                run.finished = phase_finished and phase_index == len(self.phases) - 1
                 if self.checkpoints is not None:
                     self.checkpoints.save_last(
-                        {
-                            "fingerprint": cfg.fingerprint(self.fingerprint_extra),
-                            "model": self.model.state_dict(),
-                            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-                            "schedule": self.schedule.state_dict(),
-                            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                            "epoch": epoch,
-                            "phase_index": phase_index,
-                            "epoch_in_phase": epoch_in_phase + 1,
-                            "phase_finished": phase_finished,
-                            "finished": finished,
-                            "stopped_early": stopped_early,
-                            "best_metric": best_metric,
-                            "best_epoch": best_epoch,
-                            "best_phase_index": best_phase,
-                            "bad_epochs": bad_epochs,
-                            "history": history,
-                            "rng": capture_rng_state(),
-                            "sampler_generator": generator.get_state() if generator is not None else None,
-                        }
+                        self._last_checkpoint(run, phase_index, epoch_in_phase + 1, phase_finished, generator)
                     )
                 self.callbacks.on_epoch_end(self, metrics)
                 if phase_stopped:
@@ -627,28 +445,120 @@ class Trainer:
                         "early stopping phase %d (%s) at epoch %d: no %s improvement for %d epochs",
                         phase_index,
                         phase["name"],
-                        epoch,
+                        run.epoch,
                         cfg.monitor,
                         patience,
                     )
                     break
 
-        if best_state is None:
+        if run.best_state is None:
             # nothing selectable was seen (e.g. no finite monitored value): keep the final weights
-            best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            best_epoch, best_phase = epoch, self.current_phase_index
+            run.best_state = _cpu_copy(self.model.state_dict())
+            run.best_epoch, run.best_phase = run.epoch, self.current_phase_index
         result = FitResult(
-            history=history,
-            best_epoch=best_epoch,
-            best_metric=best_metric,
-            best_phase_index=best_phase,
-            best_state=best_state,
+            history=run.history,
+            best_epoch=run.best_epoch,
+            best_metric=run.best_metric,
+            best_phase_index=run.best_phase,
+            best_state=run.best_state,
             monitor=cfg.monitor,
-            epochs_run=epoch,
-            stopped_early=stopped_early,
+            epochs_run=run.epoch,
+            stopped_early=run.stopped_early,
         )
         self.callbacks.on_fit_end(self, result)
         return result
+
+    def _record_best(self, run: _FitState, value: float, phase_index: int) -> None:
+        """Keep (and write ``best.pt`` for) the weights of a new best validation epoch."""
+        run.best_metric, run.best_epoch, run.best_phase = value, run.epoch, phase_index
+        run.best_state = _cpu_copy(self.model.state_dict())
+        if self.checkpoints is not None:
+            self.checkpoints.save_best(
+                {
+                    "model": run.best_state,
+                    "epoch": run.epoch,
+                    "phase_index": phase_index,
+                    "metric": value,
+                    "monitor": self.config.monitor,
+                }
+            )
+
+    def _last_checkpoint(
+        self,
+        run: _FitState,
+        phase_index: int,
+        epoch_in_phase: int,
+        phase_finished: bool,
+        generator: torch.Generator | None,
+    ) -> dict[str, Any]:
+        """Everything :meth:`_restore` needs to continue bit-identically after this epoch."""
+        assert self.schedule is not None
+        return {
+            "fingerprint": self.config.fingerprint(self.fingerprint_extra),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "epoch": run.epoch,
+            "phase_index": phase_index,
+            "epoch_in_phase": epoch_in_phase,
+            "phase_finished": phase_finished,
+            "finished": run.finished,
+            "stopped_early": run.stopped_early,
+            "best_metric": run.best_metric,
+            "best_epoch": run.best_epoch,
+            "best_phase_index": run.best_phase,
+            "bad_epochs": run.bad_epochs,
+            "history": run.history,
+            "rng": capture_rng_state(),
+            "sampler_generator": generator.get_state() if generator is not None else None,
+        }
+
+    def _restore(self, run: _FitState, generator: torch.Generator | None) -> tuple[int, int, bool]:
+        """Load ``last.pt`` into the model, optimizer, schedule, scaler, RNGs and ``run``; returns
+        ``(first phase, first epoch in it, resumed in the middle of that phase)``."""
+        assert self.checkpoints is not None
+        state = self.checkpoints.load_last(map_location="cpu")
+        expected = self.config.fingerprint(self.fingerprint_extra)
+        if state.get("fingerprint") != expected:
+            raise ValueError(
+                f"{self.checkpoints.last} was written with different training settings "
+                f"(fingerprint {state.get('fingerprint')} != {expected}); "
+                "delete the checkpoint directory or set resume: false"
+            )
+        idx = int(state["phase_index"])
+        # configure first (it may re-initialize weights or change requires_grad), then load the
+        # weights over it; never configure again after loading
+        self._configure(idx)
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device)
+        run.history = list(state["history"])
+        run.best_metric = float(state["best_metric"])
+        run.best_epoch, run.best_phase = int(state["best_epoch"]), int(state["best_phase_index"])
+        run.bad_epochs = int(state["bad_epochs"])
+        run.epoch = int(state["epoch"])
+        run.stopped_early = bool(state["stopped_early"])
+        run.finished = bool(state["finished"])
+        if self.checkpoints.best.is_file():
+            run.best_state = self.checkpoints.load_best(map_location="cpu")["model"]
+        mid_phase = not state["phase_finished"]
+        if mid_phase:
+            self._start_phase(idx, configure=False)
+            assert self.optimizer is not None and self.schedule is not None
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])
+            start = (idx, int(state["epoch_in_phase"]), True)
+        else:
+            start = (idx + 1, 0, False)
+        # the scaler lives across phases (it is not rebuilt per phase), so its calibrated scale
+        # must come back at a phase boundary too, or fp16 restarts from the initial scale
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if generator is not None and state.get("sampler_generator") is not None:
+            generator.set_state(state["sampler_generator"])
+        restore_rng_state(state["rng"])
+        logger.info("resumed from %s at epoch %d (phase %d)", self.checkpoints.last, run.epoch, idx)
+        return start
 
     def _run_epoch(
         self, train_loader, val_loader, epoch: int, total: int, phase_index: int, phase: Mapping[str, Any]

@@ -15,6 +15,8 @@ from skeleton_attention.skeletons.prepare import MSR_PROTOCOLS, process_msr_file
 
 def ingest_msr(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
     skeletons = [f for f in raw_files if f.name.endswith("_skeleton3D.txt")]
+    if not skeletons:
+        raise FileNotFoundError("no aXX_sYY_eZZ_skeleton3D.txt files in the MSR Action3D raw directory")
     subset = None
     if params.get("subset_file"):
         subset = frozenset(load_msr_subset(skeletons[0].parent / params["subset_file"]))
