@@ -169,18 +169,27 @@ def process_view_group(
     table: SampleTable,
     cameras: Sequence[int] = (1, 2, 3),
     align: Mapping[str, object] | None = None,
+    denoise: Mapping[str, object] | None = None,
 ) -> FileOutcome:
     """Align the camera views of one recording into the reference camera's body frame.
 
-    The sample's ``coords`` stack the views: shape ``(views * M, T, V, 3)`` in camera order, with
-    ``num_views`` = len(cameras); absent views are zeros and listed in ``cameras_present``.
+    Each view is re-read from its raw file with the same denoising decisions but on its *full*
+    timeline: denoising drops frames where no actor is present, which would shift a view against
+    the others (and the raw file also carries Kinect's per-joint tracking state, which the residual
+    over joints tracked in both views needs). The sample's ``coords`` stack the views: shape
+    ``(views * M, T, V, 3)`` in camera order, with ``num_views`` = len(cameras); absent views are
+    zeros and listed in ``cameras_present``.
     """
-    from skeleton_attention.skeletons.views import align_views
+    from skeleton_attention.skeletons.views import align_views, load_ntu_view
 
     rows: Mapping[int, int] = group["rows"]  # type: ignore[assignment]
     metadata = table.metadata()
-    views = {cam: table.read_one(row, ("joint",))["joint"] for cam, row in rows.items()}
-    aligned = align_views(views, cameras=tuple(cameras), normalize_output=True, **dict(align or {}))
+    views, tracked = {}, {}
+    for camera, row in rows.items():
+        views[camera], tracked[camera] = load_ntu_view(metadata.at[row, "source_file"], denoise_params=denoise)
+    aligned = align_views(
+        views, cameras=tuple(cameras), tracked=tracked, normalize_output=True, **dict(align or {})
+    )
     num_views, bodies = aligned.coords.shape[:2]
     first = metadata.iloc[next(iter(rows.values()))].to_dict()
     present = "".join(str(c) for c, ok in zip(aligned.cameras, aligned.view_mask, strict=True) if ok)

@@ -53,7 +53,10 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
     multiview = dict(params.get("multiview", {}))
     cameras = tuple(multiview.pop("cameras", (1, 2, 3)))
     groups = view_groups(intermediate.table)
-    processor = partial(process_view_group, table=intermediate.table, cameras=cameras, align=multiview)
+    processor = partial(
+        process_view_group, table=intermediate.table, cameras=cameras, align=multiview,
+        denoise=params.get("denoise", {}),
+    )
     return ingest_source(
         groups, processor, intermediate.table.protocols,
         {**params, "chunksize": 2, "description": "ntu: align views"},
