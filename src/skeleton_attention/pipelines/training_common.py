@@ -168,6 +168,10 @@ def split_samples(samples: Any, params: Mapping[str, Any]) -> pd.DataFrame:
     return splits.as_frame(meta)
 
 
+#: fewer optimizer steps per epoch than this is almost always a batch size meant for a larger set
+MIN_STEPS_PER_EPOCH = 5
+
+
 def train_model(
     samples: Any,
     splits: pd.DataFrame,
@@ -181,6 +185,13 @@ def train_model(
     check_params(params)
     data, settings = _data(samples, splits, params)
     loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
+    steps = len(loaders["train"])
+    if steps < MIN_STEPS_PER_EPOCH:
+        logger.warning(
+            "%s: only %d optimizer step(s) per epoch (%d training samples, batch %d); a small data set "
+            "needs a smaller data.batch_size (e.g. `--env=embedded` for the embedded data)",
+            run_key, steps, len(data.splits.train), settings.batch_size,
+        )
     config = trainer_config(params, run_key)
     kwargs = {
         "num_classes": data.num_classes,
