@@ -1,0 +1,40 @@
+"""The benchmark scripts stay runnable: each runs once at toy sizes and prints its comparison table.
+
+Only that they run and compare against their baseline is checked here; the speed numbers themselves
+come from full runs recorded in docs/results.md (timing assertions do not belong in unit tests).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.kedro_helpers import REPO_ROOT
+
+
+def _run(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    return result.stdout
+
+
+@pytest.mark.slow
+def test_prepare_benchmark_runs_and_compares_against_the_line_by_line_reader():
+    out = _run(
+        "benchmarks/bench_prepare.py", "--files", "6", "--rounds", "1", "--full-sizes", "12",
+        "--methods", "baseline_plain", "read_ntu_skeleton_fast", "end_to_end",
+    )
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert {"baseline_plain", "read_ntu_skeleton_fast", "end_to_end"} <= set(rows)
+    assert "x vs baseline_plain" in out and "full preparation" in out
+
+
+@pytest.mark.slow
+def test_train_benchmark_runs_both_paths():
+    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--samples", "16", "--frames", "20",
+               "--batch", "8", "--epochs", "1", "--warmup", "0")
+    paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
+    assert paths == ["plain", "trainer"]
