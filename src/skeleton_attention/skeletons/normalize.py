@@ -7,7 +7,10 @@
     frames (a *null* frame is one where every joint of that body is exactly zero);
 (b) subtract the centre joint (``layout.center``) of the reference body, per frame or once;
 (c) rotate so that the reference body's spine (``spine_bottom -> spine_top``) points to +z;
-(d) rotate about z so that its right -> left shoulder vector points to +x.
+(d) rotate about z so that its right -> left shoulder vector points to +x;
+(e) optionally (``scale="spine"``) divide by the reference body's median torso length
+    (spine base -> shoulder centre), as DSTA-Net divides by the spine length, so that body size
+    differences between people disappear.
 
 2-D layouts (OpenPose18, channels ``x, y, score``) get the ST-GCN Kinetics rule instead
 (:func:`normalize_2d`). :func:`normalize_sequence` dispatches on the layout.
@@ -28,6 +31,15 @@ from skeleton_attention.skeletons.sequence import SkeletonSequence
 
 CenterMode = Literal["per_frame", "first_frame", "none"]
 _CENTER_MODES = ("per_frame", "first_frame", "none")
+ScaleMode = Literal["none", "spine"]
+_SCALE_MODES = ("none", "spine")
+#: (bottom, top) joint names of the body-size segment for ``scale="spine"``; the first pair that a
+#: layout has wins. The full torso (pelvis -> shoulder centre) is ~2x longer than the layouts'
+#: ``spine_bottom -> spine_top`` (pelvis -> mid-spine), so its relative Kinect noise is smaller.
+SCALE_SEGMENTS: tuple[tuple[str, str], ...] = (
+    ("spine_base", "spine_shoulder"),  # NTU25 (Kinect v2)
+    ("hip_center", "shoulder_center"),  # KINECT20 (Kinect v1: UTKinect, MSR Action3D)
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,6 +235,39 @@ def body_frame_rotation(
 
 
 # --------------------------------------------------------------------------------------------
+# (e) body size
+
+
+def scale_segment(layout: JointLayout) -> tuple[int, int]:
+    """(bottom, top) joint indices of the body-size segment of ``layout`` (see ``SCALE_SEGMENTS``)."""
+    for bottom, top in SCALE_SEGMENTS:
+        if bottom in layout.joint_names and top in layout.joint_names:
+            return layout.index(bottom), layout.index(top)
+    raise ValueError(f"layout {layout.name} has none of the body-size segments {SCALE_SEGMENTS}")
+
+
+def reference_length(
+    coords: np.ndarray, layout: JointLayout, joint_valid: np.ndarray, eps: float = 1e-6
+) -> float | None:
+    """Median over frames of the reference body's torso length (``scale_segment``), or None.
+
+    Only frames where both joints are present count; the median ignores the odd frame where
+    Kinect mis-tracks the shoulders. None when the body or the segment is never seen, or the
+    median is not above ``eps`` (a degenerate skeleton is left unscaled rather than blown up).
+    """
+    ref = reference_body(joint_valid)
+    if ref is None:
+        return None
+    bottom, top = scale_segment(layout)
+    ok = joint_valid[ref, :, bottom] & joint_valid[ref, :, top]
+    if not ok.any():
+        return None
+    seg = coords[ref, ok, top, :3].astype(np.float64) - coords[ref, ok, bottom, :3]
+    length = float(np.median(np.linalg.norm(seg, axis=-1)))
+    return length if length > eps else None
+
+
+# --------------------------------------------------------------------------------------------
 # public entry points
 
 
@@ -234,6 +279,7 @@ def pre_normalize(
     center: CenterMode = "per_frame",
     align_spine: bool = True,
     align_shoulders: bool = True,
+    scale: ScaleMode = "none",
     eps: float = 1e-6,
 ) -> np.ndarray:
     """2s-AGCN pre-normalization of (M, T, V, C) 3-D coordinates; returns float32, same shape.
@@ -241,12 +287,18 @@ def pre_normalize(
     Only the first three channels are transformed; extra channels (if any) are copied. Joints
     that are missing (all-zero xyz) stay zero. The result is invariant to any rotation and
     translation of the input when ``center != "none"`` and both alignments are on.
+    ``scale="spine"`` divides all bodies by one per-sample length (:func:`reference_length`,
+    measured on the input before filling so that every recorded frame counts once), which makes
+    the result also invariant to uniform scaling; ``"none"`` keeps metres.
     """
     if layout.spatial_dims != 3:
         raise ValueError(f"pre_normalize needs a 3-D layout; {layout.name} is {layout.spatial_dims}-D")
     x = _check_coords(coords, layout, 3).astype(np.float64)
     if center not in _CENTER_MODES:
         raise ValueError(f"center must be one of {_CENTER_MODES}, got {center!r}")
+    if scale not in _SCALE_MODES:
+        raise ValueError(f"scale must be one of {_SCALE_MODES}, got {scale!r}")
+    length = reference_length(x, layout, joint_valid_mask(x), eps) if scale == "spine" else None
     if fill_null_frames:
         x = _fill(x)
     valid = joint_valid_mask(x)
@@ -255,6 +307,8 @@ def pre_normalize(
     rot = body_frame_rotation(xyz, layout, valid, align_spine=align_spine,
                               align_shoulders=align_shoulders, eps=eps)
     xyz = xyz @ rot.T
+    if length is not None:
+        xyz = xyz / length
     x[..., :3] = np.where(valid[..., None], xyz, 0.0)
     return x.astype(np.float32)
 
@@ -296,7 +350,7 @@ def normalize_2d(
     return x.astype(np.float32)
 
 
-_PARAMS_3D = ("fill_null_frames", "center", "align_spine", "align_shoulders", "eps")
+_PARAMS_3D = ("fill_null_frames", "center", "align_spine", "align_shoulders", "scale", "eps")
 _PARAMS_2D = ("image_center", "flip_y", "score_threshold", "center")
 _METHODS = {"pre_normalize": 3, "normalize_2d": 2}
 
