@@ -389,3 +389,54 @@ def test_validation_can_hold_out_whole_training_subjects(table):
     np.testing.assert_array_equal(again.val, splits.val)
     with pytest.raises(KeyError, match="not a metadata column"):
         protocol_splits(meta, PROTOCOL, val_fraction=0.3, seed=1, val_group="nope")
+
+
+# --- cross-validated protocols ------------------------------------------------------------------------
+
+
+def _fold_table(path: Path) -> SampleTable:
+    with SampleTableWriter(path, (), ("joint",), row_group_size=4, fold_protocols=("toy_fold",)) as writer:
+        for i in range(30):
+            coords = np.full((1, 5, 4, 3), i, dtype=np.float32)
+            seq = SkeletonSequence(
+                sample_id=f"s{i:03d}", dataset="toy", layout="toy", coords=coords, label=i % 3,
+                label_name=f"c{i % 3}", meta={"subject": i // 3},
+            )
+            fold = None if i == 29 else 1 + (i // 3) % 5  # subject-wise folds; one sample outside
+            writer.write(sequence_to_row(seq, {"joint": coords}, {"toy_fold": fold}))
+    return SampleTable(path)
+
+
+def test_fold_protocol_tests_one_fold_and_trains_on_the_others(tmp_path):
+    from skeleton_attention.training.data import SplitRows, protocol_folds
+
+    meta = _fold_table(tmp_path / "f.parquet").metadata()
+    assert protocol_folds(meta, "toy_fold") == [1, 2, 3, 4, 5]
+    seen_test = []
+    for fold in range(1, 6):
+        splits = protocol_splits(meta, "toy_fold", 0.2, seed=0, val_group="subject", fold=fold)
+        fold_of = meta["split_toy_fold"]
+        assert set(fold_of.iloc[splits.test]) == {fold}
+        assert fold not in set(fold_of.iloc[np.concatenate([splits.train, splits.val])])
+        assert 29 not in set(splits.train) | set(splits.val) | set(splits.test)  # null fold: in no set
+        # whole subjects are held out for validation, never a test subject
+        val_subjects = set(meta["subject"].iloc[splits.val])
+        assert val_subjects and not val_subjects & set(meta["subject"].iloc[splits.train])
+        assert not val_subjects & set(meta["subject"].iloc[splits.test])
+        assert splits.fold == fold
+        again = SplitRows.from_frame(splits.as_frame(meta), meta, "toy_fold", fold)
+        np.testing.assert_array_equal(again.test, splits.test)
+        with pytest.raises(ValueError, match="not protocol 'toy_fold'"):
+            SplitRows.from_frame(splits.as_frame(meta), meta, "toy_fold", 1 + fold % 5)
+        seen_test.extend(splits.test.tolist())
+    assert sorted(seen_test) == list(range(29))  # every sample in a fold is tested exactly once
+
+
+def test_fold_choice_is_required_and_checked(tmp_path, table):
+    meta = _fold_table(tmp_path / "f.parquet").metadata()
+    with pytest.raises(ValueError, match="cross-validated"):
+        protocol_splits(meta, "toy_fold", 0.2, seed=0)
+    with pytest.raises(ValueError, match="no fold 9"):
+        protocol_splits(meta, "toy_fold", 0.2, seed=0, fold=9)
+    with pytest.raises(ValueError, match="not cross-validated"):
+        protocol_splits(table.metadata(), PROTOCOL, 0.2, seed=0, fold=1)

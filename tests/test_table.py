@@ -76,3 +76,37 @@ def test_unknown_stream_and_row_are_clear_errors(tmp_path):
         table.read([0], ["nope"])
     with pytest.raises(IndexError):
         table.read([3], ["joint"])
+
+
+def test_fold_protocol_column_holds_fold_numbers(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(7):
+        seq, streams, splits = _sample(i, rng)
+        rows.append(sequence_to_row(seq, streams, {**splits, "toy_fold": None if i == 6 else 1 + i % 3}))
+    path = tmp_path / "folds.parquet"
+    write_table(path, rows, PROTOCOLS, row_group_size=3, fold_protocols=("toy_fold",))
+    table = SampleTable(path)
+    assert table.protocols == (*PROTOCOLS, "toy_fold")
+    assert table.fold_protocols == ("toy_fold",)
+    assert table.split_protocols == PROTOCOLS
+    folds = list(table.metadata()["split_toy_fold"])
+    assert folds == [1, 2, 3, 1, 2, 3, None]
+    assert all(isinstance(v, int) for v in folds[:-1])
+
+
+def test_fold_values_are_checked():
+    rng = np.random.default_rng(4)
+    seq, streams, _ = _sample(0, rng)
+    for bad in (0, -2, True, 1.5, "1"):
+        with pytest.raises(ValueError, match="fold number"):
+            sequence_to_row(seq, streams, {"toy_fold": bad})
+
+
+def test_a_string_in_a_fold_column_names_the_rows(tmp_path):
+    rng = np.random.default_rng(5)
+    seq, streams, _ = _sample(0, rng)
+    row = sequence_to_row(seq, streams, {"toy_fold": "train"})
+    with pytest.raises(ValueError, match=r"column split_toy_fold of rows \['S001C001P000R001A001'\]"):
+        write_table(tmp_path / "bad.parquet", [row], (), fold_protocols=("toy_fold",))
+    assert not list(tmp_path.iterdir())

@@ -52,10 +52,15 @@ def ingest_source(
     protocols: Sequence[str],
     params: Mapping[str, Any],
     info: Mapping[str, Any] | None = None,
+    fold_protocols: Sequence[str] = (),
 ) -> BundleSource:
-    """A lazy bundle source over raw files; the bundle dataset drives it when saving."""
+    """A lazy bundle source over raw files; the bundle dataset drives it when saving.
+
+    ``protocols`` are train/test protocols, ``fold_protocols`` cross-validated ones (fold numbers).
+    """
     spec = BundleSpec(
         protocols=tuple(protocols),
+        fold_protocols=tuple(fold_protocols),
         streams=("joint",),
         row_group_size=int(params.get("row_group_size", 256)),
         info={"stage": "intermediate", "coordinates": "camera", **dict(info or {})},
@@ -69,7 +74,8 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
     """Normalize and decouple every sample of the intermediate bundle into the stream table."""
     streams = tuple(params.get("streams", STREAM_NAMES))
     spec = BundleSpec(
-        protocols=intermediate.table.protocols,
+        protocols=intermediate.table.split_protocols,
+        fold_protocols=intermediate.table.fold_protocols,
         streams=streams,
         row_group_size=int(params.get("row_group_size", 256)),
         info={"stage": "feature", "normalize": dict(params.get("normalize", {}))},
@@ -94,6 +100,7 @@ def summarize_preparation(
         "num_classes_present": features.summary["num_classes_present"],
         "streams": features.summary["streams"],
         "protocols": features.summary["protocols"],
+        "fold_protocols": features.summary.get("fold_protocols", []),
         "split_counts": _split_counts(features),
     }
     if features.summary["samples"] != inter["samples"]:

@@ -150,7 +150,7 @@ def rebuild_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
 def _data(samples: Any, splits: pd.DataFrame, params: Mapping[str, Any]) -> tuple[TrainingData, DataSettings]:
     settings = DataSettings.from_config(params["data"])
     table = as_sample_table(samples)
-    rows = SplitRows.from_frame(splits, table.metadata(), settings.protocol)
+    rows = SplitRows.from_frame(splits, table.metadata(), settings.protocol, settings.fold)
     return build_training_data(table, settings, seed=int(params.get("seed", 0)), splits=rows), settings
 
 
@@ -163,7 +163,9 @@ def split_samples(samples: Any, params: Mapping[str, Any]) -> pd.DataFrame:
     settings = DataSettings.from_config(params["data"])
     table = as_sample_table(samples)
     meta = table.metadata()
-    splits = protocol_splits(meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group)
+    splits = protocol_splits(
+        meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group, settings.fold
+    )
     logger.info("%s: %s", settings.protocol, splits.counts())
     return splits.as_frame(meta)
 

@@ -51,6 +51,8 @@ class BundleSpec:
     streams: Sequence[str] = STREAM_NAMES
     row_group_size: int = 256
     info: dict[str, object] = field(default_factory=dict)
+    #: cross-validated protocols: their ``split_<name>`` column holds the fold number (table.py)
+    fold_protocols: Sequence[str] = ()
 
 
 @dataclass
@@ -101,7 +103,9 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
         outcomes: Counter[str] = Counter()
         # side records are streamed to disk as they come: memory stays flat however many inputs
         with (
-            SampleTableWriter(tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size) as writer,
+            SampleTableWriter(
+                tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size, spec.fold_protocols
+            ) as writer,
             open(tmp_dir / QUARANTINE_FILE, "w", newline="", encoding="utf-8") as quarantine_file,
             open(tmp_dir / REPORT_FILE, "w", encoding="utf-8") as report_file,
         ):
@@ -152,6 +156,7 @@ def _summary(
         "num_classes_present": len(labels),
         "samples_per_label": {str(k): v for k, v in sorted(labels.items())},
         "protocols": list(source.spec.protocols),
+        "fold_protocols": list(source.spec.fold_protocols),
         "streams": list(source.spec.streams),
         **source.spec.info,
     }

@@ -1,7 +1,8 @@
 """The Parquet hand-off between data preparation and training.
 
 One row per sample: identity and metadata columns, one ``split_<protocol>`` column per evaluation
-protocol (``"train"``, ``"test"`` or null when the sample is not part of that benchmark), and one
+protocol (``"train"``, ``"test"`` or null when the sample is not part of that benchmark; for a
+cross-validated protocol the fold number 1..K of the sample, or null), and one
 ``list<float32>`` column per stream holding the coordinates flattened in ``(M, T, V, C)`` order,
 with the shape in ``num_bodies, num_frames, num_joints, num_channels``. The schema is documented in
 ``docs/data-format.md``.
@@ -37,8 +38,19 @@ META_STR_COLUMNS: tuple[str, ...] = ("view_group", "clip_id", "cameras_present")
 SCHEMA_VERSION = "1"
 
 
-def table_schema(protocols: Sequence[str], streams: Sequence[str] = STREAM_NAMES) -> pa.Schema:
-    """The Arrow schema of a sample table with the given split protocols and stream columns."""
+def table_schema(
+    protocols: Sequence[str],
+    streams: Sequence[str] = STREAM_NAMES,
+    fold_protocols: Sequence[str] = (),
+) -> pa.Schema:
+    """The Arrow schema of a sample table with the given split protocols and stream columns.
+
+    ``protocols`` are train/test protocols (a dictionary<string> column each); ``fold_protocols``
+    are cross-validated ones (an int32 column each holding the fold number, 1-based).
+    """
+    clash = set(protocols) & set(fold_protocols)
+    if clash:
+        raise ValueError(f"protocols {sorted(clash)} are declared both as train/test and as fold protocols")
     fields = [
         pa.field("sample_id", pa.string(), nullable=False),
         pa.field("dataset", pa.string(), nullable=False),
@@ -51,11 +63,13 @@ def table_schema(protocols: Sequence[str], streams: Sequence[str] = STREAM_NAMES
     fields += [pa.field(name, pa.string()) for name in META_STR_COLUMNS]
     fields += [pa.field(name, pa.int32(), nullable=False) for name in SHAPE_COLUMNS]
     fields += [pa.field(f"split_{p}", pa.dictionary(pa.int8(), pa.string())) for p in protocols]
+    fields += [pa.field(f"split_{p}", pa.int32()) for p in fold_protocols]
     fields += [pa.field(s, pa.list_(pa.float32()), nullable=False) for s in streams]
     metadata = {
         b"skeleton_attention.schema_version": SCHEMA_VERSION.encode(),
         b"skeleton_attention.streams": ",".join(streams).encode(),
         b"skeleton_attention.protocols": ",".join(protocols).encode(),
+        b"skeleton_attention.fold_protocols": ",".join(fold_protocols).encode(),
     }
     return pa.schema(fields, metadata=metadata)
 
@@ -63,9 +77,13 @@ def table_schema(protocols: Sequence[str], streams: Sequence[str] = STREAM_NAMES
 def sequence_to_row(
     seq: SkeletonSequence,
     streams: Mapping[str, np.ndarray],
-    splits: Mapping[str, str | None],
+    splits: Mapping[str, str | int | None],
 ) -> dict[str, object]:
-    """One table row from a sample, its stream arrays (each shaped like ``seq.coords``) and splits."""
+    """One table row from a sample, its stream arrays (each shaped like ``seq.coords``) and splits.
+
+    A split value is ``"train"``, ``"test"`` or ``None`` for a train/test protocol, or a fold
+    number (int >= 1) for a cross-validated protocol.
+    """
     row: dict[str, object] = {
         "sample_id": seq.sample_id,
         "dataset": seq.dataset,
@@ -83,14 +101,21 @@ def sequence_to_row(
     shape = seq.coords.shape
     row.update(dict(zip(SHAPE_COLUMNS, (int(n) for n in shape), strict=True)))
     for protocol, split in splits.items():
-        if split not in (None, "train", "test"):
-            raise ValueError(f"{seq.sample_id}: split {protocol}={split!r} is not train/test/None")
-        row[f"split_{protocol}"] = split
+        row[f"split_{protocol}"] = check_split_value(seq.sample_id, protocol, split)
     for name, array in streams.items():
         if array.shape != shape:
             raise ValueError(f"{seq.sample_id}: stream {name} has shape {array.shape}, expected {shape}")
         row[name] = np.ascontiguousarray(array, dtype=np.float32).reshape(-1)
     return row
+
+
+def check_split_value(sample_id: str, protocol: str, split: object) -> str | int | None:
+    """A valid split value (train/test/None, or a fold number >= 1), else a ValueError naming the sample."""
+    if split is None or split in ("train", "test"):
+        return split  # type: ignore[return-value]
+    if isinstance(split, int | np.integer) and not isinstance(split, bool) and int(split) >= 1:
+        return int(split)
+    raise ValueError(f"{sample_id}: split {protocol}={split!r} is not train/test/None or a fold number >= 1")
 
 
 class SampleTableWriter:
@@ -106,9 +131,10 @@ class SampleTableWriter:
         protocols: Sequence[str],
         streams: Sequence[str] = STREAM_NAMES,
         row_group_size: int = 256,
+        fold_protocols: Sequence[str] = (),
     ) -> None:
         self.path = Path(path)
-        self.schema = table_schema(protocols, streams)
+        self.schema = table_schema(protocols, streams, fold_protocols)
         self.row_group_size = int(row_group_size)
         self.rows_written = 0
         self._buffer: list[dict[str, object]] = []
@@ -140,8 +166,12 @@ class SampleTableWriter:
             values = [row.get(field.name) for row in self._buffer]
             if pa.types.is_list(field.type):
                 columns[field.name] = _float_list_array(values)
-            else:
+                continue
+            try:
                 columns[field.name] = pa.array(values, type=field.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as error:
+                ids = [row.get("sample_id") for row in self._buffer]
+                raise ValueError(f"{self.path}: column {field.name} of rows {ids[:3]}...: {error}") from error
         self._writer.write_table(pa.table(columns, schema=self.schema))
         self.rows_written += len(self._buffer)
         self._buffer.clear()
@@ -180,9 +210,10 @@ def write_table(
     protocols: Sequence[str],
     streams: Sequence[str] = STREAM_NAMES,
     row_group_size: int = 256,
+    fold_protocols: Sequence[str] = (),
 ) -> int:
     """Write all ``rows`` atomically; returns the number of rows written."""
-    with SampleTableWriter(path, protocols, streams, row_group_size) as writer:
+    with SampleTableWriter(path, protocols, streams, row_group_size, fold_protocols) as writer:
         writer.write_many(rows)
     return writer.rows_written
 
@@ -206,6 +237,12 @@ class SampleTable:
         schema = self._parquet().schema_arrow
         self.stream_names = tuple(f.name for f in schema if pa.types.is_list(f.type))
         self.protocols = tuple(f.name[len("split_"):] for f in schema if f.name.startswith("split_"))
+        #: the cross-validated protocols (their column holds a fold number), a subset of ``protocols``
+        self.fold_protocols = tuple(
+            f.name[len("split_"):] for f in schema if f.name.startswith("split_") and pa.types.is_integer(f.type)
+        )
+        #: the train/test protocols
+        self.split_protocols = tuple(p for p in self.protocols if p not in self.fold_protocols)
         self._metadata: pd.DataFrame | None = None
         self._shapes: np.ndarray | None = None
 
@@ -230,7 +267,11 @@ class SampleTable:
             frame = self._parquet().read(columns=columns).to_pandas()
             for column in frame.columns:
                 if column.startswith("split_"):
-                    frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+                    # plain objects with None for "not in this protocol" (fold columns: Python ints)
+                    values = frame[column]
+                    if column[len("split_"):] in self.fold_protocols:
+                        values = values.astype("Int64")
+                    frame[column] = values.astype(object).where(values.notna(), None)
             frame.insert(0, "row", np.arange(len(frame)))
             self._metadata = frame
         return self._metadata

@@ -62,6 +62,8 @@ class SplitRows:
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
+    #: the held-out fold of a cross-validated protocol, else None
+    fold: int | None = None
 
     def as_frame(self, metadata: pd.DataFrame) -> pd.DataFrame:
         """One line per used row: ``row, sample_id, label, subset`` (``subset`` in train/val/test)."""
@@ -79,7 +81,9 @@ class SplitRows:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame, metadata: pd.DataFrame, protocol: str) -> SplitRows:
+    def from_frame(
+        cls, frame: pd.DataFrame, metadata: pd.DataFrame, protocol: str, fold: int | None = None
+    ) -> SplitRows:
         """Inverse of :meth:`as_frame`, checked against the table: every row must still hold the
         same sample, and no test row may appear in train or val (a stale or edited split file fails)."""
         rows = frame["row"].to_numpy(dtype=np.int64)
@@ -92,16 +96,75 @@ class SplitRows:
         test = set(parts["test"].tolist())
         if test & (set(parts["train"].tolist()) | set(parts["val"].tolist())):
             raise ValueError("test rows appear in train/val of the split file")
-        column = metadata[f"split_{protocol}"]
-        for name, members in (("test", parts["test"]), ("train", np.union1d(parts["train"], parts["val"]))):
-            expected_rows = metadata["row"].to_numpy()[(column == name).to_numpy(dtype=bool, na_value=False)]
+        train_mask, test_mask = protocol_masks(metadata, protocol, fold)
+        for name, members, mask in (
+            ("test", parts["test"], test_mask),
+            ("train", np.union1d(parts["train"], parts["val"]), train_mask),
+        ):
+            expected_rows = metadata["row"].to_numpy()[mask]
             if not np.array_equal(np.sort(expected_rows), members):
                 raise ValueError(f"the split file's {name} rows are not protocol {protocol!r}'s {name} rows")
-        return cls(protocol=protocol, train=parts["train"], val=parts["val"], test=parts["test"])
+        return cls(protocol=protocol, train=parts["train"], val=parts["val"], test=parts["test"], fold=fold)
+
+
+def is_fold_column(values: pd.Series) -> bool:
+    """A cross-validated protocol's column holds fold numbers (ints), a train/test one strings."""
+    present = values.dropna()
+    return bool(len(present)) and all(isinstance(v, int | np.integer) for v in present.head(64))
+
+
+def protocol_folds(metadata: pd.DataFrame, protocol: str) -> list[int]:
+    """The fold numbers of a cross-validated protocol, sorted ([] for a train/test protocol)."""
+    column = _protocol_column(metadata, protocol)
+    values = metadata[column]
+    if not is_fold_column(values):
+        return []
+    return sorted(int(v) for v in values.dropna().unique())
+
+
+def _protocol_column(metadata: pd.DataFrame, protocol: str) -> str:
+    column = f"split_{protocol}"
+    if column not in metadata.columns:
+        available = sorted(c[len("split_") :] for c in metadata.columns if c.startswith("split_"))
+        raise KeyError(f"the table has no protocol {protocol!r}; available: {available}")
+    return column
+
+
+def protocol_masks(metadata: pd.DataFrame, protocol: str, fold: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean (train, test) masks over the table rows for a protocol (and fold, if cross-validated).
+
+    For a cross-validated protocol the test rows are those of ``fold`` and the training rows every
+    other fold's; rows with a null fold belong to neither. A train/test protocol takes no fold.
+    """
+    column = _protocol_column(metadata, protocol)
+    values = metadata[column]
+    if is_fold_column(values):
+        folds = sorted(int(v) for v in values.dropna().unique())
+        if fold is None:
+            raise ValueError(
+                f"protocol {protocol!r} is cross-validated (folds {folds}): choose one with data.fold, "
+                "or run every fold with the cross-validation command"
+            )
+        if int(fold) not in folds:
+            raise ValueError(f"protocol {protocol!r} has no fold {fold}; folds: {folds}")
+        present = values.notna().to_numpy(dtype=bool)
+        test = present & (values.to_numpy(dtype=object) == int(fold))
+        return present & ~test, test
+    if fold is not None:
+        raise ValueError(f"protocol {protocol!r} is a train/test protocol, not cross-validated: data.fold must be null")
+    return (
+        (values == "train").to_numpy(dtype=bool, na_value=False),
+        (values == "test").to_numpy(dtype=bool, na_value=False),
+    )
 
 
 def protocol_splits(
-    metadata: pd.DataFrame, protocol: str, val_fraction: float, seed: int, val_group: str | None = None
+    metadata: pd.DataFrame,
+    protocol: str,
+    val_fraction: float,
+    seed: int,
+    val_group: str | None = None,
+    fold: int | None = None,
 ) -> SplitRows:
     """Train / validation / test rows of ``protocol`` (``split_<protocol>`` column of the table).
 
@@ -114,16 +177,12 @@ def protocol_splits(
     training split are held out instead: ``round(val_fraction * groups)`` of them (at least one,
     never all), so validation measures what a cross-subject test measures, generalisation to
     unseen people, rather than to unseen repetitions of seen people.
+
+    ``fold`` chooses the held-out fold of a cross-validated protocol (see :func:`protocol_masks`).
     """
-    column = f"split_{protocol}"
-    if column not in metadata.columns:
-        available = sorted(c[len("split_") :] for c in metadata.columns if c.startswith("split_"))
-        raise KeyError(f"the table has no protocol {protocol!r}; available: {available}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    split = metadata[column]
-    train_mask = (split == "train").to_numpy(dtype=bool, na_value=False)
-    test_mask = (split == "test").to_numpy(dtype=bool, na_value=False)
+    train_mask, test_mask = protocol_masks(metadata, protocol, fold)
     rows = metadata["row"].to_numpy(dtype=np.int64)
     if not train_mask.any():
         raise ValueError(f"protocol {protocol!r} has no training rows in this table")
@@ -143,7 +202,7 @@ def protocol_splits(
     val = np.array(sorted(val_rows), dtype=np.int64)
     train = np.setdiff1d(rows[train_mask], val)
     test = np.sort(rows[test_mask])
-    return SplitRows(protocol=protocol, train=train, val=val, test=test)
+    return SplitRows(protocol=protocol, train=train, val=val, test=test, fold=None if fold is None else int(fold))
 
 
 def _held_out_groups(
@@ -410,6 +469,7 @@ class DataSettings:
     """The ``data:`` block of a training pipeline's parameters (see docs/training.md)."""
 
     protocol: str
+    fold: int | None = None
     dataset: str | None = None
     table: str | None = None
     streams: tuple[str, ...] = ("joint",)
@@ -481,7 +541,7 @@ def build_training_data(
     meta = table.metadata()
     if splits is None:
         splits = protocol_splits(
-            meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group
+            meta, settings.protocol, settings.val_fraction, settings.val_seed, settings.val_group, settings.fold
         )
     if len(splits.test) == 0:
         raise ValueError(f"protocol {settings.protocol!r} has no test rows in {table.path}")

@@ -58,9 +58,10 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
         denoise=params.get("denoise", {}),
     )
     return ingest_source(
-        groups, processor, intermediate.table.protocols,
+        groups, processor, intermediate.table.split_protocols,
         {**params, "chunksize": 2, "description": "ntu: align views"},
         info={"dataset": "ntu_multiview", "cameras": list(cameras), "layout_note": "M = views x bodies"},
+        fold_protocols=intermediate.table.fold_protocols,
     )
 
 
