@@ -14,13 +14,18 @@ from kedro.runner import SequentialRunner
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_config(runtime_params: dict | None = None) -> tuple[dict, dict]:
-    from skeleton_attention.settings import CONFIG_LOADER_ARGS
+def config_loader(env: str = "local", runtime_params: dict | None = None) -> OmegaConfigLoader:
+    """The project's config loader (settings.py) over the repository's conf/."""
+    from skeleton_attention.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
-    loader = OmegaConfigLoader(
-        conf_source=str(REPO_ROOT / "conf"), env="local", runtime_params=runtime_params or {},
+    return CONFIG_LOADER_CLASS(
+        conf_source=str(REPO_ROOT / "conf"), env=env, runtime_params=runtime_params or {},
         **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
     )
+
+
+def load_config(runtime_params: dict | None = None, env: str = "local") -> tuple[dict, dict]:
+    loader = config_loader(env, runtime_params)
     return dict(loader["catalog"]), dict(loader["parameters"])
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from skeleton_attention.experiments.config import compose
 from skeleton_attention.mlflow_hooks import run_name
 from skeleton_attention.pipelines.preparation import build_streams
 from skeleton_attention.pipelines.prepare_utkinect.nodes import ingest_utkinect
@@ -34,9 +35,16 @@ def _prepare_utkinect(shared_data: Path, target: Path) -> Path:
     return target / "features"
 
 
-def _project(tmp_path: Path, bundle: Path) -> tuple[Path, dict]:
-    """A temporary project: the repo's pyproject and conf, STA-LSTM parameters for UTKinect
-    (small network, one epoch per Algorithm 1 step), and ``ntu_samples`` pointing at ``bundle``."""
+def _merged(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def _project(tmp_path: Path) -> tuple[Path, dict]:
+    """A temporary project: the repo's pyproject and conf, STA-LSTM's UTKinect block made small (one
+    epoch per Algorithm 1 step). The prepared table goes where ``run.dataset=utkinect`` reads it."""
     project = tmp_path / "project"
     (project / "conf" / "local").mkdir(parents=True)
     shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
@@ -44,21 +52,17 @@ def _project(tmp_path: Path, bundle: Path) -> tuple[Path, dict]:
     shutil.copytree(REPO / "conf" / "base", project / "conf" / "base")
     shutil.copy(REPO / "conf" / "logging.yml", project / "conf" / "logging.yml")
     all_params = yaml.safe_load((REPO / "conf/base/parameters_train_sta_lstm.yml").read_text())
-    params = all_params["train_sta_lstm_utkinect"]
-    params["model"]["kwargs"].update(hidden_size=16, attention_hidden_size=16)
-    params["data"]["batch_size"] = 16
-    params["training"]["phases"]["kwargs"] = {"pretrain_epochs": 1, "n1_epochs": 1, "n2_epochs": 1}
-    params["training"]["progress"] = False
-    params["evaluation"]["attention_samples"] = 2
-    (project / "conf/base/parameters_train_sta_lstm.yml").write_text(yaml.safe_dump({"train_sta_lstm": params}))
-    (project / "conf/base/catalog_test.yml").write_text(
-        yaml.safe_dump(
-            {
-                "ntu_samples": {"type": "skeleton_attention.datasets.PreparedBundleDataset", "path": str(bundle)},
-            }
-        )
-    )
-    return project, params
+    family = all_params["train_sta_lstm"]
+    small = {
+        "model": {"kwargs": {"hidden_size": 16, "attention_hidden_size": 16}},
+        "data": {"batch_size": 16},
+        "training": {"phases": {"kwargs": {"pretrain_epochs": 1, "n1_epochs": 1, "n2_epochs": 1}}, "progress": False},
+        "evaluation": {"attention_samples": 2},
+    }
+    family["datasets"]["utkinect"] = _merged(family["datasets"]["utkinect"], small)
+    (project / "conf/base/parameters_train_sta_lstm.yml").write_text(yaml.safe_dump(all_params))
+    run = {"dataset": "utkinect", "protocol": "utkinect_xsub", "fold": None, "name": None, "tag": "base"}
+    return project, compose(family, run)
 
 
 @pytest.mark.slow
@@ -67,51 +71,54 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    bundle = _prepare_utkinect(shared_data, tmp_path / "utkinect")
-    project, params = _project(tmp_path, bundle)
+    project, params = _project(tmp_path)
+    bundle = _prepare_utkinect(shared_data, project / "data" / "04_feature_tmp")
+    (project / "data" / "04_feature").mkdir(parents=True)
+    bundle = bundle.rename(project / "data" / "04_feature" / "utkinect")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     monkeypatch.chdir(project)
     bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
+    with KedroSession.create(project_path=project, runtime_params={"run": {"dataset": "utkinect"}}) as session:
         session.run(pipeline_names=["train_sta_lstm"])
 
     out = project / "data"
+    run = "base/utkinect/utkinect_xsub"
     # --- files ----------------------------------------------------------------------------------
-    splits = pd.read_parquet(out / "05_model_input/train_sta_lstm/splits.parquet")
+    splits = pd.read_parquet(out / f"05_model_input/train_sta_lstm/{run}/splits.parquet")
     meta = PreparedBundle(bundle).table.metadata().set_index("sample_id")
     subset_split = meta.loc[splits["sample_id"], "split_utkinect_xsub"].to_numpy()
     assert set(subset_split[splits["subset"].to_numpy() != "test"]) == {"train"}  # val carved from train
     assert set(subset_split[splits["subset"].to_numpy() == "test"]) == {"test"}
     assert (splits["subset"] == "val").sum() >= 10  # at least one per class
 
-    scores = pd.read_parquet(out / "07_model_output/train_sta_lstm/test_scores.parquet")
+    scores = pd.read_parquet(out / f"07_model_output/train_sta_lstm/{run}/test_scores.parquet")
     test_ids = sorted(splits.loc[splits["subset"] == "test", "sample_id"])
     assert sorted(scores["sample_id"]) == test_ids
     assert [c for c in scores.columns if c.startswith("score_")] == [f"score_{i}" for i in range(10)]
     np.testing.assert_array_equal(scores["pred"], scores.filter(like="score_").to_numpy().argmax(1))
 
-    dvc = json.loads((project / "metrics/train_sta_lstm.json").read_text())
+    dvc = json.loads((out / f"08_reporting/train_sta_lstm/{run}/metrics.json").read_text())
     top1 = float(np.mean(scores["pred"] == scores["label"]))
     assert dvc["test_top1"] == pytest.approx(top1)
     assert dvc["num_test_samples"] == len(test_ids)
     phases = resolve_phases(params["training"]["phases"])
     assert dvc["epochs_run"] == sum(p["epochs"] for p in phases) == 8
     # the selected epoch is in the final phase (select_best_from_phase: -1) and chosen on validation
-    history = pd.read_csv(out / "08_reporting/train_sta_lstm/history.csv")
+    history = pd.read_csv(out / f"08_reporting/train_sta_lstm/{run}/history.csv")
     final = history[history["phase_index"] == len(phases) - 1]
     assert dvc["best_epoch"] == int(final.loc[final["val_acc"].idxmax(), "epoch"])
     for png in ("curves", "confusion_matrix", "attention"):
-        assert (out / f"08_reporting/train_sta_lstm/{png}.png").stat().st_size > 5000
-    assert (out / "06_models/train_sta_lstm/model.pt").is_file()
-    assert (out / "06_models/train_sta_lstm/checkpoints/last.pt").is_file()
+        assert (out / f"08_reporting/train_sta_lstm/{run}/{png}.png").stat().st_size > 5000
+    assert (out / f"06_models/train_sta_lstm/{run}/model.pt").is_file()
+    assert (out / f"06_models/train_sta_lstm/{run}/checkpoints/last.pt").is_file()
 
     # --- MLflow ---------------------------------------------------------------------------------
     mlflow.set_tracking_uri(tracking)
     runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
     assert len(runs) == 1
     run = runs[0]
-    assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect_xsub joint s0"
+    assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect/utkinect_xsub joint s0"
     tags = run.data.tags
     assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed")} == {
         "model": "sta_lstm",
@@ -122,9 +129,12 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
         "seed": "0",
     }
     logged = run.data.params
-    assert logged["train_sta_lstm.model.name"] == "sta_lstm"
-    assert logged["train_sta_lstm.data.protocol"] == "utkinect_xsub"
-    assert logged["train_sta_lstm.training.optimizer.lr"] == "0.005"
+    # kedro-mlflow logs the composed configuration that trained, not the per-data-set blocks
+    assert logged["train_sta_lstm_config.model.name"] == "sta_lstm"
+    assert logged["train_sta_lstm_config.data.protocol"] == "utkinect_xsub"
+    assert logged["train_sta_lstm_config.data.batch_size"] == "16"
+    assert logged["train_sta_lstm_config.training.optimizer.lr"] == "0.005"
+    assert not any(key.startswith("train_sta_lstm.datasets") for key in logged)
     metrics = run.data.metrics
     assert metrics["test.top1"] == pytest.approx(top1)
     client = mlflow.MlflowClient()

@@ -4,9 +4,9 @@ kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are
 the project's, so pluggy calls them first; ``trylast`` makes the order explicit). This hook then
 finds the training nodes of the pipeline (tag ``training``), reads their parameters block and sets
 
-* the run name ``<model>/<variant> <protocol> <streams> s<seed>``, e.g.
-  ``sta_lstm/sta_lstm ntu60_xsub joint s0``;
-* tags ``model, variant, dataset, protocol, stream, seed, pipeline``.
+* the run name ``<model>/<variant> <dataset>/<protocol>[/fold<k>] <streams> s<seed> [<name>] [<tag>]``,
+  e.g. ``sta_lstm/sta_lstm sbu/sbu_fold/fold2 joint s0``;
+* tags ``model, variant, dataset, protocol, fold, stream, seed, run_name, env_tag, pipeline``.
 
 Nothing happens when no MLflow run is active (tracking disabled for the pipeline) or the pipeline
 has no training node. A run with several training pipelines gets the tags of each under
@@ -32,12 +32,21 @@ def _streams(data: Mapping[str, Any]) -> str:
 
 
 def run_name(params: Mapping[str, Any]) -> str:
-    """``<model>/<variant> <protocol> <streams> s<seed>`` from a training parameters block."""
+    """A readable MLflow run name from a composed training configuration (module docstring)."""
     model = params.get("model", {})
     data = params.get("data", {})
+    run = params.get("run") or {}
     name = str(model.get("name", "model"))
     variant = str(model.get("variant") or name)
-    return f"{name}/{variant} {data.get('protocol', '?')} {_streams(data)} s{params.get('seed', 0)}"
+    where = "/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p)
+    if data.get("fold") is not None:
+        where += f"/fold{data['fold']}"
+    parts = [f"{name}/{variant}", where, _streams(data), f"s{params.get('seed', 0)}"]
+    if run.get("name"):
+        parts.append(str(run["name"]))
+    if run.get("tag") and run["tag"] != "base":
+        parts.append(f"[{run['tag']}]")
+    return " ".join(parts)
 
 
 def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
@@ -46,11 +55,14 @@ def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
     return {
         "model": str(model.get("name", "")),
         "variant": str(model.get("variant") or model.get("name", "")),
-        "dataset": str(data.get("dataset") or data.get("table") or ""),
+        "dataset": str(data.get("dataset") or ""),
         "protocol": str(data.get("protocol", "")),
+        "fold": "" if data.get("fold") is None else str(data["fold"]),
         "stream": _streams(data),
         "seed": str(params.get("seed", 0)),
         "pipeline": pipeline_name,
+        "run_name": str((params.get("run") or {}).get("name") or ""),
+        "env_tag": str((params.get("run") or {}).get("tag") or ""),
     }
 
 

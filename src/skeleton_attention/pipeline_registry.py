@@ -1,7 +1,7 @@
 """Project pipelines: every ``pipelines/<name>/create_pipeline`` is registered under ``<name>``.
 
-Training pipelines on the small real data sets are packages of their own
-(``train_sta_lstm_utkinect``, ``train_sta_lstm_msr``) that reuse the shared training pipeline.
+One training pipeline per model family (``train_<family>``); the data set, protocol and fold are
+run selectors (``--params=run.dataset=sbu``), not pipelines.
 """
 
 from __future__ import annotations

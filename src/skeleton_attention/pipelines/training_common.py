@@ -1,17 +1,20 @@
 """The training pipeline every model family shares: split -> train -> evaluate -> report.
 
 A model pipeline is one call to :func:`training_pipeline`: it wires the shared nodes below under a
-namespace (e.g. ``train_sta_lstm``) with the model's parameter block and sample table. Every output
-is named ``<namespace>.<artifact>``; ``conf/base/catalog_train.yml`` maps those names (by dataset
-factory patterns ``train_{run}.<artifact>``) to files under ``data/`` and to MLflow, so a new model
-pipeline needs no catalog entries of its own.
+namespace (e.g. ``train_sta_lstm``) with the family's composed configuration
+(``params:train_<family>_config``, see :mod:`skeleton_attention.experiments.config`) and the
+prepared table of the chosen data set (``training_samples``). Every output is named
+``<namespace>.<artifact>``; ``conf/base/catalog_train.yml`` maps those names (by dataset factory
+patterns ``train_{family}.<artifact>``) into the run's directory under ``data/`` and to MLflow, so a
+new model pipeline needs no catalog entries of its own.
 
 The nodes are thin: the work happens in :mod:`skeleton_attention.training` (data, trainer,
 metrics, plots). They read one parameters dict (see docs/training.md for every key)::
 
+    run:       {dataset, protocol, fold, name, tag}   (the run selectors)
     model:     {name, variant, kwargs}
-    data:      {table, dataset, protocol, streams, num_bodies, val_fraction, val_seed, sampling,
-                augmentation, batch_size, eval_batch_size, num_workers, shuffle, ...}
+    data:      {dataset, protocol, fold (from run), streams, num_bodies, val_fraction, val_seed,
+                sampling, augmentation, batch_size, eval_batch_size, num_workers, shuffle, ...}
     training:  TrainerConfig keys (optimizer, schedule, phases, epochs, early_stopping, device, amp,
                checkpoint_dir, resume, ...); ``phases`` may be a preset
                {preset: "skeleton_attention.models.<module>:<function>", kwargs: {...}}
@@ -36,6 +39,7 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro.pipeline import Pipeline, node, pipeline
 from matplotlib.figure import Figure
 
+from skeleton_attention.experiments.config import config_run_dir, run_dir
 from skeleton_attention.models.registry import build_model
 from skeleton_attention.skeletons.layouts import LAYOUTS
 from skeleton_attention.training.callbacks import Callback, MlflowCallback
@@ -60,7 +64,7 @@ from skeleton_attention.training.trainer import Trainer, TrainerConfig
 
 logger = logging.getLogger(__name__)
 
-PARAM_SECTIONS = ("model", "data", "training", "evaluation", "mlflow", "seed")
+PARAM_SECTIONS = ("model", "data", "training", "evaluation", "mlflow", "seed", "run")
 
 
 # --- parameters -------------------------------------------------------------------------------------
@@ -98,20 +102,27 @@ def resolve_phases(phases: Any) -> list[dict[str, Any]] | None:
     return [dict(p) for p in function(**dict(phases.get("kwargs") or {}))]
 
 
+def run_directory(params: Mapping[str, Any]) -> str:
+    """The run's sub-directory (``<tag>/<dataset>/<protocol>[/<name>][/fold<k>]``), as in the catalog."""
+    if "run" in params:
+        return config_run_dir(params)
+    data = params["data"]  # a block built by hand (tests, notebooks): the data settings name the run
+    return run_dir("base", str(data.get("dataset") or "data"), str(data["protocol"]), data.get("fold"))
+
+
 def trainer_config(params: Mapping[str, Any], run_key: str) -> TrainerConfig:
     """The TrainerConfig of a parameters block; the checkpoint directory defaults to
-    ``data/06_models/<run_key>/checkpoints``."""
+    ``data/06_models/<run_key>/<run dir>/checkpoints``, beside the run's model."""
     training = dict(params["training"])
     training["phases"] = resolve_phases(training.get("phases"))
     training.setdefault("seed", int(params.get("seed", 0)))
     if not training.get("checkpoint_dir"):
-        training["checkpoint_dir"] = str(Path("data") / "06_models" / run_key / "checkpoints")
+        training["checkpoint_dir"] = str(Path("data") / "06_models" / run_key / run_directory(params) / "checkpoints")
     return TrainerConfig.from_config(training)
 
 
 #: data settings that do not change what is trained (speed and I/O only): left out of the resume check
 _IO_ONLY = (
-    "table",
     "dataset",
     "eval_batch_size",
     "num_workers",
@@ -337,8 +348,9 @@ def training_pipeline(
 ) -> Pipeline:
     """The shared training pipeline under namespace ``run_key`` (must start with ``train_``).
 
-    ``samples``: the catalog entry of the prepared table (e.g. ``ntu_samples``); ``params``: the
-    parameters key (e.g. ``train_sta_lstm``). ``nodes`` may replace any of the node functions
+    ``samples``: the catalog entry of the prepared table (``training_samples``: the run's data set);
+    ``params``: the parameters key of the composed configuration (e.g. ``train_sta_lstm_config``).
+    ``nodes`` may replace any of the node functions
     ``split``, ``train``, ``evaluate``, ``report``, ``export`` (same signatures).
     """
     if not run_key.startswith("train_"):

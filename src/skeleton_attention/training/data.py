@@ -471,7 +471,6 @@ class DataSettings:
     protocol: str
     fold: int | None = None
     dataset: str | None = None
-    table: str | None = None
     streams: tuple[str, ...] = ("joint",)
     num_bodies: int = 2
     val_fraction: float = 0.05

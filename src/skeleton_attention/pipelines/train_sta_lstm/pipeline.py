@@ -1,8 +1,8 @@
-"""``kedro run --pipelines=train_sta_lstm`` (NTU table ``ntu_samples``, parameters ``train_sta_lstm``).
+"""``kedro run --pipelines=train_sta_lstm``: STA-LSTM on the prepared table of ``run.dataset``.
 
-The same pipeline trains on another prepared table through :func:`create_dataset_pipeline`, e.g.
-``create_dataset_pipeline("utkinect")`` reads ``utkinect_samples`` with the parameters
-``train_sta_lstm_utkinect`` under the namespace ``train_sta_lstm_utkinect``.
+One pipeline for every data set and protocol: the data set, protocol and fold are run selectors
+(``--params=run.dataset=sbu``), the parameters are the composed ``train_sta_lstm_config``
+(conf/base/parameters_train_sta_lstm.yml: the paper's NTU block + a block per data set).
 """
 
 from __future__ import annotations
@@ -15,11 +15,5 @@ from skeleton_attention.pipelines.training_common import training_pipeline
 NAME = "train_sta_lstm"
 
 
-def create_dataset_pipeline(dataset: str = "ntu") -> Pipeline:
-    """STA-LSTM on ``<dataset>_samples``; NTU keeps the plain names (``train_sta_lstm``)."""
-    key = NAME if dataset == "ntu" else f"{NAME}_{dataset}"
-    return training_pipeline(run_key=key, samples=f"{dataset}_samples", params=key, nodes=NODES)
-
-
 def create_pipeline(**kwargs) -> Pipeline:
-    return create_dataset_pipeline(kwargs.get("dataset", "ntu"))
+    return training_pipeline(run_key=NAME, samples="training_samples", params=f"{NAME}_config", nodes=NODES)
