@@ -39,7 +39,7 @@ from kedro.io import AbstractDataset, DatasetError
 from kedro.pipeline import Pipeline, node, pipeline
 from matplotlib.figure import Figure
 
-from skeleton_attention.experiments.config import config_run_dir, run_dir
+from skeleton_attention.experiments.config import config_run_dir, fingerprint, run_dir
 from skeleton_attention.models.registry import build_model
 from skeleton_attention.skeletons.layouts import LAYOUTS
 from skeleton_attention.training.callbacks import Callback, MlflowCallback
@@ -277,6 +277,8 @@ def evaluate_model(
             "protocol": settings.protocol,
             "best_epoch": artifact["info"]["best_epoch"],
             "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
+            # which configuration produced these numbers: cross-validation resumes only matching folds
+            "config_fingerprint": fingerprint(params),
         }
     )
     sample_ids = [data.test.sample_ids[i] for i in preds.indices]

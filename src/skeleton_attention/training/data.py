@@ -142,8 +142,8 @@ def protocol_masks(metadata: pd.DataFrame, protocol: str, fold: int | None = Non
         folds = sorted(int(v) for v in values.dropna().unique())
         if fold is None:
             raise ValueError(
-                f"protocol {protocol!r} is cross-validated (folds {folds}): choose one with data.fold, "
-                "or run every fold with the cross-validation command"
+                f"protocol {protocol!r} is cross-validated (folds {folds}): choose one with run.fold=k, or "
+                "run `kedro run --pipelines=train_<family>` without run.fold to train and aggregate every fold"
             )
         if int(fold) not in folds:
             raise ValueError(f"protocol {protocol!r} has no fold {fold}; folds: {folds}")

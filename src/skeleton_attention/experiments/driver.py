@@ -1,0 +1,377 @@
+"""Running every fold of a cross-validated protocol: one Kedro run per fold, one MLflow parent run.
+
+``kedro run --pipelines=train_<family> --params=run.dataset=sbu`` comes here (``cli.py``) when the
+run's protocol is cross-validated and no ``run.fold`` is given. The driver
+
+* opens (or, after an interruption, reopens) a parent MLflow run named after the experiment;
+* runs each unfinished fold as its own ``kedro run ... --params=...,run.fold=k`` process, logged
+  into a child run of the parent (``MLFLOW_RUN_ID``), ``cross_validation.workers`` at a time, each
+  with its share of the CPU threads; a fold's output and log go to its own run directory;
+* counts a fold as finished when its process ended successfully (recorded in ``cv/state.json``)
+  and its ``test_metrics.json`` was produced by the same composed configuration
+  (``config_fingerprint``), so a killed run resumes with the folds it had not finished, and a
+  changed configuration retrains them all;
+* aggregates the folds (mean +- std of top-1, pooled confusion matrix), writes them under
+  ``data/08_reporting/<pipeline>/<run dir>/cv/`` and one metrics file (the DVC one when
+  ``metrics_dir`` is given), and logs them to the parent run.
+
+Interrupting the driver terminates the fold processes and marks their runs KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skeleton_attention.experiments.config import fingerprint, run_dir
+from skeleton_attention.experiments.cross_validation import aggregate_folds, plot_fold_accuracies
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+
+
+@dataclass
+class FoldPlan:
+    """What a cross-validation run will do; built by :func:`plan_cross_validation`."""
+
+    pipeline: str
+    env: str | None
+    runtime_params: dict[str, Any]
+    config: dict[str, Any]
+    folds: list[int]
+    fold_fingerprints: dict[int, str]
+    workers: int
+    project_path: Path
+    metrics_dir: str | None = None
+    experiment_name: str = "skeleton-attention"
+    tracking: bool = True
+
+    @property
+    def base_dir(self) -> str:
+        run = self.config["run"]
+        return run_dir(run["tag"], run["dataset"], run["protocol"], None, run.get("name"))
+
+    def fold_dir(self, fold: int) -> str:
+        run = self.config["run"]
+        return run_dir(run["tag"], run["dataset"], run["protocol"], fold, run.get("name"))
+
+    def reporting(self, sub: str) -> Path:
+        return self.project_path / "data" / "08_reporting" / self.pipeline / sub
+
+    @property
+    def cv_dir(self) -> Path:
+        return self.reporting(self.base_dir) / "cv"
+
+
+def fold_metrics_path(plan: FoldPlan, fold: int) -> Path:
+    """Where fold ``fold``'s evaluation writes its metrics (catalog_train.yml ``test_metrics``)."""
+    return plan.reporting(plan.fold_dir(fold)) / "test_metrics.json"
+
+
+def finished_folds(plan: FoldPlan, state: Mapping[str, Any]) -> dict[int, dict[str, Any]]:
+    """Folds whose process completed and whose metrics come from the current configuration."""
+    completed = state.get("completed") or {}
+    done = {}
+    for fold in plan.folds:
+        path = fold_metrics_path(plan, fold)
+        if completed.get(str(fold)) != plan.fold_fingerprints[fold] or not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())
+        if metrics.get("config_fingerprint") == plan.fold_fingerprints[fold]:
+            done[fold] = metrics
+        else:
+            logger.info("fold %d: outputs come from another configuration; it will be retrained", fold)
+    return done
+
+
+def resolve_workers(workers: Any, num_folds: int) -> int:
+    """``null``/0: one fold per core (at most the number of folds)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    wanted = int(workers) if workers else cores
+    return max(1, min(wanted, num_folds, cores if not workers else wanted))
+
+
+def _dotlist(params: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """``{"run": {"fold": 2}}`` -> ``["run.fold=2"]``: values as YAML/JSON literals for ``--params``."""
+    items = []
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            items.extend(_dotlist(value, f"{name}."))
+        elif isinstance(value, str):
+            items.append(f"{name}={value}")
+        else:
+            items.append(f"{name}={json.dumps(value)}")
+    return items
+
+
+def fold_command(plan: FoldPlan, fold: int) -> list[str]:
+    """The ``kedro run`` of one fold (the same selectors and overrides, plus ``run.fold``)."""
+    params = {k: v for k, v in plan.runtime_params.items() if k != "metrics_dir"}
+    params["run"] = {**dict(params.get("run") or {}), "fold": fold}
+    kedro = Path(sys.executable).with_name("kedro")
+    command = [str(kedro)] if kedro.exists() else [sys.executable, "-m", "kedro"]
+    command += ["run", f"--pipelines={plan.pipeline}", f"--params={','.join(_dotlist(params))}"]
+    if plan.env:
+        command.append(f"--env={plan.env}")
+    return command
+
+
+class _Tracker:
+    """The parent and child MLflow runs of a cross-validation (no-op when tracking is off)."""
+
+    def __init__(self, plan: FoldPlan, state: dict[str, Any]) -> None:
+        import mlflow
+
+        self.client = mlflow.MlflowClient()
+        experiment = mlflow.get_experiment_by_name(plan.experiment_name)
+        self.experiment_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(plan.experiment_name)
+        )
+        self.parent_id = self._parent(plan, state)
+        state["parent_run_id"] = self.parent_id
+
+    def _parent(self, plan: FoldPlan, state: dict[str, Any]) -> str:
+        previous = state.get("parent_run_id")
+        if previous and state.get("fingerprint") == _plan_fingerprint(plan):
+            try:
+                self.client.get_run(previous)
+                self.client.update_run(previous, status="RUNNING")
+                self._kill_orphans(previous)
+                logger.info("resuming cross-validation parent run %s", previous)
+                return previous
+            except Exception:  # deleted or another store: start a new parent
+                logger.info("previous parent run %s not found; starting a new one", previous)
+        config = plan.config
+        model, data = config["model"], config["data"]
+        name = f"{model['name']}/{model.get('variant') or model['name']} {data['dataset']}/{data['protocol']} cv"
+        if config["run"].get("name"):
+            name += f" {config['run']['name']}"
+        tags = {
+            "model": str(model["name"]), "variant": str(model.get("variant") or model["name"]),
+            "dataset": str(data["dataset"]), "protocol": str(data["protocol"]), "pipeline": plan.pipeline,
+            "cross_validation": "parent", "num_folds": str(len(plan.folds)), "env_tag": str(config["run"]["tag"]),
+        }
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+        return run.info.run_id
+
+    def _kill_orphans(self, parent: str) -> None:
+        for run in self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+        ):
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def child(self, plan: FoldPlan, fold: int) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"fold {fold}",
+            tags={"mlflow.parentRunId": self.parent_id, "fold": str(fold), "cross_validation": "fold"},
+        )
+        return run.info.run_id
+
+    def child_failed(self, run_id: str, status: str) -> None:
+        run = self.client.get_run(run_id)
+        if run.info.status == "RUNNING":
+            self.client.set_terminated(run_id, status)
+
+
+def _plan_fingerprint(plan: FoldPlan) -> str:
+    return fingerprint({"folds": plan.fold_fingerprints})
+
+
+def _thread_env(workers: int) -> dict[str, str]:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = str(max(1, cores // workers))
+    return {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+def _run_folds(plan: FoldPlan, todo: list[int], tracker: _Tracker | None, state: dict[str, Any]) -> dict[int, int]:
+    """Run the folds ``todo``, ``plan.workers`` at a time; returns their exit codes. A fold that
+    ends successfully is recorded in ``state`` (and ``cv/state.json``) at once."""
+    codes: dict[int, int] = {}
+    running: dict[int, tuple[subprocess.Popen, Any, str | None, float]] = {}
+    queue = list(todo)
+    started = time.monotonic()
+    try:
+        while queue or running:
+            while queue and len(running) < plan.workers:
+                fold = queue.pop(0)
+                log_path = plan.cv_dir / f"fold{fold}.log"
+                log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed when the fold ends
+                env = {**os.environ, **_thread_env(plan.workers)}
+                child = tracker.child(plan, fold) if tracker else None
+                if child:
+                    env["MLFLOW_RUN_ID"] = child
+                process = subprocess.Popen(
+                    fold_command(plan, fold), cwd=plan.project_path, env=env, stdout=log, stderr=subprocess.STDOUT
+                )
+                running[fold] = (process, log, child, time.monotonic())
+                logger.info("fold %d started (log: %s)", fold, log_path)
+            time.sleep(0.5)
+            for fold in [f for f, (p, *_rest) in running.items() if p.poll() is not None]:
+                process, log, child, began = running.pop(fold)
+                log.close()
+                codes[fold] = process.returncode
+                if process.returncode == 0:
+                    state.setdefault("completed", {})[str(fold)] = plan.fold_fingerprints[fold]
+                    _write_json(plan.cv_dir / STATE_FILE, state)
+                elif child and tracker:
+                    tracker.child_failed(child, "FAILED")
+                finished = len(todo) - len(queue) - len(running)
+                outcome = "done" if process.returncode == 0 else f"FAILED (exit {process.returncode})"
+                metrics = fold_metrics_path(plan, fold)
+                ok = metrics.is_file() and not process.returncode
+                top1 = json.loads(metrics.read_text()).get("top1") if ok else None
+                logger.info(
+                    "fold %d %s in %.0f s%s [%d/%d, %.0f s elapsed]", fold, outcome, time.monotonic() - began,
+                    f": test top-1 {top1:.4f}" if top1 is not None else "", finished, len(todo),
+                    time.monotonic() - started,
+                )
+    except BaseException:
+        for _fold, (process, log, child, _began) in running.items():
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            log.close()
+            if child and tracker:
+                tracker.child_failed(child, "KILLED")
+        raise
+    return codes
+
+
+def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
+    """Run the unfinished folds of ``plan`` and aggregate all of them; returns the summary."""
+    plan.cv_dir.mkdir(parents=True, exist_ok=True)
+    state_path = plan.cv_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    done = finished_folds(plan, state)
+    todo = [f for f in plan.folds if f not in done]
+    logger.info(
+        "%s on %s/%s: %d folds, %d already finished, %d to run, %d at a time",
+        plan.pipeline, plan.config["data"]["dataset"], plan.config["data"]["protocol"], len(plan.folds), len(done),
+        len(todo), plan.workers,
+    )
+    tracker = _Tracker(plan, state) if plan.tracking else None
+    state["fingerprint"] = _plan_fingerprint(plan)
+    _write_json(state_path, state)
+    try:
+        codes = _run_folds(plan, todo, tracker, state)
+    except BaseException:
+        if tracker:
+            tracker.client.set_terminated(tracker.parent_id, "KILLED")
+        raise
+    failed = sorted(f for f, code in codes.items() if code != 0)
+    done = finished_folds(plan, state)
+    if failed or len(done) != len(plan.folds):
+        if tracker:
+            tracker.client.set_terminated(tracker.parent_id, "FAILED")
+        missing = sorted(set(plan.folds) - set(done))
+        logs = ", ".join(str(plan.cv_dir / f"fold{f}.log") for f in (failed or missing)[:3])
+        raise RuntimeError(f"cross-validation incomplete: folds {failed or missing} failed; see {logs}")
+    summary = aggregate_folds(done)
+    summary.update(
+        pipeline=plan.pipeline, dataset=plan.config["data"]["dataset"], protocol=plan.config["data"]["protocol"],
+        config_fingerprint=_plan_fingerprint(plan),
+    )
+    _write_outputs(plan, summary, tracker)
+    if tracker:
+        tracker.client.set_terminated(tracker.parent_id, "FINISHED")
+    logger.info(
+        "%s cross-validation: test top-1 %.4f +- %.4f over %d folds (pooled %.4f); %s",
+        plan.config["data"]["protocol"], summary["top1_mean"], summary["top1_std"], summary["num_folds"],
+        summary["pooled_top1"], plan.cv_dir / "summary.json",
+    )
+    return summary
+
+
+def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | None) -> None:
+    from skeleton_attention.training.plots import plot_confusion_matrix
+
+    _write_json(plan.cv_dir / "summary.json", summary)
+    figures = {
+        "confusion_matrix.png": plot_confusion_matrix(
+            summary["confusion_matrix"], summary["class_names"],
+            title=f"pooled confusion matrix, {summary['num_folds']} folds",
+        ),
+        "folds.png": plot_fold_accuracies(summary, title=f"{plan.config['data']['protocol']}: test top-1 per fold"),
+    }
+    for name, figure in figures.items():
+        tmp = plan.cv_dir / f".{name}.tmp.png"
+        figure.savefig(tmp, dpi=110)
+        os.replace(tmp, plan.cv_dir / name)
+    flat = {
+        "cv_top1_mean": summary["top1_mean"], "cv_top1_std": summary["top1_std"],
+        "cv_top5_mean": summary.get("top5_mean"), "cv_mean_class_acc_mean": summary.get("mean_class_acc_mean"),
+        "cv_pooled_top1": summary["pooled_top1"], "num_folds": summary["num_folds"],
+        "num_test_samples": summary["num_samples"],
+    }
+    metrics_root = Path(plan.metrics_dir) if plan.metrics_dir else plan.project_path / "data" / "08_reporting"
+    if not metrics_root.is_absolute():
+        metrics_root = plan.project_path / metrics_root
+    _write_json(metrics_root / plan.pipeline / plan.base_dir / "metrics.json", flat)
+    if tracker:
+        for key, value in flat.items():
+            if value is not None:
+                tracker.client.log_metric(tracker.parent_id, key, float(value))
+        for name in ("summary.json", *figures):
+            tracker.client.log_artifact(tracker.parent_id, str(plan.cv_dir / name), artifact_path="cross_validation")
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def plan_cross_validation(
+    project_path: Path, pipeline: str, env: str | None, runtime_params: Mapping[str, Any]
+) -> FoldPlan | None:
+    """The fold plan of ``kedro run --pipelines=<pipeline>``, or None when it is not a
+    cross-validation (not a training family, a fold chosen, a train/test protocol, or no table yet:
+    then the plain run goes ahead and says what is missing)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from skeleton_attention.experiments.config import compose
+    from skeleton_attention.training.data import protocol_folds
+
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env, runtime_params=dict(runtime_params)) as session:
+        context = session.load_context()
+        params = context.params
+        config = params.get(f"{pipeline}_config")
+        if not isinstance(config, Mapping) or config["data"].get("fold") is not None:
+            return None
+        try:
+            bundle = context.catalog.load("training_samples")
+        except Exception as error:  # no prepared table yet: the plain run reports it
+            logger.debug("no table for a cross-validation plan: %s", error)
+            return None
+        folds = protocol_folds(bundle.table.metadata(), config["data"]["protocol"])
+        if not folds:
+            return None
+        family, run = params[pipeline], params["run"]
+        fingerprints = {k: fingerprint(compose(family, {**run, "fold": k})) for k in folds}
+        mlflow_config = getattr(context, "mlflow", None)
+        tracking = mlflow_config is not None and pipeline not in mlflow_config.tracking.disable_tracking.pipelines
+        workers = resolve_workers((params.get("cross_validation") or {}).get("workers"), len(folds))
+        return FoldPlan(
+            pipeline=pipeline, env=env, runtime_params=dict(runtime_params), config=dict(config), folds=folds,
+            fold_fingerprints=fingerprints, workers=workers, project_path=Path(project_path),
+            metrics_dir=runtime_params.get("metrics_dir"),
+            experiment_name=mlflow_config.tracking.experiment.name if mlflow_config else "skeleton-attention",
+            tracking=tracking,
+        )
