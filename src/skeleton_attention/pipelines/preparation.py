@@ -81,7 +81,7 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
         info={
             "stage": "feature",
             "normalize": dict(params.get("normalize", {})),
-            **({"smoothing": dict(params["smoothing"])} if params.get("smoothing") else {}),
+            **({"smoothing": dict(params["smoothing"])} if params.get("smoothing") is not None else {}),
         },
     )
     records = featurize(intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"))
