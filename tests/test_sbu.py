@@ -26,6 +26,7 @@ from skeleton_attention.skeletons.sbu import (
 )
 from skeleton_attention.skeletons.smoothing import smooth_joints, smooth_time, smoothing_kernel
 from skeleton_attention.skeletons.streams import compute_streams
+from skeleton_attention.training.data import protocol_splits
 from tests.kedro_helpers import load_config, run_pipeline
 
 J = SBU15.index
@@ -394,6 +395,12 @@ def test_prepare_sbu_end_to_end(folder, tmp_path):
     assert (meta["num_joints"] == 15).all() and meta["num_frames"].sum() == 6822
     assert [int((meta["label"] == k).sum()) for k in range(8)] == CLASS_COUNTS
     assert meta["performer_pair"].nunique() == 21 and meta["episode"].min() == 1
+    for fold, size in FOLD_SEQUENCES.items():  # the trainer's view: fold k tests, the other four train
+        split = protocol_splits(meta, "sbu_fold", 0.1, 0, val_group="performer_pair", fold=fold)
+        assert len(split.test) == size and len(split.train) + len(split.val) == 282 - size
+        test_pairs = set(meta.loc[meta["row"].isin(split.test), "performer_pair"])
+        assert test_pairs == set(SBU_FOLDS[fold])
+        assert not test_pairs & set(meta.loc[meta["row"].isin(split.val), "performer_pair"])
     row = int(meta.index[meta["sample_id"] == "s01s02_a07_e001"][0])
     sample = table.read_one(row, ("joint", "bone", "motion_fast", "motion_slow"))
     assert all(a.shape == (2, meta.at[row, "num_frames"], 15, 3) for a in sample.values())
