@@ -409,6 +409,13 @@ def test_prepare_sbu_end_to_end(folder, tmp_path):
     intermediate = PreparedBundle(tmp_path / "data/02_intermediate/sbu")
     raw = intermediate.table.read_one(row, ("joint",))["joint"]
     np.testing.assert_allclose(raw, read_sbu_file(folder / "s01s02/07/001/skeleton_pos.txt").coords)
+    # the feature joint stream is the smoothed, then normalized, intermediate sample
+    params = load_config()[1]["prepare_sbu"]
+    seq = read_sbu_file(folder / "s01s02/07/001/skeleton_pos.txt")
+    expected = normalize_sequence(seq.with_coords(smooth_joints(seq.coords, params["smoothing"])), params["normalize"])
+    np.testing.assert_allclose(sample["joint"], expected.coords, atol=1e-6)
+    unsmoothed = normalize_sequence(seq, params["normalize"]).coords
+    assert np.abs(sample["joint"] - unsmoothed).max() > 1e-3
 
 
 @pytest.mark.slow
