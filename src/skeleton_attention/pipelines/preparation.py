@@ -78,9 +78,13 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
         fold_protocols=intermediate.table.fold_protocols,
         streams=streams,
         row_group_size=int(params.get("row_group_size", 256)),
-        info={"stage": "feature", "normalize": dict(params.get("normalize", {}))},
+        info={
+            "stage": "feature",
+            "normalize": dict(params.get("normalize", {})),
+            **({"smoothing": dict(params["smoothing"])} if params.get("smoothing") is not None else {}),
+        },
     )
-    records = featurize(intermediate.table, params.get("normalize", {}), streams)
+    records = featurize(intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"))
     return BundleSource(spec=spec, records=records, inputs_seen=len(intermediate.table))
 
 

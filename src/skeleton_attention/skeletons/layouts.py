@@ -104,6 +104,22 @@ _OPENPOSE18_EDGES = {
     "right_ear": "right_eye", "left_ear": "left_eye",
 }
 
+# SBU Kinect Interaction (OpenNI 15-joint skeleton), in the files' order per person.
+_SBU15_NAMES = (
+    "head", "neck", "torso",
+    "left_shoulder", "left_elbow", "left_hand",
+    "right_shoulder", "right_elbow", "right_hand",
+    "left_hip", "left_knee", "left_foot",
+    "right_hip", "right_knee", "right_foot",
+)
+_SBU15_EDGES = {
+    "neck": "torso", "head": "neck",
+    "left_shoulder": "neck", "left_elbow": "left_shoulder", "left_hand": "left_elbow",
+    "right_shoulder": "neck", "right_elbow": "right_shoulder", "right_hand": "right_elbow",
+    "left_hip": "torso", "left_knee": "left_hip", "left_foot": "left_knee",
+    "right_hip": "torso", "right_knee": "right_hip", "right_foot": "right_knee",
+}
+
 NTU25 = JointLayout(
     name="ntu25",
     joint_names=_NTU25_NAMES,
@@ -135,8 +151,19 @@ OPENPOSE18 = JointLayout(
     left_shoulder=_OPENPOSE18_NAMES.index("left_shoulder"),
     spatial_dims=2,
 )
+# no pelvis joint: the spine axis is torso (mid-trunk) -> neck, the only trunk segment there is
+SBU15 = JointLayout(
+    name="sbu15",
+    joint_names=_SBU15_NAMES,
+    parents=_parents(_SBU15_NAMES, _SBU15_EDGES, "torso"),
+    center=_SBU15_NAMES.index("torso"),
+    spine_bottom=_SBU15_NAMES.index("torso"),
+    spine_top=_SBU15_NAMES.index("neck"),
+    right_shoulder=_SBU15_NAMES.index("right_shoulder"),
+    left_shoulder=_SBU15_NAMES.index("left_shoulder"),
+)
 
-LAYOUTS: dict[str, JointLayout] = {layout.name: layout for layout in (NTU25, KINECT20, OPENPOSE18)}
+LAYOUTS: dict[str, JointLayout] = {layout.name: layout for layout in (NTU25, KINECT20, OPENPOSE18, SBU15)}
 
 
 def get_layout(name: str) -> JointLayout:

@@ -39,6 +39,7 @@ _SCALE_MODES = ("none", "spine")
 SCALE_SEGMENTS: tuple[tuple[str, str], ...] = (
     ("spine_base", "spine_shoulder"),  # NTU25 (Kinect v2)
     ("hip_center", "shoulder_center"),  # KINECT20 (Kinect v1: UTKinect, MSR Action3D)
+    ("torso", "neck"),  # SBU15 (OpenNI 15 joints: no pelvis joint; mid-trunk -> neck)
 )
 
 

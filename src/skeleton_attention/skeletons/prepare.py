@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from skeleton_attention.skeletons import kinetics, msr, ntu, utkinect
+from skeleton_attention.skeletons import kinetics, msr, ntu, sbu, utkinect
 from skeleton_attention.skeletons.denoise import denoise_ntu
 from skeleton_attention.skeletons.ingest import FileOutcome
 from skeleton_attention.skeletons.layouts import get_layout
 from skeleton_attention.skeletons.normalize import normalize_sequence
 from skeleton_attention.skeletons.sequence import SkeletonSequence
+from skeleton_attention.skeletons.smoothing import smooth_time, smoothing_kernel_from
 from skeleton_attention.skeletons.streams import compute_streams
 from skeleton_attention.skeletons.table import (
     META_INT_COLUMNS,
@@ -103,6 +104,18 @@ def process_msr_file(path: Path, *, subset: frozenset[str] | None = None) -> Fil
     return FileOutcome(samples=[(seq, {"msr_xsub": msr.msr_split(int(seq.meta["subject"]))})])
 
 
+# --- SBU Kinect Interaction -------------------------------------------------------------------------
+
+#: subject-independent 5-fold cross-validation by performer pair (split_sbu_fold holds 1..5)
+SBU_FOLD_PROTOCOLS: tuple[str, ...] = ("sbu_fold",)
+
+
+def process_sbu_file(path: Path, *, coordinates: str = "metres") -> FileOutcome:
+    """One two-person sequence; its fold comes from the performer pair (null for a pair in no fold)."""
+    seq = sbu.read_sbu_file(path, coordinates=coordinates)
+    return FileOutcome(samples=[(seq, {"sbu_fold": sbu.sbu_fold(str(seq.meta["performer_pair"]))})])
+
+
 # --- streams ----------------------------------------------------------------------------------------
 
 def sequence_from_metadata(meta: Mapping[str, object], coords: np.ndarray) -> SkeletonSequence:
@@ -134,14 +147,22 @@ def featurize(
     table: SampleTable,
     normalize: Mapping[str, object] | None,
     streams: Sequence[str],
+    smoothing: Mapping[str, object] | None = None,
 ) -> Iterator[dict[str, object]]:
-    """Normalize each sample of an intermediate table and decouple it into streams, row by row."""
+    """Normalize each sample of an intermediate table and decouple it into streams, row by row.
+
+    ``smoothing`` (``skeletons/smoothing.py``; default none) filters each joint in time first, on
+    the intermediate coordinates, so normalization sees the smoothed skeleton.
+    """
     metadata = table.metadata()
     split_columns = [c for c in metadata.columns if c.startswith("split_")]
     params, names = dict(normalize or {}), tuple(streams)
+    kernel = smoothing_kernel_from(smoothing)  # a bad setting fails here, before any sample
     for record in _records(metadata):
         coords = table.read_one(int(record["row"]), ("joint",))["joint"]
         try:
+            if kernel is not None:
+                coords = smooth_time(coords, kernel).astype(np.float32)
             seq = normalize_sequence(sequence_from_metadata(record, coords), params)
             arrays = compute_streams(seq.coords, get_layout(seq.layout), names=names)
         except Exception as error:  # name the sample: the trace alone does not say which one failed

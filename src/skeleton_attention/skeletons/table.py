@@ -34,7 +34,7 @@ META_INT_COLUMNS: tuple[str, ...] = (
     "setup", "camera", "performer", "replication", "action", "subject", "episode",
     "start_frame", "end_frame", "num_views",
 )
-META_STR_COLUMNS: tuple[str, ...] = ("view_group", "clip_id", "cameras_present")
+META_STR_COLUMNS: tuple[str, ...] = ("view_group", "clip_id", "cameras_present", "performer_pair")
 SCHEMA_VERSION = "1"
 
 
