@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
-from skeleton_attention.skeletons.layouts import LAYOUTS, JointLayout
-
 import torch
 from torch import Tensor, nn
+
+from skeleton_attention.skeletons.layouts import LAYOUTS, JointLayout
 
 
 @dataclass
@@ -146,7 +146,7 @@ class DataDescription:
     def in_channels(self) -> int:
         """The channels of every stream (an error when streams differ)."""
         if len(set(self.channels)) != 1:
-            raise ValueError(f"streams have different channel counts {dict(zip(self.streams, self.channels))}")
+            raise ValueError(f"streams have different channel counts {self.stream_channels()}")
         return self.channels[0]
 
     def stream_channels(self) -> dict[str, int]:
@@ -248,7 +248,9 @@ def check_multiview_batch(
             raise ValueError(f"batch has no {name!r} entry (keys: {sorted(batch)}); is the data multi-view?")
     x, mask, view_mask = batch[key], batch["mask"], batch["view_mask"]
     if x.dim() != 6 or not torch.is_floating_point(x):
-        raise ValueError(f"batch[{key!r}] must be a float tensor (N, views, M, T, V, C); got {x.dtype} {tuple(x.shape)}")
+        raise ValueError(
+            f"batch[{key!r}] must be a float tensor (N, views, M, T, V, C); got {x.dtype} {tuple(x.shape)}"
+        )
     n, w, m, t, v, c = x.shape
     if (w, m, v, c) != (num_views, num_bodies, num_joints, in_channels):
         raise ValueError(

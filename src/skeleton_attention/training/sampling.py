@@ -241,10 +241,8 @@ class Crop:
             ratio = rng.uniform(*self.ratio) if train else self.test_ratio  # type: ignore[union-attr]
             size = int(np.floor(ratio * num_frames + 0.5))
             size = min(num_frames, max(size, self.min_frames, 1))
-        if train:
-            start = int(rng.integers(0, num_frames - size + 1))  # type: ignore[union-attr]
-        else:
-            start = (num_frames - size) // 2
+        # training: a random start; evaluation: the centred window
+        start = int(rng.integers(0, num_frames - size + 1)) if train else (num_frames - size) // 2  # type: ignore[union-attr]
         return start, start + size
 
     def positions(self, num_frames: int, rng: np.random.Generator | None, train: bool) -> np.ndarray:
