@@ -135,11 +135,15 @@ def test_view_mask_must_agree_with_cameras_present(tmp_path):
     table = _write(tmp_path / "t.parquet", [
         {"id": "bad", "coords": _views("12"), "label": 0, "split": "train",
          "meta": {"num_views": 3, "cameras_present": "123"}},
+        {"id": "unlisted", "coords": _views("23"), "label": 0, "split": "train", "meta": {"num_views": 3}},
     ])
-    ds = SkeletonDataset(table, [0], streams=("joint",), sampling=TemporalSampling(), num_bodies=1, train=False,
+    ds = SkeletonDataset(table, [0, 1], streams=("joint",), sampling=TemporalSampling(), num_bodies=1, train=False,
                          views="multi")
     with pytest.raises(ValueError, match=r"bad lists cameras '123' as present but 2 of its 3 views hold data"):
         ds[0]
+    assert ds[1]["view_mask"].tolist() == [False, True, True]  # no cameras_present: the data decide
+    with pytest.raises(ValueError, match="num_views must be a positive integer"):
+        _settings(num_views=0)
 
 
 def test_single_and_multi_view_mismatches_fail_clearly(multiview_table, single_table):
@@ -421,3 +425,37 @@ def test_predict_reads_lengths_and_keeps_attention_on_multiview_batches(multivie
     mask[0, 1, :4] = True
     mask[1, :, :2] = True
     assert _valid_lengths({"mask": mask}, 2).tolist() == [4, 2]
+
+
+def test_multiview_batches_do_not_depend_on_workers(multiview_table):
+    settings = _settings(num_bodies=2, sampling=[{"crop": {"ratio": [0.5, 1.0], "resize": 4}}],
+                         augmentation={"noise_std": 0.05})
+    data = build_training_data(multiview_table, settings, seed=2, input_spec=MULTI)
+    serial = list(make_loader(data.train, batch_size=2, train=True, seed=4, num_workers=0))
+    parallel = list(make_loader(data.train, batch_size=2, train=True, seed=4, num_workers=1, pin_memory=False))
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a["x"], b["x"]) and torch.equal(a["view_mask"], b["view_mask"])
+
+
+# --- model artifacts ------------------------------------------------------------------------------
+
+
+def test_artifacts_rebuild_from_a_description_and_from_the_old_four_integers(tmp_path):
+    from skeleton_attention.pipelines.training_common import rebuild_model
+    from skeleton_attention.training.checkpoints import load_model_artifact, model_artifact, save_model_artifact
+
+    family = {"variant": "ta_lstm", "hidden_size": 6, "attention_hidden_size": 6}
+    d = DataDescription(num_classes=3, num_joints=4, num_bodies=2, layout="toy", class_names=("a", "b", "c"))
+    model = registry.build_model("sta_lstm", data=d, **family)
+    batch = {"x": torch.randn(2, 2, 5, 4, 3), "mask": torch.ones(2, 5, dtype=torch.bool)}
+    model.eval()
+    expected = model(batch).logits
+    for kwargs in ({"data": d.to_dict(), **family},
+                   {"num_classes": 3, "num_joints": 4, "num_bodies": 2, "in_channels": 3, **family}):
+        path = save_model_artifact(
+            model_artifact(model_name="sta_lstm", model_kwargs=kwargs, state_dict=model.state_dict(), phase=None,
+                           info={}),
+            tmp_path / "model.pt",
+        )
+        rebuilt = rebuild_model(load_model_artifact(path))
+        torch.testing.assert_close(rebuilt(batch).logits, expected)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -209,7 +210,7 @@ class SkeletonDataset(Dataset):
                 "views", self.row_views, self.num_views, self.views_policy, self.sample_ids, source
             )
             if "cameras_present" in picked.columns:
-                self.cameras_present = [None if v is None or v != v else str(v) for v in picked["cameras_present"]]
+                self.cameras_present = [None if pd.isna(v) else str(v) for v in picked["cameras_present"]]
         if self.views == "single":
             self.truncated_views = 0
         self.truncated_bodies = enforce_limit(

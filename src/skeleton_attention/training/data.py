@@ -273,6 +273,9 @@ class DataSettings:
         for key in ("bodies_policy", "views_policy"):
             if config.get(key, "error") not in TRUNCATION_POLICIES:
                 raise ValueError(f"data.{key} must be one of {TRUNCATION_POLICIES}, got {config[key]!r}")
+        num_views = config.get("num_views")
+        if num_views is not None and (isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1):
+            raise ValueError(f"data.num_views must be a positive integer or null, got {num_views!r}")
         if config.get("motion_from", "table") not in MOTION_SOURCES:
             raise ValueError(f"data.motion_from must be one of {MOTION_SOURCES}, got {config['motion_from']!r}")
         return cls(**config)
