@@ -459,3 +459,23 @@ def test_artifacts_rebuild_from_a_description_and_from_the_old_four_integers(tmp
         )
         rebuilt = rebuild_model(load_model_artifact(path))
         torch.testing.assert_close(rebuilt(batch).logits, expected)
+
+
+def _image_collate(samples):
+    """A family-specific batch (MANs-like): the standard batch plus a (N, T, V*M, 3) image."""
+    batch = collate_samples(samples)
+    n, m, t, v, c = batch["x"].shape
+    batch["image"] = batch["x"].permute(0, 2, 1, 3, 4).reshape(n, t, m * v, c)
+    return batch
+
+
+def test_a_declared_collate_replaces_the_standard_one(single_table):
+    from skeleton_attention.training.data import build_loaders
+
+    spec = InputSpec(fixed_length=True, collate=_image_collate)
+    settings = _settings(num_bodies=3, sampling=[{"resample": {"length": 5}}])
+    data = build_training_data(single_table, settings, input_spec=spec)
+    loaders = build_loaders(data, settings)
+    batch = next(iter(loaders["test"]))
+    assert batch["image"].shape == (2, 5, 6, 3)
+    assert "image" not in next(iter(build_loaders(build_training_data(single_table, settings), settings)["test"]))

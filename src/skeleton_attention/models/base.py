@@ -20,7 +20,7 @@ And the data side talks to a model family through two records:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal
 
@@ -58,12 +58,16 @@ class InputSpec:
     the model needs, in order (None = any the data settings choose); ``max_streams``: how many it
     can take (1 = it reads ``x`` only). ``fixed_length``: every sample must have the same T (the
     sampling must fix it, e.g. ``resample``), as for models with a fixed temporal size.
+    ``collate``: a module-level function turning a list of dataset items into a batch, for a family
+    with its own batch layout (e.g. MANs' image per sample); None = the standard
+    ``training.batches.collate_samples``.
     """
 
     views: Literal["single", "multi"] = "single"
     streams: tuple[str, ...] | None = None
     max_streams: int | None = None
     fixed_length: bool = False
+    collate: Callable[[Sequence[Mapping[str, Any]]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.views not in VIEW_MODES:

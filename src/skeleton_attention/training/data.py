@@ -407,8 +407,10 @@ def build_training_data(
 
 
 def build_loaders(data: TrainingData, settings: DataSettings, seed: int = 0) -> dict[str, DataLoader | None]:
-    """``train`` (seeded sampler), ``val`` and ``test`` (table order) loaders."""
+    """``train`` (seeded sampler), ``val`` and ``test`` (table order) loaders, collated the way the
+    model declared (``InputSpec.collate``, default :func:`collate_samples`)."""
     common = {
+        "collate_fn": data.input_spec.collate or collate_samples,
         "num_workers": settings.num_workers,
         "pin_memory": settings.pin_memory,
         "persistent_workers": settings.persistent_workers,
