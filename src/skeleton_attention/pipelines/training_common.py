@@ -237,10 +237,11 @@ def train_model(
         "num_train": len(data.train),
         "num_val": len(data.val) if data.val else 0,
         "num_test": len(data.test),
-        "truncated_bodies": int(data.train.truncated_bodies + data.test.truncated_bodies
-                                + (data.val.truncated_bodies if data.val else 0)),
-        "truncated_views": int(data.train.truncated_views + data.test.truncated_views
-                               + (data.val.truncated_views if data.val else 0)),
+        # samples cut under data.bodies_policy / views_policy: keep_first (0 under the default, error)
+        **{
+            f"truncated_{what}": sum(getattr(ds, f"truncated_{what}") for ds in (data.train, data.val, data.test) if ds)
+            for what in ("bodies", "views")
+        },
     }
     artifact = model_artifact(
         model_name=params["model"]["name"], model_kwargs=kwargs, state_dict=result.best_state, phase=phase, info=info
