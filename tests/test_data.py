@@ -341,7 +341,9 @@ def test_pad_bodies():
     x = _ramp(3, bodies=1)
     padded = pad_bodies(x, 2)
     assert padded.shape == (2, 3, 2, 3) and np.all(padded[1] == 0)
-    np.testing.assert_array_equal(pad_bodies(_ramp(3, bodies=3), 2), _ramp(3, bodies=3)[:2])
+    np.testing.assert_array_equal(pad_bodies(_ramp(3, bodies=3), 2, "keep_first"), _ramp(3, bodies=3)[:2])
+    with pytest.raises(ValueError, match="3 bodies but the batch holds 2"):
+        pad_bodies(_ramp(3, bodies=3), 2)  # never a silent cut
 
 
 # --- augmentation -------------------------------------------------------------------------------------

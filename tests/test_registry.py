@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from skeleton_attention.models import registry
-from skeleton_attention.models.base import ModelOutput, SkeletonModel
+from skeleton_attention.models.base import DataDescription, ModelOutput, SkeletonModel
 from skeleton_attention.models.sta_lstm import STALSTM, build_sta_lstm
 
 DIMS = {"num_classes": 5, "num_joints": 4, "num_bodies": 2, "in_channels": 3}
@@ -45,9 +45,9 @@ def test_unknown_variant_lists_the_variants() -> None:
 
 def test_register_build_and_reject_duplicates(scratch_registry: dict) -> None:
     class Tiny(SkeletonModel):
-        def __init__(self, *, num_classes: int, num_joints: int, num_bodies: int, in_channels: int) -> None:
+        def __init__(self, data: DataDescription) -> None:
             super().__init__()
-            self.fc = torch.nn.Linear(num_bodies * num_joints * in_channels, num_classes)
+            self.fc = torch.nn.Linear(data.num_bodies * data.num_joints * data.in_channels, data.num_classes)
 
         def forward(self, batch):
             return ModelOutput(logits=self.fc(batch["x"].mean(2).flatten(1)))

@@ -23,6 +23,7 @@ from skeleton_attention.pipelines.preparation import build_streams
 from skeleton_attention.pipelines.prepare_utkinect.nodes import ingest_utkinect
 from skeleton_attention.pipelines.training_common import resolve_phases, training_pipeline
 from skeleton_attention.skeletons.bundle import PreparedBundle, write_bundle
+from skeleton_attention.training.checkpoints import load_model_artifact
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,12 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     for png in ("curves", "confusion_matrix", "attention"):
         assert (out / f"08_reporting/train_sta_lstm/{run}/{png}.png").stat().st_size > 5000
     assert (out / f"06_models/train_sta_lstm/{run}/model.pt").is_file()
+    artifact = load_model_artifact(out / f"06_models/train_sta_lstm/{run}/model.pt")
+    description = artifact["model_kwargs"]["data"]  # the data description, as a plain dict
+    assert {k: description[k] for k in ("num_classes", "num_joints", "num_bodies", "streams", "multi_view")} == {
+        "num_classes": 10, "num_joints": 20, "num_bodies": 1, "streams": ["joint"], "multi_view": False
+    }
+    assert artifact["info"]["truncated_bodies"] == 0
     assert (out / f"06_models/train_sta_lstm/{run}/checkpoints/last.pt").is_file()
 
     # --- MLflow ---------------------------------------------------------------------------------

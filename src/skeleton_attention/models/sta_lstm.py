@@ -29,7 +29,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from skeleton_attention.models.base import ModelOutput, SkeletonModel, check_sequence_batch
+from skeleton_attention.models.base import (
+    DataDescription,
+    InputSpec,
+    ModelOutput,
+    SkeletonModel,
+    check_sequence_batch,
+)
 from skeleton_attention.models.registry import register_model
 
 AttentionMode = Literal["learned", "frozen", "ones"]
@@ -152,6 +158,8 @@ class STALSTM(SkeletonModel):
     """
 
     input_format = "sequence"
+    #: one single-view stream (``x``), any length (every frame, masked)
+    input_spec = InputSpec(views="single", max_streams=1)
 
     def __init__(
         self,
@@ -410,29 +418,38 @@ class STALSTM(SkeletonModel):
         return total
 
 
-@register_model("sta_lstm")
+@register_model("sta_lstm", input_spec=STALSTM.input_spec)
 def build_sta_lstm(
+    data: DataDescription | None = None,
     *,
-    num_classes: int,
-    num_joints: int,
-    num_bodies: int,
-    in_channels: int,
     variant: str = "sta_lstm",
     **kwargs: Any,
 ) -> STALSTM:
-    """Build one of the :data:`VARIANTS`; other keyword arguments go to :class:`STALSTM`."""
+    """Build one of the :data:`VARIANTS` for ``data``; other keyword arguments go to :class:`STALSTM`.
+
+    Without ``data``, ``num_classes, num_joints, num_bodies, in_channels`` are passed directly.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"unknown STA-LSTM variant {variant!r}; known: {sorted(VARIANTS)}")
     for key, value in VARIANTS[variant].items():
         if key in kwargs and kwargs[key] != value:
             raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
-    return STALSTM(
-        num_classes=num_classes,
-        num_joints=num_joints,
-        num_bodies=num_bodies,
-        in_channels=in_channels,
-        **{**kwargs, **VARIANTS[variant]},
-    )
+    if data is not None:
+        given = sorted({"num_classes", "num_joints", "num_bodies", "in_channels"} & set(kwargs))
+        if given:
+            raise ValueError(f"STA-LSTM takes its dimensions from data=, not from {given}")
+        if data.multi_view or len(data.streams) != 1:
+            raise ValueError(
+                f"STA-LSTM reads one single-view stream; got streams {list(data.streams)}, multi_view={data.multi_view}"
+            )
+        kwargs = {
+            "num_classes": data.num_classes,
+            "num_joints": data.num_joints,
+            "num_bodies": data.num_bodies,
+            "in_channels": data.in_channels,
+            **kwargs,
+        }
+    return STALSTM(**{**kwargs, **VARIANTS[variant]})
 
 
 def iterations_to_epochs(iterations: int, *, num_samples: int, batch_size: int) -> int:

@@ -40,7 +40,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from matplotlib.figure import Figure
 
 from skeleton_attention.experiments.config import config_run_dir, fingerprint, run_dir
-from skeleton_attention.models.registry import build_model
+from skeleton_attention.models.registry import build_model, model_input_spec
 from skeleton_attention.skeletons.layouts import LAYOUTS
 from skeleton_attention.training.callbacks import Callback, MlflowCallback
 from skeleton_attention.training.checkpoints import (
@@ -148,7 +148,11 @@ def model_build_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def rebuild_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
-    """The trained model of an artifact: build, replay its selection phase, load the weights."""
+    """The trained model of an artifact: build, replay its selection phase, load the weights.
+
+    ``model_kwargs`` holds the data description as a plain dict under ``data`` (or, in artifacts
+    written before descriptions, the four integers); ``build_model`` accepts both.
+    """
     model = build_model(artifact["model_name"], **artifact["model_kwargs"])
     configure = getattr(model, "configure_phase", None)
     if artifact.get("phase") is not None and callable(configure):
@@ -162,7 +166,10 @@ def _data(samples: Any, splits: pd.DataFrame, params: Mapping[str, Any]) -> tupl
     settings = DataSettings.from_config(params["data"])
     table = as_sample_table(samples)
     rows = SplitRows.from_frame(splits, table.metadata(), settings.protocol, settings.fold)
-    return build_training_data(table, settings, seed=int(params.get("seed", 0)), splits=rows), settings
+    # the model's declared input chooses the dataset form (single / multi-view) and is checked here
+    spec = model_input_spec(params["model"]["name"])
+    data = build_training_data(table, settings, seed=int(params.get("seed", 0)), splits=rows, input_spec=spec)
+    return data, settings
 
 
 # --- nodes --------------------------------------------------------------------------------------------
@@ -206,13 +213,9 @@ def train_model(
             run_key, steps, len(data.splits.train), settings.batch_size,
         )
     config = trainer_config(params, run_key)
-    kwargs = {
-        "num_classes": data.num_classes,
-        "num_joints": data.num_joints,
-        "num_bodies": settings.num_bodies,
-        "in_channels": data.num_channels,
-        **model_build_kwargs(params),
-    }
+    assert data.description is not None
+    # the description travels in the artifact as a plain dict, so rebuild_model needs no table
+    kwargs = {"data": data.description.to_dict(), **model_build_kwargs(params)}
     seed_everything(int(params.get("seed", 0)))
     model = build_model(params["model"]["name"], **kwargs)
     all_callbacks = list(callbacks)
@@ -245,6 +248,11 @@ def train_model(
         "num_train": len(data.train),
         "num_val": len(data.val) if data.val else 0,
         "num_test": len(data.test),
+        # samples cut under data.bodies_policy / views_policy: keep_first (0 under the default, error)
+        **{
+            f"truncated_{what}": sum(getattr(ds, f"truncated_{what}") for ds in (data.train, data.val, data.test) if ds)
+            for what in ("bodies", "views")
+        },
     }
     artifact = model_artifact(
         model_name=params["model"]["name"], model_kwargs=kwargs, state_dict=result.best_state, phase=phase, info=info

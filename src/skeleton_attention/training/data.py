@@ -1,42 +1,38 @@
-"""From a prepared sample table to torch batches: splits, the Dataset, collate, sampler, loaders.
+"""From a prepared sample table to torch batches: splits, settings, and the data side of a run.
+
+The Dataset, collate, sampler and loader factory live in :mod:`skeleton_attention.training.batches`
+(re-exported here).
 
 * :func:`protocol_splits` picks a protocol's ``train`` / ``test`` rows and carves the validation
   set out of the *training* rows only (stratified by class, fixed seed, deterministic: the same
   table and settings always give the same rows). Test rows never take part in model selection.
-* :class:`SkeletonDataset` reads one sample at a time from the lazy
-  :class:`~skeleton_attention.skeletons.table.SampleTable` (only the chosen stream columns, one
-  row group at a time, a few row groups cached), applies temporal sampling, training-time
-  augmentation and body padding. It is worker-safe: the Parquet file is reopened lazily in each
-  DataLoader worker.
-* :class:`SeededSampler` draws the epoch order *and a random seed per sample* from its own
-  ``torch.Generator``; the dataset derives all of a sample's randomness from that seed. A batch is
-  therefore a pure function of the generator state, whatever the number of workers, and restoring
-  the generator state (the trainer checkpoints it) resumes the exact sample stream. With
-  ``shuffle="block"`` the order is shuffled row-group-wise (a window of row groups at a time, then
-  within the window) so that a worker's row-group cache keeps hitting on large tables.
+* :func:`build_training_data` builds the three datasets in the form the model consumes (its
+  :class:`~skeleton_attention.models.base.InputSpec`: single or multi-view, streams, fixed length)
+  and the :class:`~skeleton_attention.models.base.DataDescription` the model is built from.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
+from skeleton_attention.models.base import DataDescription, InputSpec
 from skeleton_attention.skeletons.table import SampleTable
 from skeleton_attention.training.augment import Augmentation
-from skeleton_attention.training.sampling import TemporalSampling, pad_bodies
+from skeleton_attention.training.batches import MOTION_SOURCES, SHUFFLE_MODES, SkeletonDataset, make_loader
+from skeleton_attention.training.batches import SeededSampler as SeededSampler  # re-exported
+from skeleton_attention.training.batches import collate_samples as collate_samples  # re-exported
+from skeleton_attention.training.batches import row_groups_of as row_groups_of  # re-exported
+from skeleton_attention.training.batches import seed_worker as seed_worker  # re-exported
+from skeleton_attention.training.sampling import TRUNCATION_POLICIES, Sampling, TemporalSampling, sampling_from_config
 
 logger = logging.getLogger(__name__)
-
-SHUFFLE_MODES = ("full", "block", "none")
 
 
 def as_sample_table(source: Any) -> SampleTable:
@@ -222,245 +218,6 @@ def _held_out_groups(
     return [int(r) for r in rows[np.isin(values.to_numpy(), held_out)]]
 
 
-# --- dataset --------------------------------------------------------------------------------------
-
-
-def row_groups_of(table: SampleTable, rows: Sequence[int]) -> np.ndarray:
-    """Parquet row group index of each row (from the file footer only)."""
-    meta = pq.ParquetFile(table.path).metadata
-    starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
-    return (np.searchsorted(starts, np.asarray(rows, dtype=np.int64), side="right") - 1).astype(np.int64)
-
-
-def _private_table(table: SampleTable, cache_row_groups: int) -> SampleTable:
-    """A reader of the same file with its own row-group cache and file handle (opened lazily), sharing
-    the already-read metadata, so each dataset (and each worker's copy) caches independently."""
-    private = SampleTable.__new__(SampleTable)
-    private.__dict__.update(table.__getstate__())
-    private.cache_row_groups = int(cache_row_groups)
-    return private
-
-
-class SkeletonDataset(Dataset):
-    """Samples ``rows`` of a sample table as dicts of numpy arrays (see :func:`collate_samples`).
-
-    Item keys are a dataset index, or ``(index, seed)`` from :class:`SeededSampler`. With
-    ``train=True`` the seed drives the random crop/segment choice and the augmentation; evaluation
-    is deterministic. One stream gives ``x`` (M, T, V, C); several give ``x_<stream>`` each.
-    """
-
-    def __init__(
-        self,
-        table: SampleTable,
-        rows: Sequence[int],
-        *,
-        streams: Sequence[str],
-        sampling: TemporalSampling,
-        num_bodies: int,
-        train: bool,
-        augmentation: Augmentation | None = None,
-        seed: int = 0,
-        cache_row_groups: int = 4,
-    ) -> None:
-        if not streams:
-            raise ValueError("choose at least one stream")
-        missing = [s for s in streams if s not in table.stream_names]
-        if missing:
-            raise KeyError(f"{table.path}: no stream column {missing}; available: {table.stream_names}")
-        self.table = _private_table(table, cache_row_groups)
-        self.rows = np.asarray(rows, dtype=np.int64)
-        meta = table.metadata()
-        picked = meta.iloc[self.rows]
-        self.labels = picked["label"].to_numpy(dtype=np.int64)
-        self.sample_ids = picked["sample_id"].astype(str).tolist()
-        self.num_frames = picked["num_frames"].to_numpy(dtype=np.int64)
-        self.streams = tuple(streams)
-        self.sampling = sampling
-        self.augmentation = augmentation if (train and augmentation is not None and augmentation.enabled) else None
-        self.num_bodies = int(num_bodies)
-        self.train = bool(train)
-        self.seed = int(seed)
-        self.groups = row_groups_of(table, self.rows)
-        if (self.num_frames < 1).any():
-            bad = [self.sample_ids[i] for i in np.flatnonzero(self.num_frames < 1)[:5]]
-            raise ValueError(f"samples with no frames cannot be trained on: {bad}")
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def key_name(self, stream: str) -> str:
-        return "x" if len(self.streams) == 1 else f"x_{stream}"
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        if isinstance(key, tuple | list):
-            index, seed = int(key[0]), int(key[1])
-        else:
-            index, seed = int(key), None
-        if not 0 <= index < len(self.rows):
-            raise IndexError(f"index {index} out of range for {len(self.rows)} samples")
-        arrays = self.table.read([int(self.rows[index])], self.streams)[0]
-        rng = None
-        if self.train:
-            # without a sampler seed (plain int keys) the randomness is still reproducible per index
-            rng = np.random.default_rng(seed if seed is not None else [self.seed, index])
-        arrays = self.sampling.apply(arrays, rng, self.train)
-        if self.augmentation is not None:
-            assert rng is not None
-            arrays = self.augmentation.apply(arrays, rng)
-        item: dict[str, Any] = {self.key_name(s): pad_bodies(a, self.num_bodies) for s, a in arrays.items()}
-        item["length"] = next(iter(arrays.values())).shape[1]
-        item["label"] = int(self.labels[index])
-        item["index"] = index
-        return item
-
-
-def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack samples into a batch: ``x*`` float (N, M, T, V, C) zero-padded to the longest sample,
-    ``mask`` bool (N, T) valid frames, ``label`` long (N,), ``index`` long (N,), ``length`` long (N,)."""
-    if not samples:
-        raise ValueError("cannot collate an empty batch")
-    lengths = np.array([int(s["length"]) for s in samples], dtype=np.int64)
-    t_max = int(lengths.max())
-    batch: dict[str, torch.Tensor] = {}
-    for key in samples[0]:
-        if not key.startswith("x"):
-            continue
-        first = samples[0][key]
-        m, _, v, c = first.shape
-        out = np.zeros((len(samples), m, t_max, v, c), dtype=np.float32)
-        for i, sample in enumerate(samples):
-            a = sample[key]
-            if a.shape[0] != m or a.shape[2:] != (v, c):
-                raise ValueError(
-                    f"sample {sample['index']} {key} has shape {a.shape}, batch expects (M, V, C)={(m, v, c)}"
-                )
-            out[i, :, : a.shape[1]] = a
-        batch[key] = torch.from_numpy(out)
-    batch["mask"] = torch.from_numpy(np.arange(t_max)[None, :] < lengths[:, None])
-    batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
-    batch["index"] = torch.tensor([int(s["index"]) for s in samples], dtype=torch.long)
-    batch["length"] = torch.from_numpy(lengths)
-    return batch
-
-
-# --- sampler and loaders --------------------------------------------------------------------------
-
-
-class SeededSampler(Sampler[tuple[int, int]]):
-    """Yields ``(index, sample_seed)``; order and seeds come from ``self.generator`` (checkpointed).
-
-    ``shuffle``: ``full`` (uniform permutation), ``block`` (row groups in random windows of
-    ``window`` groups, samples shuffled within each window; needs ``groups``) or ``none``.
-    """
-
-    def __init__(
-        self,
-        num_samples: int,
-        *,
-        shuffle: str = "full",
-        seed: int = 0,
-        groups: Sequence[int] | None = None,
-        window: int = 8,
-    ) -> None:
-        if shuffle not in SHUFFLE_MODES:
-            raise ValueError(f"shuffle must be one of {SHUFFLE_MODES}, got {shuffle!r}")
-        if shuffle == "block" and groups is None:
-            raise ValueError("block shuffling needs the row group of every sample")
-        self.num_samples = int(num_samples)
-        self.shuffle = shuffle
-        self.seed = int(seed)
-        self.window = max(1, int(window))
-        self.generator = torch.Generator()
-        self.generator.manual_seed(self.seed)
-        self._members: list[np.ndarray] = []
-        if groups is not None:
-            groups = np.asarray(groups)
-            if groups.shape != (self.num_samples,):
-                raise ValueError(f"groups has shape {groups.shape}, expected ({self.num_samples},)")
-            self._members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def order(self) -> np.ndarray:
-        g = self.generator
-        if self.shuffle == "none":
-            return np.arange(self.num_samples)
-        if self.shuffle == "full":
-            return torch.randperm(self.num_samples, generator=g).numpy()
-        group_order = torch.randperm(len(self._members), generator=g).numpy()
-        parts = []
-        for start in range(0, len(group_order), self.window):
-            members = np.concatenate([self._members[i] for i in group_order[start : start + self.window]])
-            parts.append(members[torch.randperm(len(members), generator=g).numpy()])
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def __iter__(self):
-        order = self.order()
-        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=self.generator, dtype=torch.int64)
-        return iter([(int(i), int(s)) for i, s in zip(order, seeds.tolist(), strict=True)])
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: seed Python and NumPy from the worker's torch seed."""
-    del worker_id
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
-def make_loader(
-    dataset: SkeletonDataset,
-    *,
-    batch_size: int,
-    train: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    shuffle: str = "full",
-    shuffle_window: int = 8,
-    pin_memory: bool | None = None,
-    persistent_workers: bool = True,
-    prefetch_factor: int | None = 2,
-    drop_last: bool = False,
-) -> DataLoader:
-    """A DataLoader with the seeded sampler (training) or in table order (evaluation).
-
-    ``pin_memory=None`` pins when CUDA is available; workers are persistent between epochs.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    sampler = None
-    if train:
-        sampler = SeededSampler(
-            len(dataset),
-            shuffle=shuffle,
-            seed=seed,
-            groups=dataset.groups if shuffle == "block" else None,
-            window=shuffle_window,
-        )
-    workers = int(num_workers)
-    # Each new loader iterator draws a worker base seed from ``generator``; with the default (None)
-    # that draw comes from the global torch RNG, which also drives dropout. How often it happens
-    # depends on num_workers and persistent_workers, so the model's random stream, and exact
-    # resume, would depend on I/O settings. A private generator keeps the global RNG untouched.
-    loader_generator = torch.Generator()
-    loader_generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset,
-        batch_size=int(batch_size),
-        sampler=sampler,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate_samples,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else bool(pin_memory),
-        drop_last=bool(drop_last) and train,
-        persistent_workers=bool(persistent_workers) and workers > 0,
-        prefetch_factor=prefetch_factor if workers > 0 else None,
-        worker_init_fn=seed_worker if workers > 0 else None,
-        generator=loader_generator,
-    )
-
-
 # --- settings and the whole data side of an experiment --------------------------------------------
 
 
@@ -473,11 +230,18 @@ class DataSettings:
     dataset: str | None = None
     streams: tuple[str, ...] = ("joint",)
     num_bodies: int = 2
+    #: multi-view models: views per batch item (None = the most any chosen row has)
+    num_views: int | None = None
+    #: a sample with more bodies / views than the batch holds: "error" or "keep_first" (logged, counted)
+    bodies_policy: str = "error"
+    views_policy: str = "error"
+    #: motion streams from the table's columns, or recomputed from the sampled joint sequence
+    motion_from: str = "table"
     val_fraction: float = 0.05
     val_seed: int = 10000
     val_group: str | None = None
     num_classes: int | None = None
-    sampling: TemporalSampling = field(default_factory=TemporalSampling)
+    sampling: Sampling = field(default_factory=TemporalSampling)
     augmentation: Augmentation = field(default_factory=Augmentation)
     batch_size: int = 64
     eval_batch_size: int | None = None
@@ -501,10 +265,18 @@ class DataSettings:
             raise ValueError("data.protocol is required (e.g. ntu60_xsub)")
         streams = config.get("streams", ("joint",))
         config["streams"] = (streams,) if isinstance(streams, str) else tuple(streams)
-        config["sampling"] = TemporalSampling.from_config(config.get("sampling"))
+        config["sampling"] = sampling_from_config(config.get("sampling"))
         config["augmentation"] = Augmentation.from_config(config.get("augmentation"))
         if config.get("shuffle", "full") not in SHUFFLE_MODES:
             raise ValueError(f"data.shuffle must be one of {SHUFFLE_MODES}")
+        for key in ("bodies_policy", "views_policy"):
+            if config.get(key, "error") not in TRUNCATION_POLICIES:
+                raise ValueError(f"data.{key} must be one of {TRUNCATION_POLICIES}, got {config[key]!r}")
+        num_views = config.get("num_views")
+        if num_views is not None and (isinstance(num_views, bool) or not isinstance(num_views, int) or num_views < 1):
+            raise ValueError(f"data.num_views must be a positive integer or null, got {num_views!r}")
+        if config.get("motion_from", "table") not in MOTION_SOURCES:
+            raise ValueError(f"data.motion_from must be one of {MOTION_SOURCES}, got {config['motion_from']!r}")
         return cls(**config)
 
 
@@ -523,6 +295,10 @@ class TrainingData:
     num_channels: int
     layout: str
     dataset_name: str
+    #: what the model is built from (streams, views, bodies, frames, joints, layout, classes)
+    description: DataDescription | None = None
+    #: the model's declared input the datasets were built for
+    input_spec: InputSpec = field(default_factory=InputSpec)
 
 
 def _uniform(meta: pd.DataFrame, column: str) -> Any:
@@ -533,9 +309,16 @@ def _uniform(meta: pd.DataFrame, column: str) -> Any:
 
 
 def build_training_data(
-    source: Any, settings: DataSettings, seed: int = 0, splits: SplitRows | None = None
+    source: Any,
+    settings: DataSettings,
+    seed: int = 0,
+    splits: SplitRows | None = None,
+    input_spec: InputSpec | None = None,
 ) -> TrainingData:
-    """Split the table (or use ``splits``) and build the train / validation / test datasets."""
+    """Split the table (or use ``splits``) and build the train / validation / test datasets in the
+    form ``input_spec`` (the model's declared input; default single-view) asks for."""
+    spec = input_spec or InputSpec()
+    spec.check(streams=settings.streams, fixed_length=settings.sampling.fixed_length)
     table = as_sample_table(source)
     meta = table.metadata()
     if splits is None:
@@ -561,6 +344,11 @@ def build_training_data(
     }
     class_names = [names.get(i, str(i)) for i in range(num_classes)]
 
+    # one view count for every split: data.num_views, else the most any chosen row has
+    num_views = settings.num_views
+    if spec.multi_view and num_views is None and "num_views" in used.columns and used["num_views"].notna().any():
+        num_views = int(used["num_views"].max())
+
     def dataset(rows: np.ndarray, train: bool) -> SkeletonDataset:
         return SkeletonDataset(
             table,
@@ -572,6 +360,11 @@ def build_training_data(
             augmentation=settings.augmentation,
             seed=seed,
             cache_row_groups=settings.cache_row_groups,
+            views=spec.views,
+            num_views=num_views,
+            bodies_policy=settings.bodies_policy,
+            views_policy=settings.views_policy,
+            motion_from=settings.motion_from,
         )
 
     logger.info(
@@ -580,12 +373,29 @@ def build_training_data(
         splits.counts(),
         settings.val_seed,
     )
+    train, test = dataset(splits.train, True), dataset(splits.test, False)
+    val = dataset(splits.val, False) if len(splits.val) else None
+    description = DataDescription(
+        num_classes=num_classes,
+        num_joints=num_joints,
+        num_bodies=settings.num_bodies,
+        streams=tuple(settings.streams),
+        channels=tuple(num_channels for _ in settings.streams),
+        num_views=train.num_views,
+        multi_view=spec.multi_view,
+        num_frames=settings.sampling.fixed_length,
+        layout=layout,
+        class_names=tuple(class_names),
+        dataset=dataset_name,
+    )
     return TrainingData(
         table=table,
         splits=splits,
-        train=dataset(splits.train, True),
-        val=dataset(splits.val, False) if len(splits.val) else None,
-        test=dataset(splits.test, False),
+        train=train,
+        val=val,
+        test=test,
+        description=description,
+        input_spec=spec,
         num_classes=num_classes,
         class_names=class_names,
         num_joints=num_joints,
@@ -596,8 +406,10 @@ def build_training_data(
 
 
 def build_loaders(data: TrainingData, settings: DataSettings, seed: int = 0) -> dict[str, DataLoader | None]:
-    """``train`` (seeded sampler), ``val`` and ``test`` (table order) loaders."""
+    """``train`` (seeded sampler), ``val`` and ``test`` (table order) loaders, collated the way the
+    model declared (``InputSpec.collate``, default :func:`collate_samples`)."""
     common = {
+        "collate_fn": data.input_spec.collate or collate_samples,
         "num_workers": settings.num_workers,
         "pin_memory": settings.pin_memory,
         "persistent_workers": settings.persistent_workers,

@@ -199,6 +199,19 @@ def move_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: boo
     return {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v) for k, v in batch.items()}
 
 
+def _valid_lengths(batch: Mapping[str, Any], n: int) -> np.ndarray:
+    """(N,) valid frames per sample: the batch's ``length`` when given, else from ``mask`` (N, T), or
+    (N, views, T) (a frame counts when any view has it); zeros when the batch has neither."""
+    length = batch.get("length")
+    if isinstance(length, Tensor) and tuple(length.shape) == (n,):
+        return length.cpu().numpy().astype(np.int64)
+    mask = batch.get("mask")
+    if isinstance(mask, Tensor) and mask.dim() >= 2 and mask.shape[0] == n:
+        frames = mask.reshape(n, -1, mask.shape[-1]).any(dim=1)
+        return frames.sum(dim=1).cpu().numpy().astype(np.int64)
+    return np.zeros(n, dtype=np.int64)
+
+
 @contextmanager
 def _deterministic(enabled: bool):
     """Deterministic algorithms for the duration of a fit (restored afterwards).
@@ -304,13 +317,7 @@ class Trainer:
                 indices.append(
                     batch["index"].cpu().numpy() if "index" in batch else np.arange(count - y.shape[0], count)
                 )
-                mask = batch.get("mask")
-                batch_lengths = (
-                    mask.sum(dim=1).cpu().numpy()
-                    if isinstance(mask, Tensor) and mask.dim() == 2
-                    else np.zeros(y.shape[0], dtype=np.int64)
-                )
-                lengths.append(batch_lengths)
+                lengths.append(_valid_lengths(batch, y.shape[0]))
                 for i in range(y.shape[0]):
                     if len(attention) >= keep_attention:
                         break
