@@ -7,7 +7,8 @@ comma-separated values: person 1's 15 joints x, y, z, then person 2's. Joint ord
 ``sbu15``.
 
 The files hold the data set's own normalised values: x and y span roughly 0..1 (y grows
-downwards), z is depth; they are rescaled real-world positions, not image coordinates. The release notes' way back to the Kinect frame,
+downwards), z is depth; they are rescaled real-world positions, not image coordinates. The release
+notes' way back to the Kinect frame,
 ``X = 1280 - 2560 x'``, ``Y = 960 - 1920 y'``, ``Z = 10000 z' / 7.8125``, gives millimetres; with
 ``coordinates="metres"`` (default) the reader applies it and divides by 1000, which yields the Kinect
 SDK camera frame the project's other Kinect v1 sets use (right-handed, x to the sensor's left,
