@@ -78,7 +78,12 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
         fold_protocols=intermediate.table.fold_protocols,
         streams=streams,
         row_group_size=int(params.get("row_group_size", 256)),
-        info={"stage": "feature", "normalize": dict(params.get("normalize", {}))},
+        info={
+            "stage": "feature",
+            "normalize": dict(params.get("normalize", {})),
+            # runtime joint layouts (user data sets) travel on, so training can resolve the name
+            **({"layouts": intermediate.summary["layouts"]} if intermediate.summary.get("layouts") else {}),
+        },
     )
     records = featurize(intermediate.table, params.get("normalize", {}), streams)
     return BundleSource(spec=spec, records=records, inputs_seen=len(intermediate.table))
@@ -103,6 +108,8 @@ def summarize_preparation(
         "fold_protocols": features.summary.get("fold_protocols", []),
         "split_counts": _split_counts(features),
     }
+    if inter.get("warnings"):  # e.g. a custom data set's k-fold drawn per sample for want of subjects
+        summary["warnings"] = inter["warnings"]
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
             f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "
