@@ -256,7 +256,9 @@ def plan_custom_dataset(root: str | Path, params: Mapping[str, Any]) -> CustomPl
         check_label_names(frame, str(csv_path))
     dataset = str(params.get("dataset") or spec.dataset or root.name)
     split_columns = [c for c in frame.columns if c == "split" or c.startswith("split_")]
-    protocol_columns = tuple((c, dataset if c == "split" else c[len("split_") :]) for c in split_columns)
+    # a bare `split` column is the data set's own benchmark: protocol named after the data set
+    own = re.sub(r"[^A-Za-z0-9_]", "_", dataset)
+    protocol_columns = tuple((c, own if c == "split" else c[len("split_") :]) for c in split_columns)
     folds, kfold_info, warnings = plan_kfold(frame, params.get("kfold"), str(csv_path))
     fold_protocol = kfold_info.get("name")
     protocols = tuple(p for _, p in protocol_columns)
