@@ -182,6 +182,18 @@ def test_bad_annotations_are_quarantined_with_reasons(tmp_path):
     assert bundle.summary["samples"] == 1 and bundle.summary["inputs_seen"] == 5
 
 
+def test_an_unusable_first_annotation_does_not_decide_layout_or_naming(tmp_path):
+    anns = ["junk", {"label": 0}, *(ntu_annotation(n, 10, i) for i, n in enumerate(NTU_NAMES))]
+    ntu_pickle(tmp_path / "p.pkl", annotations=anns)
+    bundle = convert(tmp_path / "p.pkl", tmp_path / "inter")
+    assert list(bundle.quarantine["reason"]) == ["malformed_annotation", "malformed_annotation"]
+    assert list(bundle.quarantine["file"]) == [
+        f"{tmp_path / 'p.pkl'}[annotations[0]]",
+        f"{tmp_path / 'p.pkl'}[annotations[1]]",
+    ]
+    assert bundle.summary["samples"] == 4 and "ntu60_xsub" in bundle.table.split_protocols
+
+
 def test_split_names_map_to_protocols_and_conflicts_are_refused():
     assert split_protocols({"xsub_train": ["a"], "xsub_val": ["b"], "train": ["a"], "test": ["b"]}) == {
         "a": {"pyskl_xsub": "train", "pyskl": "train"},

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from skeleton_attention.skeletons.errors import MalformedSkeletonFile
-from skeleton_attention.skeletons.layouts import LAYOUTS, JointLayout, check_layout, get_layout
+from skeleton_attention.skeletons.layouts import BUILTIN_LAYOUTS, LAYOUTS, JointLayout, check_layout, get_layout
 
 LAYOUT_FILES: tuple[str, ...] = ("layout.yaml", "layout.yml", "layout.json")
 SPATIAL_CHANNELS: tuple[str, ...] = ("x", "y", "z")
@@ -98,6 +98,8 @@ def _parse_layout(data: dict[str, object], source: str) -> CustomLayout:
         clash = sorted(k for k in ("name", "joints", "parents", *REFERENCE_JOINTS) if k in data)
         if clash:
             raise ValueError(f"'layout: {data['layout']}' reuses a built-in layout; drop {clash}")
+        if str(data["layout"]) not in BUILTIN_LAYOUTS:
+            raise ValueError(f"layout: {data['layout']!r} is not a built-in layout {list(BUILTIN_LAYOUTS)}")
         layout = get_layout(str(data["layout"]))
         default = ("x", "y", "z") if layout.spatial_dims == 3 else ("x", "y", "score")
         channels = _channels(data.get("channels", list(default)))

@@ -180,7 +180,8 @@ def plan_pyskl(
     annotations: list[Any] = data["annotations"]
     if not annotations:
         raise MalformedSkeletonFile(source, "malformed_pickle", "the 'annotations' list is empty")
-    first = annotations[0] if isinstance(annotations[0], dict) else {}
+    # the layout is decided by the first annotation that has keypoints; others must match it
+    first = next((a for a in annotations if isinstance(a, dict) and a.get("keypoint") is not None), {})
     with_score = first.get("keypoint_score") is not None
     spec = choose_layout(first.get("keypoint"), with_score, params.get("layout_file"), source)
     prefix = str(params.get("protocol_prefix", "pyskl"))
@@ -190,10 +191,17 @@ def plan_pyskl(
     except ValueError as error:
         raise MalformedSkeletonFile(source, "malformed_pickle", str(error)) from None
     protocols = protocol_names(split, prefix)
-    names = [str(a.get("frame_dir")) if isinstance(a, dict) else f"annotations[{i}]" for i, a in enumerate(annotations)]
-    ntu_names = bool(names) and all(_is_ntu_name(n) for n in names)
+    names = [
+        str(a["frame_dir"]) if isinstance(a, dict) and a.get("frame_dir") is not None else f"annotations[{i}]"
+        for i, a in enumerate(annotations)
+    ]
+    # unnamed annotations are quarantined anyway (malformed_annotation); they do not decide the mode
+    real = [
+        n for n, a in zip(names, annotations, strict=True) if isinstance(a, dict) and a.get("frame_dir") is not None
+    ]
+    ntu_names = bool(real) and all(_is_ntu_name(n) for n in real)
     if ntu_names:
-        protocols = (*protocols, *ntu.ntu_splits(names[0]))
+        protocols = (*protocols, *ntu.ntu_splits(real[0]))
     classes = tuple(params["classes"]) if params.get("classes") else None
     context = PysklContext(
         source=source,
