@@ -22,10 +22,10 @@ import pandas as pd
 
 from skeleton_attention.skeletons.custom_files import (
     CustomLayout,
-    _with_suggestions,
     find_layout_file,
     load_layout_file,
     read_sample_file,
+    with_suggestions,
 )
 from skeleton_attention.skeletons.errors import MalformedSkeletonFile
 from skeleton_attention.skeletons.ingest import FileOutcome
@@ -103,7 +103,7 @@ def read_samples_csv(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raise MalformedSkeletonFile(
             str(path),
             "bad_csv",
-            f"unknown column(s) {_with_suggestions(suspicious, [*known, 'split_<protocol>'])}; columns are "
+            f"unknown column(s) {with_suggestions(suspicious, [*known, 'split_<protocol>'])}; columns are "
             f"{list(known)} and split_<protocol> (lower case)",
             1,
         )

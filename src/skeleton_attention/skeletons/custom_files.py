@@ -91,7 +91,7 @@ def load_layout_file(path: str | Path) -> CustomLayout:
 def _parse_layout(data: dict[str, object], source: str) -> CustomLayout:
     unknown = sorted(set(data) - set(_LAYOUT_KEYS))
     if unknown:
-        raise ValueError(f"unknown key(s) {_with_suggestions(unknown, _LAYOUT_KEYS)}; allowed: {list(_LAYOUT_KEYS)}")
+        raise ValueError(f"unknown key(s) {with_suggestions(unknown, _LAYOUT_KEYS)}; allowed: {list(_LAYOUT_KEYS)}")
     classes = _classes(data.get("classes"))
     dataset = None if data.get("dataset") is None else str(data["dataset"])
     if data.get("layout") is not None:
@@ -127,7 +127,7 @@ def _parse_layout(data: dict[str, object], source: str) -> CustomLayout:
     return CustomLayout(layout, channels, classes, dataset, source)
 
 
-def _with_suggestions(names: Sequence[str], known: Sequence[str]) -> str:
+def with_suggestions(names: Sequence[str], known: Sequence[str]) -> str:
     parts = []
     for name in names:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)

@@ -13,10 +13,14 @@ from skeleton_attention.skeletons.custom import SAMPLES_CSV, plan_custom_dataset
 
 
 def dataset_root(raw_files: list[Path]) -> Path:
-    """The directory of the top-most ``samples.csv`` among the listed files."""
+    """The directory of the top-most ``samples.csv`` (sample folders below it may hold anything)."""
     csvs = sorted((f for f in raw_files if f.name == SAMPLES_CSV), key=lambda f: (len(f.parts), str(f)))
     if not csvs:
         raise FileNotFoundError(f"no {SAMPLES_CSV} in the custom raw directory (runtime param custom_raw_dir)")
+    top = [f for f in csvs if len(f.parts) == len(csvs[0].parts)]
+    if len(top) > 1:
+        raise ValueError(f"several data sets under one directory ({[str(f) for f in top[:3]]}): "
+                         "point custom_raw_dir at one of them")
     return csvs[0].parent
 
 
