@@ -388,3 +388,19 @@ def test_prepare_custom_pipeline_end_to_end(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "7"
+
+
+def test_the_raw_directory_must_hold_one_data_set(tmp_path):
+    from skeleton_attention.pipelines.prepare_custom.nodes import dataset_root
+
+    nested = [tmp_path / "set" / "samples.csv", tmp_path / "set" / "sub" / "samples.csv"]
+    assert dataset_root(nested) == tmp_path / "set"
+    with pytest.raises(ValueError, match="several data sets"):
+        dataset_root([tmp_path / "a" / "samples.csv", tmp_path / "b" / "samples.csv"])
+    with pytest.raises(FileNotFoundError, match=r"no samples\.csv"):
+        dataset_root([tmp_path / "x.npy"])
+    (tmp_path / "layout.yaml").write_text("layout: stick7_test\n")
+    with pytest.raises(MalformedSkeletonFile, match="not a built-in layout"):
+        from skeleton_attention.skeletons.custom_files import load_layout_file
+
+        load_layout_file(tmp_path / "layout.yaml")
