@@ -96,3 +96,25 @@ class PreparedBundleDataset(AbstractDataset[BundleSource, PreparedBundle]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class FilePathDataset(AbstractDataset[None, Path]):
+    """One raw input file, loaded as its path (the reader decides how to open it). Read-only."""
+
+    def __init__(self, filepath: str, metadata: dict | None = None) -> None:
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def load(self) -> Path:
+        if not self._filepath.is_file():
+            raise DatasetError(f"input file {self._filepath} does not exist")
+        return self._filepath
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"FilePathDataset({self._filepath}) is read-only")
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -82,6 +82,8 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
             "stage": "feature",
             "normalize": dict(params.get("normalize", {})),
             **({"smoothing": dict(params["smoothing"])} if params.get("smoothing") is not None else {}),
+            # runtime joint layouts (user data sets) travel on, so training can resolve the name
+            **({"layouts": intermediate.summary["layouts"]} if intermediate.summary.get("layouts") else {}),
         },
     )
     records = featurize(intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"))
@@ -107,6 +109,8 @@ def summarize_preparation(
         "fold_protocols": features.summary.get("fold_protocols", []),
         "split_counts": _split_counts(features),
     }
+    if inter.get("warnings"):  # e.g. a custom data set's k-fold drawn per sample for want of subjects
+        summary["warnings"] = inter["warnings"]
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
             f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from skeleton_attention.skeletons.layouts import register_layouts
 from skeleton_attention.skeletons.table import STREAM_NAMES, SampleTable, SampleTableWriter
 
 SAMPLES_FILE = "samples.parquet"
@@ -79,6 +80,8 @@ class PreparedBundle:
                 f"{self.path} is not a complete prepared bundle (no {SUMMARY_FILE}); rerun its prepare pipeline"
             )
         self.summary: dict[str, object] = json.loads(summary_path.read_text())
+        # a user data set's own joint layout travels in the summary: make its name resolvable here
+        register_layouts(self.summary.get("layouts"))  # type: ignore[arg-type]
         self.table = SampleTable(self.path / SAMPLES_FILE)
 
     @property

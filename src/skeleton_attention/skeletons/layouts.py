@@ -163,11 +163,134 @@ SBU15 = JointLayout(
     left_shoulder=_SBU15_NAMES.index("left_shoulder"),
 )
 
-LAYOUTS: dict[str, JointLayout] = {layout.name: layout for layout in (NTU25, KINECT20, OPENPOSE18, SBU15)}
+# COCO-17 keypoints (the 2-D PYSKL / MMAction2 pose pickles: HRNet on COCO's keypoint order). There
+# is no neck or pelvis joint; the tree is rooted at the nose like PYSKL's ``coco`` graph. The spine
+# joints only matter to the 3-D normalization, never applied to this 2-D layout.
+_COCO17_NAMES = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+_COCO17_EDGES = {
+    "left_eye": "nose", "right_eye": "nose", "left_ear": "left_eye", "right_ear": "right_eye",
+    "left_shoulder": "nose", "right_shoulder": "nose", "left_elbow": "left_shoulder",
+    "right_elbow": "right_shoulder", "left_wrist": "left_elbow", "right_wrist": "right_elbow",
+    "left_hip": "left_shoulder", "right_hip": "right_shoulder", "left_knee": "left_hip",
+    "right_knee": "right_hip", "left_ankle": "left_knee", "right_ankle": "right_knee",
+}
+COCO17 = JointLayout(
+    name="coco17",
+    joint_names=_COCO17_NAMES,
+    parents=_parents(_COCO17_NAMES, _COCO17_EDGES, "nose"),
+    center=_COCO17_NAMES.index("nose"),
+    spine_bottom=_COCO17_NAMES.index("left_hip"),
+    spine_top=_COCO17_NAMES.index("left_shoulder"),
+    right_shoulder=_COCO17_NAMES.index("right_shoulder"),
+    left_shoulder=_COCO17_NAMES.index("left_shoulder"),
+    spatial_dims=2,
+)
+
+BUILTIN_LAYOUTS: tuple[str, ...] = tuple(layout.name for layout in (NTU25, KINECT20, OPENPOSE18, SBU15, COCO17))
+LAYOUTS: dict[str, JointLayout] = {layout.name: layout for layout in (NTU25, KINECT20, OPENPOSE18, SBU15, COCO17)}
 
 
 def get_layout(name: str) -> JointLayout:
     try:
         return LAYOUTS[name]
     except KeyError:
-        raise KeyError(f"unknown joint layout {name!r}; known: {sorted(LAYOUTS)}") from None
+        raise KeyError(
+            f"unknown joint layout {name!r}; known: {sorted(LAYOUTS)} (a data set's own layout is "
+            "registered when its prepared bundle is loaded: load the bundle, or call register_layout)"
+        ) from None
+
+
+# --- layouts defined at run time (user data sets) --------------------------------------------------
+
+
+def check_layout(layout: JointLayout) -> None:
+    """Raise ``ValueError`` unless ``layout`` is a well-formed tree with valid reference joints."""
+    v = layout.num_joints
+    problems = []
+    if v == 0:
+        problems.append("no joints")
+    if len(set(layout.joint_names)) != v:
+        dupes = sorted({n for n in layout.joint_names if layout.joint_names.count(n) > 1})
+        problems.append(f"duplicate joint names {dupes}")
+    if len(layout.parents) != v:
+        problems.append(f"{len(layout.parents)} parents for {v} joints")
+    elif any(not 0 <= p < v for p in layout.parents):
+        problems.append(f"parent indices outside 0..{v - 1}")
+    else:
+        roots = [j for j, p in enumerate(layout.parents) if j == p]
+        if len(roots) != 1:
+            problems.append(f"{len(roots)} root joints (a joint that is its own parent); need exactly 1")
+        for joint in range(v):
+            seen, node = set(), joint
+            while layout.parents[node] != node and node not in seen:
+                seen.add(node)
+                node = layout.parents[node]
+            if node in seen:
+                problems.append(f"joint {layout.joint_names[joint]!r} is on a parent cycle")
+                break
+    for role in ("center", "spine_bottom", "spine_top", "right_shoulder", "left_shoulder"):
+        if not 0 <= getattr(layout, role) < max(v, 1):
+            problems.append(f"{role} index {getattr(layout, role)} outside 0..{v - 1}")
+    if layout.spatial_dims not in (2, 3):
+        problems.append(f"spatial_dims must be 2 or 3, not {layout.spatial_dims}")
+    if problems:
+        raise ValueError(f"joint layout {layout.name!r}: " + "; ".join(problems))
+
+
+def register_layout(layout: JointLayout) -> JointLayout:
+    """Make ``layout`` known to :func:`get_layout` (normalization, streams, reports) in this process.
+
+    Registering the same definition again is a no-op; a different definition under a name already
+    known (a built-in one, or another data set's) raises, so a table's ``layout`` column never means
+    two things. Prepared bundles carry their runtime layouts in ``summary.json`` and register them on
+    load (:class:`~skeleton_attention.skeletons.bundle.PreparedBundle`).
+    """
+    check_layout(layout)
+    known = LAYOUTS.get(layout.name)
+    if known is not None and known != layout:
+        origin = "a built-in layout" if layout.name in BUILTIN_LAYOUTS else "registered with another definition"
+        raise ValueError(f"joint layout {layout.name!r} is {origin}; give the data set's layout another name")
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+def layout_to_dict(layout: JointLayout) -> dict[str, object]:
+    """A JSON-able definition, the inverse of :func:`layout_from_dict`."""
+    return {
+        "name": layout.name,
+        "joint_names": list(layout.joint_names),
+        "parents": list(layout.parents),
+        "center": layout.center,
+        "spine_bottom": layout.spine_bottom,
+        "spine_top": layout.spine_top,
+        "right_shoulder": layout.right_shoulder,
+        "left_shoulder": layout.left_shoulder,
+        "spatial_dims": layout.spatial_dims,
+    }
+
+
+def layout_from_dict(data: dict[str, object]) -> JointLayout:
+    """Rebuild a layout stored by :func:`layout_to_dict` (indices, not names)."""
+    layout = JointLayout(
+        name=str(data["name"]),
+        joint_names=tuple(str(n) for n in data["joint_names"]),  # type: ignore[union-attr]
+        parents=tuple(int(p) for p in data["parents"]),  # type: ignore[union-attr]
+        center=int(data["center"]),  # type: ignore[arg-type]
+        spine_bottom=int(data["spine_bottom"]),  # type: ignore[arg-type]
+        spine_top=int(data["spine_top"]),  # type: ignore[arg-type]
+        right_shoulder=int(data["right_shoulder"]),  # type: ignore[arg-type]
+        left_shoulder=int(data["left_shoulder"]),  # type: ignore[arg-type]
+        spatial_dims=int(data.get("spatial_dims", 3)),  # type: ignore[arg-type]
+    )
+    check_layout(layout)
+    return layout
+
+
+def register_layouts(definitions: dict[str, dict[str, object]] | None) -> None:
+    """Register every layout of a bundle summary's ``layouts`` mapping (name -> definition)."""
+    for definition in (definitions or {}).values():
+        register_layout(layout_from_dict(definition))
