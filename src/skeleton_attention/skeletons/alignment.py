@@ -305,19 +305,29 @@ class _Scorer:
 def _search(
     scorer: _Scorer, ref_len: int, view_len: int, perms, offsets, rates, refine_step: float,
     min_overlap: float = 0.0,
+    coarse_step: int = 1,
 ) -> _Fit | None:
     core = _core_frames(ref_len, view_len, offsets, rates)
     if len(core) < max(10, ref_len // 4):
         # too short for the requested search range: score on each candidate's own overlap
         core = np.arange(ref_len)
     best: _Fit | None = None
+    # coarse_step > 1: every coarse_step-th offset first, then every integer next to the best one
+    coarse = offsets[::coarse_step] if coarse_step > 1 else offsets
     for perm in perms:
         for rate in rates:
-            for offset in offsets:
+            for offset in coarse:
                 if not _overlap_ok(ref_len, view_len, offset, rate, min_overlap):
                     continue
                 fit = scorer.score(core, offset, rate, perm)
                 if fit is not None and (best is None or fit.cost < best.cost):
+                    best = fit
+    if best is not None and coarse_step > 1:
+        start = best
+        for offset in offsets[(np.abs(offsets - start.offset) < coarse_step) & (offsets != start.offset)]:
+            if _overlap_ok(ref_len, view_len, offset, start.rate, min_overlap):
+                fit = scorer.score(core, offset, start.rate, start.perm)
+                if fit is not None and fit.cost < best.cost:
                     best = fit
     if best is None or refine_step <= 0:
         return best
@@ -360,6 +370,7 @@ def align_views(
     rate_steps: int = 11,
     rate_prior: RatePrior = "unit",
     min_overlap: float = 0.0,
+    coarse_step: int = 1,
     refine_step: float = 0.25,
     robust: RobustMode = "l1",
     time_scale: float = 0.05,
@@ -386,7 +397,9 @@ def align_views(
     ``(T_view - 1) / (T_ref - 1)`` instead of 1 (N-UCLA: the views of one recording differ in
     frame count by a median factor of 1.7, so they are not one clock with a shifted start);
     ``min_overlap`` (0-1) rejects candidates that map less than that share of the reference
-    frames into the view or cover less than that share of the view. ``normalize_output`` (rigid
+    frames into the view or cover less than that share of the view. ``coarse_step`` > 1 scores
+    every ``coarse_step``-th integer offset, then the integers next to the best (a wide offset
+    range at a fraction of the cost). ``normalize_output`` (rigid
     mode) moves all aligned views into the reference view's body frame (its per-frame centre
     and its rotation, from ``normalize_params``), so they stay mutually consistent.
     """
@@ -440,7 +453,8 @@ def align_views(
             offsets, rates = _grid(max_offset, estimate_rate, max_rate_deviation, rate_steps, center)
             scorer = _Scorer(ref, ref_ok, arrays[c], valid[c], mode, robust, search_iterations,
                              min_points, time_scale)
-            best = _search(scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap)
+            best = _search(scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap,
+                           coarse_step)
             if best is None:
                 raise ValueError(f"view {c}: fewer than {min_points} joints overlap the reference")
             if mode == "rigid":
