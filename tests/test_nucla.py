@@ -382,3 +382,31 @@ def test_prepare_nucla_end_to_end_on_the_real_folder(folder, tmp_path):
     for c in (2, 3):
         both = residuals[[f"residual_c{c}", f"naive_residual_c{c}"]].dropna()
         assert both[f"residual_c{c}"].mean() < both[f"naive_residual_c{c}"].mean() - 0.03
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frame", ["camera", "aligned"])
+def test_prepare_ntu_reads_the_multiview_frame_parameter(shared_data, tmp_path, frame):
+    """``prepare_ntu.multiview.frame`` reaches the NTU multi-view table (the default, body, is run
+    by tests/test_prepare_pipelines.py)."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(shared_data / "ntu_multiview", raw, ignore=shutil.ignore_patterns("*.md", "*A050*"))
+    missing = shared_data / "ntu_meta" / "NTU_RGBD_samples_with_missing_skeletons.txt"
+    multiview = {"frame": frame, "reference_camera": 1, "max_offset": 10}
+    run_pipeline("prepare_ntu", tmp_path, {"ntu_raw_dir": str(raw), "ntu_missing_list": str(missing)},
+                 params={"prepare_ntu": {"multiview": multiview}})
+    bundle = PreparedBundle(tmp_path / "data/04_feature/ntu_multiview")
+    assert bundle.summary["frame"] == frame
+    x = bundle.table.read_one(0, ("joint",))["joint"]  # (3 views x 1 body, T, 25, 3)
+    spine = x[:, :, 1]
+    present = np.abs(spine).sum(-1) > 0
+    if frame == "camera":  # metres in front of each camera, and the cameras disagree
+        assert (spine[..., 2][present] > 1.5).all()
+        assert np.linalg.norm(spine[1] - spine[0], axis=-1).mean() > 0.3
+    else:  # the reference body frame: C001's spine_mid is the origin, the others near it
+        assert not np.abs(x[0, :, 1]).any()
+        assert np.linalg.norm(spine[1] - spine[0], axis=-1).mean() < 0.1
+    residuals = pd.read_csv(tmp_path / "data/08_reporting/ntu_view_residuals.csv")
+    assert (residuals["frame"] == frame).all() and residuals["residual_c2"].iloc[0] < 0.11
