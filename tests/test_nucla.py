@@ -252,7 +252,7 @@ def test_view_groups_and_masks_of_missing_and_copied_views(subset_table):
     assert seq.num_frames == out.report["frames"] and out.report["reference"] == 1
     assert not seq.coords[1].any(), "the missing camera 2 is a zero slot"
     assert seq.coords[0].any() and seq.coords[2].any()
-    assert splits == {"nucla_xview": None, "nucla_xview_dedup": None, "nucla_xsub": "test"}
+    assert splits == {"nucla_xsub": "test"}  # cross-view is ill-defined with every view as input
     # only camera 2: it is the reference, slots 1 and 3 are zero
     (seq, _), = process_nucla_recording(groups["a01_s04_e06"], table=subset_table, align=ALIGN).samples
     assert seq.meta["cameras_present"] == "2" and seq.coords[1].any() and not seq.coords[[0, 2]].any()
@@ -365,7 +365,7 @@ def test_prepare_nucla_end_to_end_on_the_real_folder(folder, tmp_path):
     multiview = PreparedBundle(tmp_path / "data/04_feature/nucla_multiview")
     meta = multiview.table.metadata()
     assert len(meta) == 548 and (meta["num_views"] == 3).all() and (meta["num_bodies"] == 3).all()
-    assert meta["split_nucla_xview"].isna().all() and "split_nucla_xsub" in meta
+    assert "split_nucla_xview" not in meta and "split_nucla_xview_dedup" not in meta
     assert meta["split_nucla_xsub"].value_counts().to_dict() == {"train": 273, "test": 275}
     residuals = pd.read_csv(tmp_path / "data/08_reporting/nucla_view_residuals.csv",
                             dtype={"cameras_present": str, "files_present": str})
