@@ -191,8 +191,13 @@ def process_view_group(
     cameras: Sequence[int] = (1, 2, 3),
     align: Mapping[str, object] | None = None,
     denoise: Mapping[str, object] | None = None,
+    frame: str = "aligned",
 ) -> FileOutcome:
-    """Align the camera views of one recording into the reference camera's body frame.
+    """Put the camera views of one recording on the reference camera's timeline, in ``frame``.
+
+    ``frame`` (``body``, ``camera`` or ``aligned``;
+    :func:`~skeleton_attention.skeletons.alignment.multiview_frame`): each view in its own body
+    frame, in its own camera frame, or rigidly aligned into the reference camera's body frame.
 
     Each view is re-read from its raw file with the same denoising decisions but on its *full*
     timeline: denoising drops frames where no actor is present, which would shift a view against
@@ -201,15 +206,15 @@ def process_view_group(
     ``(views * M, T, V, 3)`` in camera order, with ``num_views`` = len(cameras); absent views are
     zeros and listed in ``cameras_present``.
     """
-    from skeleton_attention.skeletons.views import align_views, load_ntu_view
+    from skeleton_attention.skeletons.views import load_ntu_view, multiview_frame
 
     rows: Mapping[int, int] = group["rows"]  # type: ignore[assignment]
     metadata = table.metadata()
     views, tracked = {}, {}
     for camera, row in rows.items():
         views[camera], tracked[camera] = load_ntu_view(metadata.at[row, "source_file"], denoise_params=denoise)
-    aligned = align_views(
-        views, cameras=tuple(cameras), tracked=tracked, normalize_output=True, **dict(align or {})
+    aligned = multiview_frame(
+        views, frame, cameras=tuple(cameras), tracked=tracked, **dict(align or {})  # type: ignore[arg-type]
     )
     num_views, bodies = aligned.coords.shape[:2]
     first = metadata.iloc[next(iter(rows.values()))].to_dict()
@@ -225,8 +230,123 @@ def process_view_group(
         "view_group": seq.sample_id,
         "cameras_present": present,
         "complete": len(present) == len(tuple(cameras)),
+        "frame": frame,
         **{f"offset_c{c}": float(v) for c, v in aligned.offsets.items()},
         **{f"residual_c{c}": float(v) for c, v in aligned.residuals.items()},
         **{f"residual_tracked_c{c}": float(v) for c, v in aligned.residuals_tracked.items()},
     }
+    return FileOutcome(samples=[(seq, splits)], report=report)
+
+
+# --- Northwestern-UCLA Multiview (N-UCLA) --------------------------------------------------------------
+
+NUCLA_PROTOCOLS: tuple[str, ...] = ("nucla_xview", "nucla_xview_dedup", "nucla_xsub")
+
+
+def process_nucla_file(path: Path, *, min_frames: int = 1) -> FileOutcome:
+    """One ``aXX_sYY_eZZ_vWW.json`` view -> one sample with its cross-view and cross-subject splits.
+
+    ``min_frames`` (default 1: keep everything) excludes views shorter than that with reason
+    ``too_few_frames``. The default keeps the two 1-frame views of a02_s09_e04 because the standard
+    cross-view counts (1,020 / 464) include them; their motion streams are zero (docs/datasets.md).
+    """
+    from skeleton_attention.skeletons import nucla
+
+    seq = nucla.read_nucla_file(path)
+    if seq.num_frames < min_frames:
+        return FileOutcome(
+            excluded_reason="too_few_frames",
+            excluded_detail=f"{seq.num_frames} frame(s), fewer than min_frames={min_frames}",
+        )
+    view = int(seq.meta["camera"])  # type: ignore[arg-type]
+    # is this file a bit-exact copy of a lower-numbered view's file of the same recording?
+    copies = [v for v in nucla.NUCLA_VIEWS if v < view and nucla.is_copy_of_sibling(path, seq.coords, v)]
+    leak = view not in nucla.XVIEW_TRAIN_VIEWS and any(v in nucla.XVIEW_TRAIN_VIEWS for v in copies)
+    splits = {
+        "nucla_xview": nucla.nucla_xview_split(view),
+        "nucla_xview_dedup": nucla.nucla_xview_dedup_split(view, leak),
+        "nucla_xsub": nucla.nucla_xsub_split(int(seq.meta["subject"])),  # type: ignore[arg-type]
+    }
+    report = {"sample_id": seq.sample_id, "frames": seq.num_frames, "copy_of": ",".join(f"v{v:02d}" for v in copies)}
+    return FileOutcome(samples=[(seq, splits)], report=report)
+
+
+def stacked_views_sequence(
+    group: Mapping[str, object], table: SampleTable, coords: np.ndarray, cameras_present: str
+) -> tuple[SkeletonSequence, dict[str, str | int | None]]:
+    """The multi-view sample of a recording: ``coords`` (views, M, T, V, C) stacked to
+    ``(views * M, T, V, C)``, identity from the recording's first view, cross-view splits nulled
+    (every view is an input, so cross-view is ill-defined; the subject/setup protocols apply)."""
+    rows: Mapping[int, int] = group["rows"]  # type: ignore[assignment]
+    metadata = table.metadata()
+    num_views, bodies = coords.shape[:2]
+    first = metadata.iloc[next(iter(rows.values()))].to_dict()
+    seq = sequence_from_metadata(first, coords.reshape(num_views * bodies, *coords.shape[2:]))
+    seq.sample_id = str(group["view_group"])
+    seq.source_file = ""
+    seq.meta.pop("camera", None)
+    seq.meta.update({"num_views": num_views, "cameras_present": cameras_present})
+    splits = {c[len("split_"):]: first[c] for c in metadata.columns if c.startswith("split_")}
+    return seq, {p: (s if "xview" not in p else None) for p, s in splits.items()}
+
+
+def process_nucla_recording(
+    group: Mapping[str, object],
+    *,
+    table: SampleTable,
+    cameras: Sequence[int] = (1, 2, 3),
+    frame: str = "body",
+    align: Mapping[str, object] | None = None,
+    normalize: Mapping[str, object] | None = None,
+    copied: str = "mask",
+    copy_min_share: float = 0.2,
+) -> FileOutcome:
+    """The views of one N-UCLA recording on the reference view's timeline, in the spatial ``frame``
+    (``body``, ``camera`` or ``aligned``; :func:`~skeleton_attention.skeletons.alignment.multiview_frame`).
+
+    The views come from the intermediate table (camera coordinates as read). Slot k of the stacked
+    axis is camera ``cameras[k]``; a camera the recording lacks is a zero slot and is absent from
+    ``cameras_present``. The report row gives, per camera, frame count, offset, rate, rotation, the
+    rigid residual and the naive (body frame + stretch by index) residual, in metres.
+    ``copied="mask"`` masks a view of which at least ``copy_min_share`` of the frames are bit-exact
+    copies of a lower-numbered view's frames (:func:`~skeleton_attention.skeletons.nucla.copied_views`;
+    102 recordings of the release); the report's ``copied_views`` names them (``"3=2"``: camera 3 copies camera 2).
+    """
+    from skeleton_attention.skeletons.alignment import multiview_frame, naive_alignment, rotation_angle_deg
+    from skeleton_attention.skeletons.layouts import KINECT20
+    from skeleton_attention.skeletons.nucla import copied_views as find_copied_views
+
+    rows: Mapping[int, int] = group["rows"]  # type: ignore[assignment]
+    views = {c: table.read_one(row, ("joint",))["joint"] for c, row in rows.items()}
+    copies = find_copied_views(views, copy_min_share)
+    if copied == "mask":
+        # a "view" holding another camera's frames is no view: its slot is masked like a missing one
+        views = {c: v for c, v in views.items() if c not in copies}
+    elif copied != "keep":
+        raise ValueError(f"copied_views must be 'mask' or 'keep', got {copied!r}")
+    cams = tuple(cameras)
+    params = dict(align or {})
+    reference = int(params.pop("reference_camera", cams[0]))  # type: ignore[call-overload]
+    aligned = multiview_frame(
+        views, frame, reference_camera=reference, cameras=cams, layout=KINECT20,  # type: ignore[arg-type]
+        normalize_params=normalize, **params,
+    )
+    naive = naive_alignment(views, reference_camera=reference, cameras=cams, layout=KINECT20)
+    present = "".join(str(c) for c, ok in zip(aligned.cameras, aligned.view_mask, strict=True) if ok)
+    seq, splits = stacked_views_sequence(group, table, aligned.coords, present)
+    splits = {p: s for p, s in splits.items() if "xview" not in p}  # the table has no cross-view column
+    report: dict[str, object] = {
+        "view_group": seq.sample_id, "cameras_present": present, "complete": len(present) == len(cams),
+        "frame": frame, "reference": aligned.reference_camera, "frames": int(aligned.coords.shape[2]),
+        "files_present": "".join(str(c) for c in cams if c in rows),
+        "copied_views": ",".join(f"{c}={s}" for c, s in sorted(copies.items())),
+    }
+    for c in cams:
+        if c not in views or c == aligned.reference_camera:
+            continue
+        report.update({
+            f"frames_c{c}": int(views[c].shape[1]), f"offset_c{c}": aligned.offsets[c],
+            f"rate_c{c}": aligned.rates[c], f"rotation_deg_c{c}": rotation_angle_deg(aligned.rotations[c]),
+            f"residual_c{c}": aligned.residuals[c], f"naive_residual_c{c}": naive.residuals[c],
+        })
     return FileOutcome(samples=[(seq, splits)], report=report)

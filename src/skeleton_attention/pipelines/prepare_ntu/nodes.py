@@ -52,15 +52,17 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
     """Group the NTU samples by recording and align their camera views (docs/geometry.md)."""
     multiview = dict(params.get("multiview", {}))
     cameras = tuple(multiview.pop("cameras", (1, 2, 3)))
+    frame = str(multiview.pop("frame", "body"))
     groups = view_groups(intermediate.table)
     processor = partial(
         process_view_group, table=intermediate.table, cameras=cameras, align=multiview,
-        denoise=params.get("denoise", {}),
+        denoise=params.get("denoise", {}), frame=frame,
     )
     return ingest_source(
         groups, processor, intermediate.table.split_protocols,
         {**params, "chunksize": 2, "description": "ntu: align views"},
-        info={"dataset": "ntu_multiview", "cameras": list(cameras), "layout_note": "M = views x bodies"},
+        info={"dataset": "ntu_multiview", "cameras": list(cameras), "frame": frame, "coordinates": frame,
+              "layout_note": "M = views x bodies"},
         fold_protocols=intermediate.table.fold_protocols,
     )
 
