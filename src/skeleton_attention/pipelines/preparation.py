@@ -11,7 +11,7 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline, node
 
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle
-from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, ingest
+from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, RawFileList, ingest
 from skeleton_attention.skeletons.prepare import featurize
 from skeleton_attention.skeletons.table import STREAM_NAMES
 
@@ -21,17 +21,22 @@ logger = logging.getLogger(__name__)
 class _CountedRecords:
     """Iterates the ingest generator and fills ``source.inputs_seen`` when it is exhausted."""
 
-    def __init__(self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any]):
+    def __init__(
+        self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any],
+        skipped: Sequence[Mapping[str, object]] = (),
+    ):
         self._source = source
         self._paths = paths
         self._processor = processor
         self._params = params
+        self._skipped = skipped
 
     def __iter__(self):
         counter = IngestCounter()
         yield from ingest(
             self._paths,
             self._processor,
+            skipped=self._skipped,
             strict=bool(self._params.get("strict", False)),
             workers=self._params.get("workers"),
             chunksize=int(self._params.get("chunksize", 8)),
@@ -57,7 +62,13 @@ def ingest_source(
     """A lazy bundle source over raw files; the bundle dataset drives it when saving.
 
     ``protocols`` are train/test protocols, ``fold_protocols`` cross-validated ones (fold numbers).
+    When ``paths`` is a :class:`RawFileList`, its skipped entries become quarantine rows and its
+    unmatched files a count in the summary, so every entry of the raw directory is accounted for.
     """
+    skipped: Sequence[Mapping[str, object]] = ()
+    if isinstance(paths, RawFileList):
+        skipped = paths.skipped
+        info = {**paths.summary_info(), **dict(info or {})}
     spec = BundleSpec(
         protocols=tuple(protocols),
         fold_protocols=tuple(fold_protocols),
@@ -66,7 +77,7 @@ def ingest_source(
         info={"stage": "intermediate", "coordinates": "camera", **dict(info or {})},
     )
     source = BundleSource(spec=spec, records=())
-    source.records = _CountedRecords(source, list(paths), processor, params)
+    source.records = _CountedRecords(source, list(paths), processor, params, skipped)
     return source
 
 
@@ -103,6 +114,8 @@ def summarize_preparation(
         "fold_protocols": features.summary.get("fold_protocols", []),
         "split_counts": _split_counts(features),
     }
+    if "raw_files_unmatched" in inter:
+        summary["raw_files_unmatched"] = int(inter["raw_files_unmatched"])
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
             f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "

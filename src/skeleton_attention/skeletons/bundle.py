@@ -83,7 +83,10 @@ class PreparedBundle:
 
     @property
     def quarantine(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""])
+        # line is an optional integer: nullable Int64 keeps 1444 from becoming 1444.0 on the way out
+        return pd.read_csv(
+            self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""], dtype={"line": "Int64"}
+        )
 
     @property
     def report(self) -> pd.DataFrame:

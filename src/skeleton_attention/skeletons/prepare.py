@@ -13,6 +13,7 @@ import numpy as np
 
 from skeleton_attention.skeletons import kinetics, msr, ntu, utkinect
 from skeleton_attention.skeletons.denoise import denoise_ntu
+from skeleton_attention.skeletons.errors import MalformedSkeletonFile
 from skeleton_attention.skeletons.ingest import FileOutcome
 from skeleton_attention.skeletons.layouts import get_layout
 from skeleton_attention.skeletons.normalize import normalize_sequence
@@ -74,14 +75,24 @@ def process_kinetics_file(
     train_map: Mapping[str, Mapping[str, object]],
     val_map: Mapping[str, Mapping[str, object]],
     max_people: int = 2,
+    num_classes: int | None = None,
+    max_frames: int | None = None,
 ) -> FileOutcome:
+    """One clip with its split; ``num_classes`` / ``max_frames`` bound label and length (kinetics.py)."""
     clip_id = Path(path).stem
+    if clip_id in train_map and clip_id in val_map:
+        raise MalformedSkeletonFile(
+            str(path), "label_conflict",
+            f"clip {clip_id!r} is listed in both the train and the val label map, so its split is undefined",
+        )
     in_train = clip_id in train_map
     label_map = train_map if in_train else val_map
     entry = label_map.get(clip_id)
     if entry is not None and entry.get("has_skeleton") is False:
         return FileOutcome(excluded_reason="no_skeleton", excluded_detail="label map says has_skeleton: false")
-    seq = kinetics.read_kinetics_clip(path, label_map=label_map or None, max_people=max_people)
+    seq = kinetics.read_kinetics_clip(
+        path, label_map=label_map or None, max_people=max_people, num_classes=num_classes, max_frames=max_frames,
+    )
     split = kinetics.kinetics_split(clip_id, train_map, val_map)
     return FileOutcome(samples=[(seq, {"kinetics": split})])
 

@@ -9,12 +9,13 @@ from typing import Any
 
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.ingest import RawFileList
 from skeleton_attention.skeletons.msr import load_msr_subset
 from skeleton_attention.skeletons.prepare import MSR_PROTOCOLS, process_msr_file
 
 
 def ingest_msr(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
-    skeletons = [f for f in raw_files if f.name.endswith("_skeleton3D.txt")]
+    skeletons = RawFileList.wrap(raw_files).select(lambda f: f.name.endswith("_skeleton3D.txt"))
     if not skeletons:
         raise FileNotFoundError("no aXX_sYY_eZZ_skeleton3D.txt files in the MSR Action3D raw directory")
     subset = None
