@@ -23,6 +23,7 @@ from skeleton_attention.skeletons.bundle import (
     write_bundle,
 )
 from skeleton_attention.skeletons.ingest import RawFileList, scan_raw_dir
+from skeleton_attention.skeletons.tempfiles import dir_prefix, sweep_stale
 
 
 class RawFilesDataset(AbstractDataset[Callable[[Path], Any], RawFileList]):
@@ -63,7 +64,8 @@ class RawFilesDataset(AbstractDataset[Callable[[Path], Any], RawFileList]):
                 "(a user's raw download?). Run without the synthetic pipeline, or point it elsewhere."
             )
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.tmp-", dir=self._path.parent))
+        sweep_stale(self._path.parent, self._path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=dir_prefix(self._path.name), dir=self._path.parent))
         try:
             data(tmp)
             (tmp / self.GENERATED_MARKER).write_text("generated data; safe to delete and regenerate\n")

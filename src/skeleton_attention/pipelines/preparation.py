@@ -11,6 +11,7 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline, node
 
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle
+from skeleton_attention.skeletons.fingerprint import digest, output_params, raw_fingerprint
 from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, RawFileList, ingest
 from skeleton_attention.skeletons.prepare import featurize
 from skeleton_attention.skeletons.table import STREAM_NAMES
@@ -58,40 +59,68 @@ def ingest_source(
     params: Mapping[str, Any],
     info: Mapping[str, Any] | None = None,
     fold_protocols: Sequence[str] = (),
+    *,
+    fingerprint_extra: Mapping[str, Any] | None = None,
+    source_bundle: PreparedBundle | None = None,
 ) -> BundleSource:
     """A lazy bundle source over raw files; the bundle dataset drives it when saving.
 
     ``protocols`` are train/test protocols, ``fold_protocols`` cross-validated ones (fold numbers).
     When ``paths`` is a :class:`RawFileList`, its skipped entries become quarantine rows and its
     unmatched files a count in the summary, so every entry of the raw directory is accounted for.
+    The source fingerprint (fingerprint.py) covers the raw files' names, sizes and times, the
+    output-shaping ``params`` and ``fingerprint_extra`` (side files: label maps, missing list); for
+    tasks derived from another bundle (``source_bundle``), that bundle's fingerprint instead.
     """
     skipped: Sequence[Mapping[str, object]] = ()
     if isinstance(paths, RawFileList):
         skipped = paths.skipped
         info = {**paths.summary_info(), **dict(info or {})}
+    info = {"stage": "intermediate", "coordinates": "camera", **dict(info or {})}
+    if source_bundle is not None:
+        fingerprint = digest({"source": source_bundle.fingerprint, "params": output_params(params)})
+    else:
+        fingerprint = raw_fingerprint(list(paths), params, fingerprint_extra, skipped)
     spec = BundleSpec(
         protocols=tuple(protocols),
         fold_protocols=tuple(fold_protocols),
         streams=("joint",),
         row_group_size=int(params.get("row_group_size", 256)),
-        info={"stage": "intermediate", "coordinates": "camera", **dict(info or {})},
+        info=info,
+        source_fingerprint=fingerprint,
+        source_bundle=source_bundle,
+        rebuild_command=rebuild_command(str(info.get("dataset", ""))),
     )
     source = BundleSource(spec=spec, records=())
     source.records = _CountedRecords(source, list(paths), processor, params, skipped)
     return source
 
 
+def rebuild_command(dataset: str) -> str:
+    """The command that rebuilds a data set's bundles (``ntu_multiview`` comes from ``prepare_ntu``)."""
+    name = dataset.removesuffix("_multiview") or "<dataset>"
+    return f"kedro run --pipelines=prepare_{name}"
+
+
 def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> BundleSource:
-    """Normalize and decouple every sample of the intermediate bundle into the stream table."""
+    """Normalize and decouple every sample of the intermediate bundle into the stream table.
+
+    Reading the intermediate bundle here means the features cannot be stale by construction; the
+    intermediate's fingerprint is recorded so that a later load notices when it is rebuilt alone.
+    """
     streams = tuple(params.get("streams", STREAM_NAMES))
+    order = dict(params.get("row_order") or {})
     spec = BundleSpec(
         protocols=intermediate.table.split_protocols,
         fold_protocols=intermediate.table.fold_protocols,
         streams=streams,
         row_group_size=int(params.get("row_group_size", 256)),
-        info={"stage": "feature", "normalize": dict(params.get("normalize", {}))},
+        info={"stage": "feature", "normalize": dict(params.get("normalize", {})), "row_order": order},
+        source_fingerprint=digest({"source": intermediate.fingerprint, "params": output_params(params)}),
+        source_bundle=intermediate,
+        rebuild_command=rebuild_command(str(intermediate.summary.get("dataset", ""))),
     )
-    records = featurize(intermediate.table, params.get("normalize", {}), streams)
+    records = featurize(intermediate.table, params.get("normalize", {}), streams, row_order=order)
     return BundleSource(spec=spec, records=records, inputs_seen=len(intermediate.table))
 
 

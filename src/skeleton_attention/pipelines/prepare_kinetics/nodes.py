@@ -9,6 +9,7 @@ from typing import Any
 
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.fingerprint import digest
 from skeleton_attention.skeletons.kinetics import label_map_classes
 from skeleton_attention.skeletons.prepare import KINETICS_PROTOCOLS, process_kinetics_file
 
@@ -29,5 +30,6 @@ def ingest_kinetics(
     )
     return ingest_source(
         raw_files, processor, KINETICS_PROTOCOLS, {**params, "description": "kinetics: parse"},
-        info={"dataset": "kinetics"},
+        info={"dataset": "kinetics", "num_classes": num_classes, "max_frames": max_frames},
+        fingerprint_extra={"train_map": digest(train_label_map), "val_map": digest(val_label_map)},
     )
