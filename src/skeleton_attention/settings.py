@@ -4,10 +4,10 @@ import os
 
 from kedro.config import OmegaConfigLoader
 
-from skeleton_attention.hooks import ProgressHooks
+from skeleton_attention.hooks import FailureSummaryHooks, ProgressHooks
 from skeleton_attention.mlflow_hooks import MlflowRunHooks
 
-HOOKS = (ProgressHooks(), MlflowRunHooks())
+HOOKS = (ProgressHooks(), MlflowRunHooks(), FailureSummaryHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
