@@ -38,3 +38,8 @@ def test_train_benchmark_runs_both_paths():
                "--batch", "8", "--epochs", "1", "--warmup", "0")
     paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
     assert paths == ["plain", "trainer"]
+
+
+def test_provenance_benchmark_measures_both_fingerprints(shared_data):
+    out = _run("benchmarks/bench_provenance.py", "--raw", str(shared_data / "ntu_raw"), "--pattern", "*.skeleton")
+    assert "stat" in out and "sha256" in out and "files" in out
