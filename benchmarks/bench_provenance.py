@@ -37,7 +37,8 @@ def fingerprint_costs(raw: Path, pattern: str) -> None:
         hashlib.sha256(path.read_bytes()).digest()
     hash_s = time.perf_counter() - started
     print(f"| fingerprint | {len(files)} files, {size / 1e6:.1f} MB | stat {stat_s * 1e3:.1f} ms "
-          f"({stat_s / len(files) * 1e6:.1f} us/file) | sha256 {hash_s * 1e3:.0f} ms ({size / 1e6 / hash_s:.0f} MB/s) |")
+          f"({stat_s / len(files) * 1e6:.1f} us/file) | sha256 {hash_s * 1e3:.0f} ms "
+          f"({size / 1e6 / hash_s:.0f} MB/s) |")
 
 
 def row_order_costs(intermediate: Path, dataset: str, rounds: int) -> None:

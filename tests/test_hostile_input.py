@@ -76,6 +76,18 @@ def test_raw_listing_accounts_for_every_entry(tmp_path):
     detail = next(r["detail"] for r in listing.skipped if r["reason"] == "excluded_by_pattern")
     assert "kinetics_train_label.json" in detail
     assert [Path(u).name for u in listing.unmatched] == ["README.md"]
+    # symlinked folders are followed once; a link back to an ancestor is a loop, not a hang
+    (raw / "more").mkdir()
+    (raw / "more" / "extra.json").write_text(_clip("a", 0))
+    (raw / "more" / "up").symlink_to(raw)
+    (raw / "again").symlink_to(raw / "more")
+    (raw / "zlinked").symlink_to(raw / "more")
+    listing = scan_raw_dir(raw, ("*.json",), KINETICS_EXCLUDE)
+    assert [p.relative_to(raw).as_posix() for p in listing if p.name == "extra.json"] == ["more/extra.json"]
+    folders = {Path(r["file"]).relative_to(raw).as_posix(): r["reason"] for r in listing.skipped
+               if r["reason"] in ("symlink_loop", "duplicate_folder")}
+    assert folders == {"more/up": "symlink_loop", "again": "duplicate_folder", "zlinked": "duplicate_folder",
+                       "loop.json": "symlink_loop"}
     # an entry path (the configured label map location) excludes by path, not by name
     by_path = scan_raw_dir(raw, ("*.json",), (str(raw / "kinetics_val_label.json"),))
     assert "kinetics_train_label.json" in [p.name for p in by_path]

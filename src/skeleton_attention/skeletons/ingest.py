@@ -284,10 +284,42 @@ def _link_problem(path: Path) -> tuple[str, str] | None:
     return None
 
 
+def _folders_to_follow(
+    directory: Path, names: list[str], listed: dict[str, str], skipped: list[dict[str, object]]
+) -> list[str]:
+    """The subfolders to descend into: symlinked ones are followed once, never around a loop.
+
+    A folder reached again (through a link back to an ancestor, or a second link to a folder
+    already listed) is recorded instead of walked: a loop would never end, a second route would
+    read every file twice.
+    """
+    keep = []
+    here = os.path.realpath(directory)
+    # real folders claim their place before links to them, so files keep their real paths
+    for name in sorted(names, key=lambda n: ((directory / n).is_symlink(), n)):
+        path = directory / name
+        real = os.path.realpath(path)
+        first = listed.get(real)
+        if first is None:
+            listed[real] = str(path)
+            keep.append(name)
+        elif here == real or here.startswith(real + os.sep):
+            skipped.append({"file": str(path), "kind": "quarantined", "reason": "symlink_loop", "line": None,
+                            "detail": f"symbolic link to {os.readlink(path)} leads back to {first}"})
+        else:
+            skipped.append({"file": str(path), "kind": "excluded", "reason": "duplicate_folder", "line": None,
+                            "detail": f"the same folder as {first}, which is read"})
+    return sorted(keep)
+
+
 def scan_raw_dir(
     root: str | os.PathLike[str], patterns: Sequence[str] = ("*",), exclude: Sequence[str] = ()
 ) -> RawFileList:
     """List a raw directory, accounting for every entry (see :class:`RawFileList`).
+
+    Symlinked subfolders are followed (a raw tree often links in folders from elsewhere), each real
+    folder once: a link that loops back is a ``symlink_loop`` row, a second link to a folder
+    already listed a ``duplicate_folder`` one.
 
     Raises :class:`EmptyRawDirectory` naming the directory (and the patterns) when nothing in it
     can be read: an empty run that "succeeds" would only hide a wrong path.
@@ -296,11 +328,10 @@ def scan_raw_dir(
     if not base.is_dir():
         raise FileNotFoundError(f"raw data directory {base} does not exist")
     files, skipped, unmatched = [], [], []
-    for directory, dirnames, filenames in os.walk(base, followlinks=False):
-        dirnames.sort()
-        # a symlinked directory is not followed (it could loop): account for it like a file
-        names = sorted(filenames + [d for d in dirnames if os.path.islink(os.path.join(directory, d))])
-        for name in names:
+    listed = {os.path.realpath(base): str(base)}  # real folder -> the path it was listed under
+    for directory, dirnames, filenames in os.walk(base, followlinks=True):
+        dirnames[:] = _folders_to_follow(Path(directory), sorted(dirnames), listed, skipped)
+        for name in sorted(filenames):
             path = Path(directory) / name
             rel = path.relative_to(base)
             if not any(rel.match(pattern) for pattern in patterns):
@@ -317,7 +348,7 @@ def scan_raw_dir(
                                 "line": None, "detail": problem[1]})
             elif path.is_file():
                 files.append(path)
-            else:  # a link to a directory, a socket, a FIFO: not a raw file
+            else:  # a socket, a FIFO: not a raw file
                 unmatched.append(str(path))
     listing = RawFileList(sorted(files), root=base, patterns=patterns, skipped=skipped, unmatched=unmatched)
     if not listing:

@@ -332,7 +332,9 @@ def _resolve_label(
         raise MalformedSkeletonFile(str(path), "label_mismatch", f"label_index {index} is negative")
     if num_classes is not None and index >= num_classes:
         raise MalformedSkeletonFile(
-            str(path), "label_mismatch", f"label_index {index} is outside the {num_classes} classes [0, {num_classes})"
+            str(path), "label_mismatch",
+            f"label_index {index} is outside [0, {num_classes}): {num_classes} classes (label maps listing a "
+            "subset of the classes need prepare_kinetics.num_classes)",
         )
     return index, name
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -13,6 +15,8 @@ from skeleton_attention.skeletons.fingerprint import digest
 from skeleton_attention.skeletons.kinetics import label_map_classes
 from skeleton_attention.skeletons.prepare import KINETICS_PROTOCOLS, process_kinetics_file
 
+logger = logging.getLogger(__name__)
+
 
 def ingest_kinetics(
     raw_files: list[Path],
@@ -21,6 +25,8 @@ def ingest_kinetics(
     params: Mapping[str, Any],
 ) -> BundleSource:
     num_classes = params.get("num_classes") or label_map_classes(train_label_map, val_label_map)
+    logger.info("kinetics: label_index must lie in [0, %s) (%s)", num_classes,
+                "prepare_kinetics.num_classes" if params.get("num_classes") else "distinct names in the label maps")
     max_frames = params.get("max_frames")
     processor = partial(
         process_kinetics_file, train_map=dict(train_label_map), val_map=dict(val_label_map),
