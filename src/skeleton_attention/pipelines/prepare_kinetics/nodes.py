@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
