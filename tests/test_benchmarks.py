@@ -6,6 +6,7 @@ come from full runs recorded in docs/results.md (timing assertions do not belong
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,8 +16,10 @@ from tests.kedro_helpers import REPO_ROOT
 
 
 def _run(*args: str) -> str:
+    # this tree's package, not whichever checkout the environment installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True, env=env
     )
     return result.stdout
 
