@@ -6,6 +6,7 @@ come from full runs recorded in docs/results.md (timing assertions do not belong
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -15,8 +16,10 @@ from tests.kedro_helpers import REPO_ROOT
 
 
 def _run(*args: str) -> str:
+    # this tree's package, not whichever checkout the environment installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
-        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True
+        [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=True, env=env
     )
     return result.stdout
 
@@ -38,3 +41,8 @@ def test_train_benchmark_runs_both_paths():
                "--batch", "8", "--epochs", "1", "--warmup", "0")
     paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
     assert paths == ["plain", "trainer"]
+
+
+def test_provenance_benchmark_measures_both_fingerprints(shared_data):
+    out = _run("benchmarks/bench_provenance.py", "--raw", str(shared_data / "ntu_raw"), "--pattern", "*.skeleton")
+    assert "stat" in out and "sha256" in out and "files" in out

@@ -22,11 +22,16 @@ from skeleton_attention.skeletons.bundle import (
     swap_into_place,
     write_bundle,
 )
-from skeleton_attention.skeletons.ingest import list_files
+from skeleton_attention.skeletons.ingest import RawFileList, scan_raw_dir
+from skeleton_attention.skeletons.tempfiles import dir_prefix, sweep_stale
 
 
-class RawFilesDataset(AbstractDataset[Callable[[Path], Any], list[Path]]):
-    """A directory of raw files. ``load()`` lists the files matching ``patterns`` (sorted).
+class RawFilesDataset(AbstractDataset[Callable[[Path], Any], RawFileList]):
+    """A directory of raw files. ``load()`` lists the files matching ``patterns`` (sorted) as a
+    :class:`~skeleton_attention.skeletons.ingest.RawFileList`, which also accounts for every other
+    entry: files named by ``exclude`` (exact file names, paths, or globs), broken or looping
+    symlinks, and files no pattern matches. An empty directory, or one with nothing readable that
+    matches, fails naming the directory and the patterns.
 
     ``save(writer)`` calls ``writer(tmp_dir)`` and swaps the finished directory into place, so a
     generator that fails half-way leaves the previous directory intact.
@@ -47,9 +52,8 @@ class RawFilesDataset(AbstractDataset[Callable[[Path], Any], list[Path]]):
         self._exclude = tuple(exclude)
         self.metadata = metadata
 
-    def load(self) -> list[Path]:
-        files = list_files(self._path, self._patterns)
-        return [f for f in files if not any(f.match(pattern) for pattern in self._exclude)]
+    def load(self) -> RawFileList:
+        return scan_raw_dir(self._path, self._patterns, self._exclude)
 
     def save(self, data: Callable[[Path], Any]) -> None:
         if not callable(data):
@@ -60,7 +64,8 @@ class RawFilesDataset(AbstractDataset[Callable[[Path], Any], list[Path]]):
                 "(a user's raw download?). Run without the synthetic pipeline, or point it elsewhere."
             )
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.tmp-", dir=self._path.parent))
+        sweep_stale(self._path.parent, self._path.name)
+        tmp = Path(tempfile.mkdtemp(prefix=dir_prefix(self._path.name), dir=self._path.parent))
         try:
             data(tmp)
             (tmp / self.GENERATED_MARKER).write_text("generated data; safe to delete and regenerate\n")

@@ -7,10 +7,10 @@ from kedro.config import OmegaConfigLoader
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from skeleton_attention.experiments.config import compose, run_dir
-from skeleton_attention.hooks import ProgressHooks
+from skeleton_attention.hooks import FailureSummaryHooks, ProgressHooks
 from skeleton_attention.mlflow_hooks import MlflowRunHooks
 
-HOOKS = (ProgressHooks(), MlflowRunHooks())
+HOOKS = (ProgressHooks(), MlflowRunHooks(), FailureSummaryHooks())
 
 
 def _plain(value: Any) -> Any:

@@ -11,7 +11,8 @@ import pandas as pd
 from kedro.pipeline import Node, Pipeline, node
 
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle
-from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, ingest
+from skeleton_attention.skeletons.fingerprint import digest, output_params, raw_fingerprint
+from skeleton_attention.skeletons.ingest import FileOutcome, IngestCounter, RawFileList, ingest
 from skeleton_attention.skeletons.prepare import featurize
 from skeleton_attention.skeletons.table import STREAM_NAMES
 
@@ -21,17 +22,22 @@ logger = logging.getLogger(__name__)
 class _CountedRecords:
     """Iterates the ingest generator and fills ``source.inputs_seen`` when it is exhausted."""
 
-    def __init__(self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any]):
+    def __init__(
+        self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any],
+        skipped: Sequence[Mapping[str, object]] = (),
+    ):
         self._source = source
         self._paths = paths
         self._processor = processor
         self._params = params
+        self._skipped = skipped
 
     def __iter__(self):
         counter = IngestCounter()
         yield from ingest(
             self._paths,
             self._processor,
+            skipped=self._skipped,
             strict=bool(self._params.get("strict", False)),
             workers=self._params.get("workers"),
             chunksize=int(self._params.get("chunksize", 8)),
@@ -53,26 +59,57 @@ def ingest_source(
     params: Mapping[str, Any],
     info: Mapping[str, Any] | None = None,
     fold_protocols: Sequence[str] = (),
+    *,
+    fingerprint_extra: Mapping[str, Any] | None = None,
+    source_bundle: PreparedBundle | None = None,
 ) -> BundleSource:
     """A lazy bundle source over raw files; the bundle dataset drives it when saving.
 
     ``protocols`` are train/test protocols, ``fold_protocols`` cross-validated ones (fold numbers).
+    When ``paths`` is a :class:`RawFileList`, its skipped entries become quarantine rows and its
+    unmatched files a count in the summary, so every entry of the raw directory is accounted for.
+    The source fingerprint (fingerprint.py) covers the raw files' names, sizes and times, the
+    output-shaping ``params`` and ``fingerprint_extra`` (side files: label maps, missing list); for
+    tasks derived from another bundle (``source_bundle``), that bundle's fingerprint instead.
     """
+    skipped: Sequence[Mapping[str, object]] = ()
+    if isinstance(paths, RawFileList):
+        skipped = paths.skipped
+        info = {**paths.summary_info(), **dict(info or {})}
+    info = {"stage": "intermediate", "coordinates": "camera", **dict(info or {})}
+    if source_bundle is not None:
+        fingerprint = digest({"source": source_bundle.fingerprint, "params": output_params(params)})
+    else:
+        fingerprint = raw_fingerprint(list(paths), params, fingerprint_extra, skipped)
     spec = BundleSpec(
         protocols=tuple(protocols),
         fold_protocols=tuple(fold_protocols),
         streams=("joint",),
         row_group_size=int(params.get("row_group_size", 256)),
-        info={"stage": "intermediate", "coordinates": "camera", **dict(info or {})},
+        info=info,
+        source_fingerprint=fingerprint,
+        source_bundle=source_bundle,
+        rebuild_command=rebuild_command(str(info.get("dataset", ""))),
     )
     source = BundleSource(spec=spec, records=())
-    source.records = _CountedRecords(source, list(paths), processor, params)
+    source.records = _CountedRecords(source, list(paths), processor, params, skipped)
     return source
 
 
+def rebuild_command(dataset: str) -> str:
+    """The command that rebuilds a data set's bundles (``ntu_multiview`` comes from ``prepare_ntu``)."""
+    name = dataset.removesuffix("_multiview") or "<dataset>"
+    return f"kedro run --pipelines=prepare_{name}"
+
+
 def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> BundleSource:
-    """Normalize and decouple every sample of the intermediate bundle into the stream table."""
+    """Normalize and decouple every sample of the intermediate bundle into the stream table.
+
+    Reading the intermediate bundle here means the features cannot be stale by construction; the
+    intermediate's fingerprint is recorded so that a later load notices when it is rebuilt alone.
+    """
     streams = tuple(params.get("streams", STREAM_NAMES))
+    order = dict(params.get("row_order") or {})
     spec = BundleSpec(
         protocols=intermediate.table.split_protocols,
         fold_protocols=intermediate.table.fold_protocols,
@@ -81,12 +118,18 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
         info={
             "stage": "feature",
             "normalize": dict(params.get("normalize", {})),
+            "row_order": order,
             **({"smoothing": dict(params["smoothing"])} if params.get("smoothing") is not None else {}),
             # runtime joint layouts (user data sets) travel on, so training can resolve the name
             **({"layouts": intermediate.summary["layouts"]} if intermediate.summary.get("layouts") else {}),
         },
+        source_fingerprint=digest({"source": intermediate.fingerprint, "params": output_params(params)}),
+        source_bundle=intermediate,
+        rebuild_command=rebuild_command(str(intermediate.summary.get("dataset", ""))),
     )
-    records = featurize(intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"))
+    records = featurize(
+        intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"), row_order=order
+    )
     return BundleSource(spec=spec, records=records, inputs_seen=len(intermediate.table))
 
 
@@ -111,6 +154,8 @@ def summarize_preparation(
     }
     if inter.get("warnings"):  # e.g. a custom data set's k-fold drawn per sample for want of subjects
         summary["warnings"] = inter["warnings"]
+    if "raw_files_unmatched" in inter:
+        summary["raw_files_unmatched"] = int(inter["raw_files_unmatched"])
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
             f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "

@@ -8,8 +8,9 @@ Layout of ``<dir>/``::
     report.jsonl        per-input decision records (e.g. NTU denoising), one JSON object per line
     summary.json        counts; written last, so a directory without it is incomplete
 
-A bundle is built in ``<dir>.tmp-*`` and swapped into place only when complete, so an interrupted run
-leaves either the previous bundle or none, never a half-written one that looks complete.
+A bundle is built in ``.<dir>.tmp-<pid>-*`` and swapped into place only when complete, so an interrupted
+run leaves either the previous bundle or none, never a half-written one that looks complete; the next
+write of the same bundle removes what a killed run left (``tempfiles.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from skeleton_attention.skeletons.fingerprint import check_not_stale, digest
 from skeleton_attention.skeletons.layouts import register_layouts
 from skeleton_attention.skeletons.table import STREAM_NAMES, SampleTable, SampleTableWriter
+from skeleton_attention.skeletons.tempfiles import aside_name, dir_prefix, sweep_stale
 
 SAMPLES_FILE = "samples.parquet"
 QUARANTINE_FILE = "quarantine.csv"
@@ -54,6 +57,12 @@ class BundleSpec:
     info: dict[str, object] = field(default_factory=dict)
     #: cross-validated protocols: their ``split_<name>`` column holds the fold number (table.py)
     fold_protocols: Sequence[str] = ()
+    #: digest of what the bundle is built from (fingerprint.py); recorded in summary.json
+    source_fingerprint: str | None = None
+    #: a derived bundle's source bundle (its fingerprint is recorded, checked on load)
+    source_bundle: PreparedBundle | None = None
+    #: the command that rebuilds this bundle and its source, named when it is found stale
+    rebuild_command: str | None = None
 
 
 @dataclass
@@ -70,9 +79,14 @@ class BundleSource:
 
 
 class PreparedBundle:
-    """A loaded bundle: the lazy sample table and its (small) side tables."""
+    """A loaded bundle: the lazy sample table and its (small) side tables.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    A derived bundle (features, multi-view) whose source bundle has been rebuilt since raises
+    :class:`~skeleton_attention.skeletons.fingerprint.StaleBundleError` (``check_source=False``
+    skips that check, for tools that inspect a stale bundle on purpose).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], check_source: bool = True) -> None:
         self.path = Path(path)
         summary_path = self.path / SUMMARY_FILE
         if not summary_path.is_file():
@@ -82,11 +96,22 @@ class PreparedBundle:
         self.summary: dict[str, object] = json.loads(summary_path.read_text())
         # a user data set's own joint layout travels in the summary: make its name resolvable here
         register_layouts(self.summary.get("layouts"))  # type: ignore[arg-type]
+        if check_source:
+            check_not_stale(self.path, self.summary, SUMMARY_FILE)
         self.table = SampleTable(self.path / SAMPLES_FILE)
 
     @property
+    def fingerprint(self) -> str | None:
+        """This bundle's identity for its consumers (``None`` for a bundle older than fingerprints)."""
+        value = self.summary.get("fingerprint")
+        return None if value is None else str(value)
+
+    @property
     def quarantine(self) -> pd.DataFrame:
-        return pd.read_csv(self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""])
+        # line is an optional integer: nullable Int64 keeps 1444 from becoming 1444.0 on the way out
+        return pd.read_csv(
+            self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""], dtype={"line": "Int64"}
+        )
 
     @property
     def report(self) -> pd.DataFrame:
@@ -99,7 +124,8 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
     """Consume ``source`` and write the bundle at ``path`` atomically; returns the summary."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    sweep_stale(target.parent, target.name)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=dir_prefix(target.name), dir=target.parent))
     try:
         spec = source.spec
         labels: Counter[int] = Counter()
@@ -126,6 +152,7 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
                 if progress is not None:
                     progress(item)
         summary = _summary(source, writer.rows_written, outcomes, labels)
+        summary.update(_fingerprints(spec, target, summary))
         (tmp_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
         swap_into_place(tmp_dir, target)
     except BaseException:
@@ -168,6 +195,21 @@ def _summary(
     return summary
 
 
+def _fingerprints(spec: BundleSpec, target: Path, summary: Mapping[str, object]) -> dict[str, object]:
+    """The provenance entries of summary.json (fingerprint.py): what this bundle was built from."""
+    out: dict[str, object] = {}
+    if spec.source_fingerprint is not None:
+        out["source_fingerprint"] = spec.source_fingerprint
+    if spec.source_bundle is not None:
+        # relative to this bundle, so moving the data folder as a whole keeps the link
+        out["source_bundle"] = os.path.relpath(spec.source_bundle.path.resolve(), target.resolve())
+        out["source_bundle_fingerprint"] = spec.source_bundle.fingerprint
+    if spec.rebuild_command:
+        out["rebuild_command"] = spec.rebuild_command
+    out["fingerprint"] = digest({**summary, **out})
+    return out
+
+
 def swap_into_place(tmp_dir: Path, target: Path) -> None:
     """Replace directory ``target`` by ``tmp_dir`` (same parent) with renames only.
 
@@ -176,7 +218,7 @@ def swap_into_place(tmp_dir: Path, target: Path) -> None:
     """
     old = None
     if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        old = target.with_name(aside_name(target.name))
         if old.exists():
             shutil.rmtree(old)
         os.replace(target, old)

@@ -60,6 +60,20 @@ class KineticsClip:
 # --------------------------------------------------------------------------- label files
 
 
+class LabelConflict(ValueError):
+    """A clip listed in both label maps: the maps cannot say which split it belongs to."""
+
+
+def label_map_classes(*label_maps: Mapping[str, Mapping[str, object]] | None) -> int | None:
+    """The number of classes the label maps define: their distinct label names (``None`` if empty).
+
+    The official maps index the 400 names 0..399, so a ``label_index`` at or above this count
+    cannot be a Kinetics-400 class, even when file and map agree on it.
+    """
+    names = {entry["label"] for m in label_maps if m for entry in m.values()}
+    return len(names) or None
+
+
 def _load_json(path: Path) -> object:
     text = read_text(path, "utf-8")
     try:
@@ -153,12 +167,13 @@ def kinetics_split(
     """``"train"`` if the clip is in the train map, ``"test"`` if in the val map, else ``None``.
 
     Kinetics-skeleton has no held-out test labels, so its val set is the test set (ST-GCN).
-    A clip in both maps raises ``ValueError``: the maps then cannot define a split.
+    A clip in both maps raises :class:`LabelConflict` (a ``ValueError``): the maps then cannot
+    define a split; the preparation quarantines such a clip as ``label_conflict``.
     """
     in_train = train_map is not None and clip_id in train_map
     in_val = val_map is not None and clip_id in val_map
     if in_train and in_val:
-        raise ValueError(f"clip {clip_id!r} is in both the train and the val label map")
+        raise LabelConflict(f"clip {clip_id!r} is in both the train and the val label map")
     if in_train:
         return "train"
     if in_val:
@@ -226,6 +241,11 @@ def parse_kinetics_json(path: str | Path) -> KineticsClip:
                 raise MalformedSkeletonFile(str(path), "malformed_json", f"{pwhere} is not an object")
             pose = _numbers(path, _field(path, person, "pose", pwhere), 2 * NUM_JOINTS, "pose", pwhere)
             score = _numbers(path, _field(path, person, "score", pwhere), NUM_JOINTS, "score", pwhere)
+            if (score < 0).any():
+                # OpenPose confidences are >= 0 (0 = not detected); a negative one is corruption
+                raise MalformedSkeletonFile(
+                    str(path), "bad_score", f"{pwhere}: negative score {float(score.min())!r}"
+                )
             arr[p, :, 0] = pose[0::2]
             arr[p, :, 1] = pose[1::2]
             arr[p, :, 2] = score
@@ -233,8 +253,14 @@ def parse_kinetics_json(path: str | Path) -> KineticsClip:
     return KineticsClip(clip_id=path.stem, label=label, label_index=label_index, frames=tuple(frames))
 
 
-def _frame_slots(path: Path, clip: KineticsClip, frame_index_base: int | None) -> tuple[list[int], int]:
-    """Map each frame to its 0-based time slot; return the slots and the clip length."""
+def _frame_slots(
+    path: Path, clip: KineticsClip, frame_index_base: int | None, max_frames: int | None = None
+) -> tuple[list[int], int]:
+    """Map each frame to its 0-based time slot; return the slots and the clip length.
+
+    ``max_frames`` bounds the length *before* anything is allocated: one corrupt ``frame_index``
+    (say 1,000,000) would otherwise make a mostly-empty array of a million frames.
+    """
     indices = [f.frame_index for f in clip.frames]
     # The ST-GCN release numbers frames from 1; a 0 can only mean a 0-based file.
     base = (0 if min(indices) == 0 else 1) if frame_index_base is None else frame_index_base
@@ -252,7 +278,14 @@ def _frame_slots(path: Path, clip: KineticsClip, frame_index_base: int | None) -
             )
         seen[index] = k
     slots = [i - base for i in indices]
-    return slots, max(slots) + 1
+    length = max(slots) + 1
+    if max_frames is not None and length > max_frames:
+        k = slots.index(length - 1)
+        raise MalformedSkeletonFile(
+            str(path), "too_many_frames",
+            f"data[{k}]: frame_index {indices[k]} makes a clip of {length} frames, above max_frames={max_frames}",
+        )
+    return slots, length
 
 
 def select_people(people: np.ndarray, max_people: int, max_candidates: int | None = None) -> np.ndarray:
@@ -272,6 +305,7 @@ def _resolve_label(
     clip: KineticsClip,
     label_map: Mapping[str, Mapping[str, object]] | None,
     label_names: Sequence[str] | None,
+    num_classes: int | None = None,
 ) -> tuple[int, str]:
     name, index = clip.label, clip.label_index
     if label_map is not None:
@@ -296,6 +330,12 @@ def _resolve_label(
             ) from None
     if index < 0:
         raise MalformedSkeletonFile(str(path), "label_mismatch", f"label_index {index} is negative")
+    if num_classes is not None and index >= num_classes:
+        raise MalformedSkeletonFile(
+            str(path), "label_mismatch",
+            f"label_index {index} is outside [0, {num_classes}): {num_classes} classes (label maps listing a "
+            "subset of the classes need prepare_kinetics.num_classes)",
+        )
     return index, name
 
 
@@ -308,6 +348,8 @@ def read_kinetics_clip(
     num_frames: int | None = None,
     frame_index_base: int | None = None,
     max_candidates: int | None = None,
+    num_classes: int | None = None,
+    max_frames: int | None = None,
 ) -> SkeletonSequence:
     """Read one clip as coords ``(max_people, T, 18, 3)`` with channels (x, y, score).
 
@@ -319,7 +361,9 @@ def read_kinetics_clip(
       file (else ``label_mismatch``) and ``has_skeleton=false`` raises ``no_skeleton``; with
       ``label_names`` the index becomes the position of the label name in that list.
     * A clip with no frames raises ``zero_frames``; one where nobody is ever detected raises
-      ``no_skeleton``.
+      ``no_skeleton``; a negative score raises ``bad_score``.
+    * ``num_classes`` bounds the label (``label_mismatch`` outside ``[0, num_classes)``);
+      ``max_frames`` bounds ``T`` before allocating (``too_many_frames``).
     """
     if max_people < 1:
         raise ValueError(f"max_people must be >= 1, not {max_people}")
@@ -331,8 +375,8 @@ def read_kinetics_clip(
         raise MalformedSkeletonFile(
             str(path), "no_skeleton", f"no person detected in any of {len(clip.frames)} frames"
         )
-    label, label_name = _resolve_label(path, clip, label_map, label_names)
-    slots, length = _frame_slots(path, clip, frame_index_base)
+    label, label_name = _resolve_label(path, clip, label_map, label_names, num_classes)
+    slots, length = _frame_slots(path, clip, frame_index_base, max_frames)
     if num_frames is not None:
         if length > num_frames:
             raise MalformedSkeletonFile(

@@ -13,6 +13,7 @@ import numpy as np
 
 from skeleton_attention.skeletons import kinetics, msr, ntu, sbu, utkinect
 from skeleton_attention.skeletons.denoise import denoise_ntu
+from skeleton_attention.skeletons.errors import MalformedSkeletonFile
 from skeleton_attention.skeletons.ingest import FileOutcome
 from skeleton_attention.skeletons.layouts import get_layout
 from skeleton_attention.skeletons.normalize import normalize_sequence
@@ -75,14 +76,24 @@ def process_kinetics_file(
     train_map: Mapping[str, Mapping[str, object]],
     val_map: Mapping[str, Mapping[str, object]],
     max_people: int = 2,
+    num_classes: int | None = None,
+    max_frames: int | None = None,
 ) -> FileOutcome:
+    """One clip with its split; ``num_classes`` / ``max_frames`` bound label and length (kinetics.py)."""
     clip_id = Path(path).stem
+    if clip_id in train_map and clip_id in val_map:
+        raise MalformedSkeletonFile(
+            str(path), "label_conflict",
+            f"clip {clip_id!r} is listed in both the train and the val label map, so its split is undefined",
+        )
     in_train = clip_id in train_map
     label_map = train_map if in_train else val_map
     entry = label_map.get(clip_id)
     if entry is not None and entry.get("has_skeleton") is False:
         return FileOutcome(excluded_reason="no_skeleton", excluded_detail="label map says has_skeleton: false")
-    seq = kinetics.read_kinetics_clip(path, label_map=label_map or None, max_people=max_people)
+    seq = kinetics.read_kinetics_clip(
+        path, label_map=label_map or None, max_people=max_people, num_classes=num_classes, max_frames=max_frames,
+    )
     split = kinetics.kinetics_split(clip_id, train_map, val_map)
     return FileOutcome(samples=[(seq, {"kinetics": split})])
 
@@ -137,10 +148,53 @@ def _is_nan(value: object) -> bool:
     return isinstance(value, float) and value != value
 
 
-def _records(frame, chunk: int = 1024) -> Iterator[dict[str, object]]:
-    """Rows as dicts, a chunk at a time (a full ``to_dict`` costs ~1.5 KB per row at once)."""
-    for start in range(0, len(frame), chunk):
-        yield from frame.iloc[start:start + chunk].to_dict("records")
+def _records(frame, order: np.ndarray | None = None, chunk: int = 1024) -> Iterator[dict[str, object]]:
+    """Rows as dicts (in ``order``, positions into ``frame``), a chunk at a time (a full ``to_dict``
+    costs ~1.5 KB per row at once)."""
+    order = np.arange(len(frame)) if order is None else order
+    for start in range(0, len(order), chunk):
+        yield from frame.iloc[order[start:start + chunk]].to_dict("records")
+
+
+def row_permutation(group_sizes: Sequence[int], seed: int = 0, open_groups: int = 8) -> np.ndarray:
+    """A seeded order of a table's rows that never needs more than ``open_groups`` row groups at once.
+
+    The row groups are dealt, in a random order, into ``open_groups`` lanes; each lane yields its
+    groups one after the other, the rows of each group in a random order; the lanes are
+    interleaved at random. Every window of the output therefore mixes ``open_groups`` row groups
+    drawn from anywhere in the table (not one setup or camera), while reading each row group once.
+    The same sizes, seed and ``open_groups`` give the same order.
+    """
+    rng = np.random.default_rng(seed)
+    starts = np.concatenate([[0], np.cumsum(group_sizes)]).astype(np.int64)
+    groups = rng.permutation(len(group_sizes))
+    lanes_count = max(1, min(int(open_groups), len(group_sizes)))
+    lanes = []
+    for lane in range(lanes_count):
+        parts = [starts[g] + rng.permutation(int(group_sizes[g])) for g in groups[lane::lanes_count]]
+        lanes.append(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    picks = rng.permutation(np.repeat(np.arange(lanes_count), [len(lane) for lane in lanes]))
+    order = np.empty(len(picks), dtype=np.int64)
+    for lane in range(lanes_count):
+        order[picks == lane] = lanes[lane]
+    return order
+
+
+def feature_row_order(table: SampleTable, row_order: Mapping[str, object] | None) -> np.ndarray:
+    """The intermediate rows in the order the feature table gets them (``row_order`` parameters)."""
+    params = dict(row_order or {})
+    if not params.get("shuffle", False):
+        return np.arange(len(table), dtype=np.int64)
+    return row_permutation(table.row_group_sizes(), int(params.get("seed", 0)), int(params.get("open_row_groups", 8)))
+
+
+def shuffled(items: Sequence[object], row_order: Mapping[str, object] | None) -> list[object]:
+    """``items`` in a seeded random order when ``row_order.shuffle`` is set, else as they are."""
+    params = dict(row_order or {})
+    if not params.get("shuffle", False):
+        return list(items)
+    order = np.random.default_rng(int(params.get("seed", 0))).permutation(len(items))
+    return [items[i] for i in order]
 
 
 def featurize(
@@ -148,17 +202,25 @@ def featurize(
     normalize: Mapping[str, object] | None,
     streams: Sequence[str],
     smoothing: Mapping[str, object] | None = None,
+    row_order: Mapping[str, object] | None = None,
 ) -> Iterator[dict[str, object]]:
     """Normalize each sample of an intermediate table and decouple it into streams, row by row.
 
     ``smoothing`` (``skeletons/smoothing.py``; default none) filters each joint in time first, on
-    the intermediate coordinates, so normalization sees the smoothed skeleton.
+    the intermediate coordinates, so normalization sees the smoothed skeleton. Rows come in
+    :func:`feature_row_order`: file order, or with ``row_order.shuffle`` a seeded permutation read
+    through a cache of about twice ``open_row_groups`` row groups (memory stays bounded by row
+    groups, not by the table).
     """
     metadata = table.metadata()
     split_columns = [c for c in metadata.columns if c.startswith("split_")]
     params, names = dict(normalize or {}), tuple(streams)
     kernel = smoothing_kernel_from(smoothing)  # a bad setting fails here, before any sample
-    for record in _records(metadata):
+    order = feature_row_order(table, row_order)
+    if row_order and row_order.get("shuffle"):
+        # a reader of its own: the lanes' current groups stay cached while the lanes interleave
+        table = SampleTable(table.path, cache_row_groups=2 * int(row_order.get("open_row_groups", 8)) + 1)
+    for record in _records(metadata, order):
         coords = table.read_one(int(record["row"]), ("joint",))["joint"]
         try:
             if kernel is not None:

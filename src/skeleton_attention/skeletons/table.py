@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from skeleton_attention.skeletons.sequence import SkeletonSequence
 from skeleton_attention.skeletons.streams import STREAM_NAMES  # the stream columns, in their order
+from skeleton_attention.skeletons.tempfiles import file_prefix, sweep_stale
 
 SHAPE_COLUMNS: tuple[str, ...] = ("num_bodies", "num_frames", "num_joints", "num_channels")
 #: identity fields a reader may put in ``SkeletonSequence.meta``; absent ones are null
@@ -143,7 +144,8 @@ class SampleTableWriter:
 
     def __enter__(self) -> SampleTableWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        sweep_stale(self.path.parent, self.path.name)
+        fd, tmp = tempfile.mkstemp(prefix=file_prefix(self.path.name), suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp_path = Path(tmp)
         self._writer = pq.ParquetWriter(self._tmp_path, self.schema, compression="zstd")
@@ -254,6 +256,10 @@ class SampleTable:
 
     def __len__(self) -> int:
         return self.num_rows
+
+    def row_group_sizes(self) -> list[int]:
+        """Rows per Parquet row group, in file order."""
+        return [int(n) for n in np.diff(self._group_starts)]
 
     def _parquet(self) -> pq.ParquetFile:
         if self._file is None:

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from skeleton_attention.skeletons.tempfiles import file_prefix, sweep_stale
+
 LAST = "last.pt"
 BEST = "best.pt"
 
@@ -27,7 +29,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to ``path`` via a temporary file and ``os.replace``."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    sweep_stale(target.parent, target.name)  # what a killed run left beside this file
+    fd, tmp = tempfile.mkstemp(prefix=file_prefix(target.name), suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)

@@ -18,6 +18,7 @@ from skeleton_attention.skeletons.prepare import (
     NTU_PROTOCOLS,
     process_ntu_file,
     process_view_group,
+    shuffled,
     view_groups,
 )
 
@@ -39,12 +40,12 @@ def ingest_ntu(raw_files: list[Path], missing_list: str, params: Mapping[str, An
     """Parse, check against the official missing list, and denoise every NTU file."""
     use_missing = params.get("use_missing_list", True)
     missing = parse_missing_skeleton_list(missing_list) if use_missing else frozenset()
-    processor = partial(
-        process_ntu_file, missing=missing, denoise=params.get("denoise", {}), action_names=_action_names(raw_files)
-    )
+    action_names = _action_names(raw_files)
+    processor = partial(process_ntu_file, missing=missing, denoise=params.get("denoise", {}), action_names=action_names)
     return ingest_source(
         raw_files, processor, NTU_PROTOCOLS, {**params, "description": "ntu: parse+denoise"},
         info={"dataset": "ntu", "missing_list_entries": len(missing)},
+        fingerprint_extra={"missing": sorted(missing), "action_names": action_names},
     )
 
 
@@ -53,7 +54,9 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
     multiview = dict(params.get("multiview", {}))
     cameras = tuple(multiview.pop("cameras", (1, 2, 3)))
     frame = str(multiview.pop("frame", "body"))
-    groups = view_groups(intermediate.table)
+    # a seeded order of the recordings (the tasks are small; each re-reads its own raw files), so the
+    # multi-view table is not written in file order either (docs/data-format.md, "Row order")
+    groups = shuffled(view_groups(intermediate.table), params.get("row_order"))
     processor = partial(
         process_view_group, table=intermediate.table, cameras=cameras, align=multiview,
         denoise=params.get("denoise", {}), frame=frame,
@@ -64,6 +67,7 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
         info={"dataset": "ntu_multiview", "cameras": list(cameras), "frame": frame, "coordinates": frame,
               "layout_note": "M = views x bodies"},
         fold_protocols=intermediate.table.fold_protocols,
+        source_bundle=intermediate,
     )
 
 

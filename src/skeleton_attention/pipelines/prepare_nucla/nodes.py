@@ -16,6 +16,7 @@ from skeleton_attention.skeletons.prepare import (
     NUCLA_PROTOCOLS,
     process_nucla_file,
     process_nucla_recording,
+    shuffled,
     view_groups,
 )
 
@@ -46,11 +47,15 @@ def stack_nucla_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -
         normalize=normalize, copied=copied, copy_min_share=copy_min_share,
     )
     protocols = [p for p in intermediate.table.split_protocols if "xview" not in p]
+    # a seeded order of the recordings, like the feature table (docs/data-format.md, "Row order")
+    groups = shuffled(view_groups(intermediate.table), params.get("row_order"))
     return ingest_source(
-        view_groups(intermediate.table), processor, protocols,
+        groups, processor, protocols,
         {**params, "chunksize": 8, "description": "nucla: stack views"},
         info={"dataset": "nucla_multiview", "cameras": list(cameras), "frame": frame, "coordinates": frame,
               "layout_note": "M = views x bodies (1 body per view)"},
+        fold_protocols=intermediate.table.fold_protocols,
+        source_bundle=intermediate,  # stale-bundle check: the multi-view table records what it came from
     )
 
 

@@ -9,11 +9,13 @@ from typing import Any
 
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.fingerprint import file_digest
+from skeleton_attention.skeletons.ingest import RawFileList
 from skeleton_attention.skeletons.prepare import UTKINECT_PROTOCOLS, process_utkinect_file
 
 
 def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
-    joints = [f for f in raw_files if f.name.startswith("joints_")]
+    joints = RawFileList.wrap(raw_files).select(lambda f: f.name.startswith("joints_"))
     if not joints:
         raise FileNotFoundError("no joints_sXX_eYY.txt files in the UTKinect raw directory")
     label_file = joints[0].parent.parent / params["label_file"]
@@ -23,4 +25,5 @@ def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleS
     return ingest_source(
         joints, processor, UTKINECT_PROTOCOLS, {**params, "description": "utkinect: parse"},
         info={"dataset": "utkinect", "label_file": str(label_file)},
+        fingerprint_extra={"label_file": file_digest(label_file)},
     )
