@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from skeleton_attention.skeletons.table import SampleTable
 from skeleton_attention.training.augment import Augmentation
+from skeleton_attention.training.labels import LabelMap
 from skeleton_attention.training.sampling import TemporalSampling, pad_bodies
 
 logger = logging.getLogger(__name__)
@@ -171,7 +172,9 @@ def protocol_splits(
     Per class, ``round(val_fraction * n)`` of the class's training samples (at least one when the
     class has two or more and ``val_fraction > 0``; never all of them) go to validation. Samples are
     ordered by ``sample_id`` before the seeded shuffle, so the split does not depend on the order
-    the table was written in.
+    the table was written in. Where the table has a ``view_group`` column (NTU), the unit of that
+    draw is the recording: all camera views of one performance go to the same side, so validation
+    never sees another view of a training sample.
 
     With ``val_group`` (a metadata column such as ``performer`` or ``subject``), whole groups of the
     training split are held out instead: ``round(val_fraction * groups)`` of them (at least one,
@@ -192,17 +195,43 @@ def protocol_splits(
     if val_fraction > 0 and val_group is not None:
         val_rows = _held_out_groups(metadata, train_mask, val_group, val_fraction, rng)
     elif val_fraction > 0:
-        for _, group in train_frame.groupby("label", sort=True):
-            n = len(group)
-            k = int(np.floor(val_fraction * n + 0.5))
-            k = min(max(k, 1), n - 1) if n >= 2 else 0
-            if k:
-                picked = rng.permutation(n)[:k]
-                val_rows.extend(int(r) for r in group["row"].to_numpy()[picked])
+        val_rows = _stratified_recordings(metadata, train_frame, val_fraction, rng)
     val = np.array(sorted(val_rows), dtype=np.int64)
     train = np.setdiff1d(rows[train_mask], val)
     test = np.sort(rows[test_mask])
     return SplitRows(protocol=protocol, train=train, val=val, test=test, fold=None if fold is None else int(fold))
+
+
+def _recording_keys(metadata: pd.DataFrame, train_frame: pd.DataFrame) -> pd.Series:
+    """The recording of each training row: its ``view_group`` where the table has one (NTU: the
+    camera views of one performance share it), else the sample itself."""
+    keys = "s:" + train_frame["sample_id"].astype(str)
+    if "view_group" in metadata.columns:
+        groups = metadata.loc[train_frame.index, "view_group"]
+        keys = keys.where(groups.isna(), "g:" + groups.astype(str))
+    return keys
+
+
+def _stratified_recordings(
+    metadata: pd.DataFrame, train_frame: pd.DataFrame, fraction: float, rng: np.random.Generator
+) -> list[int]:
+    """Per class, ``round(fraction * n)`` of the class's training *recordings* (at least one when
+    the class has two or more, never all) go to validation with all their rows, so another camera
+    view of a training recording can never validate it. A recording is labelled by its first row in
+    ``sample_id`` order. Without view groups every sample is its own recording and the draw is the
+    per-sample stratified carve."""
+    frame = train_frame.assign(_key=_recording_keys(metadata, train_frame).to_numpy())
+    recording_label = frame.groupby("_key", sort=False)["label"].first()
+    val_keys: list[str] = []
+    for _, keys in recording_label.groupby(recording_label, sort=True):
+        groups = np.array(sorted(keys.index))
+        n = len(groups)
+        k = int(np.floor(fraction * n + 0.5))
+        k = min(max(k, 1), n - 1) if n >= 2 else 0
+        if k:
+            val_keys.extend(groups[rng.permutation(n)[:k]].tolist())
+    picked = frame["_key"].isin(set(val_keys)).to_numpy()
+    return [int(r) for r in frame["row"].to_numpy()[picked]]
 
 
 def _held_out_groups(
@@ -261,7 +290,9 @@ class SkeletonDataset(Dataset):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         cache_row_groups: int = 4,
+        label_map: LabelMap | None = None,
     ) -> None:
+        """``label_map`` turns the table's labels into model class indices (none: the labels as they are)."""
         if not streams:
             raise ValueError("choose at least one stream")
         missing = [s for s in streams if s not in table.stream_names]
@@ -272,6 +303,8 @@ class SkeletonDataset(Dataset):
         meta = table.metadata()
         picked = meta.iloc[self.rows]
         self.labels = picked["label"].to_numpy(dtype=np.int64)
+        if label_map is not None:
+            self.labels = label_map.to_model(self.labels)
         self.sample_ids = picked["sample_id"].astype(str).tolist()
         self.num_frames = picked["num_frames"].to_numpy(dtype=np.int64)
         self.streams = tuple(streams)
@@ -524,6 +557,8 @@ class TrainingData:
     num_channels: int
     layout: str
     dataset_name: str
+    #: model class index <-> table label (identity unless the protocol uses a subset of the labels)
+    label_map: LabelMap | None = None
 
 
 def _uniform(meta: pd.DataFrame, column: str) -> Any:
@@ -550,17 +585,20 @@ def build_training_data(
     num_channels = int(_uniform(used, "num_channels"))
     layout = str(_uniform(used, "layout"))
     dataset_name = settings.dataset or "+".join(sorted(str(d) for d in used["dataset"].unique()))
-    max_label = int(used["label"].max())
-    num_classes = int(settings.num_classes) if settings.num_classes else max_label + 1
-    if max_label >= num_classes or int(used["label"].min()) < 0:
-        raise ValueError(f"labels span [{used['label'].min()}, {max_label}] but num_classes={num_classes}")
     pairs = used[["label", "label_name"]].drop_duplicates()
     names = {
         int(label): str(name)
         for label, name in zip(pairs["label"], pairs["label_name"], strict=True)
         if pd.notna(name) and str(name) != ""
     }
-    class_names = [names.get(i, str(i)) for i in range(num_classes)]
+    # the model gets one output per label the protocol uses (train + val + test rows), in label order;
+    # an explicit data.num_classes keeps the table's label ids as the model's classes instead
+    label_map = LabelMap.from_labels(used["label"].to_numpy(), names, settings.num_classes or None)
+    if not label_map.is_identity:
+        logger.info(
+            "protocol %s uses %d of the table's labels: model classes 0..%d are labels %s",
+            settings.protocol, label_map.num_classes, label_map.num_classes - 1, list(label_map.original),
+        )
 
     def dataset(rows: np.ndarray, train: bool) -> SkeletonDataset:
         return SkeletonDataset(
@@ -573,6 +611,7 @@ def build_training_data(
             augmentation=settings.augmentation,
             seed=seed,
             cache_row_groups=settings.cache_row_groups,
+            label_map=label_map,
         )
 
     logger.info(
@@ -587,12 +626,13 @@ def build_training_data(
         train=dataset(splits.train, True),
         val=dataset(splits.val, False) if len(splits.val) else None,
         test=dataset(splits.test, False),
-        num_classes=num_classes,
-        class_names=class_names,
+        num_classes=label_map.num_classes,
+        class_names=list(label_map.names),
         num_joints=num_joints,
         num_channels=num_channels,
         layout=layout,
         dataset_name=dataset_name,
+        label_map=label_map,
     )
 
 

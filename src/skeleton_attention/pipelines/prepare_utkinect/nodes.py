@@ -9,7 +9,11 @@ from typing import Any
 
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
-from skeleton_attention.skeletons.prepare import UTKINECT_PROTOCOLS, process_utkinect_file
+from skeleton_attention.skeletons.prepare import (
+    UTKINECT_FOLD_PROTOCOLS,
+    UTKINECT_PROTOCOLS,
+    process_utkinect_file,
+)
 
 
 def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
@@ -23,4 +27,5 @@ def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleS
     return ingest_source(
         joints, processor, UTKINECT_PROTOCOLS, {**params, "description": "utkinect: parse"},
         info={"dataset": "utkinect", "label_file": str(label_file)},
+        fold_protocols=UTKINECT_FOLD_PROTOCOLS,
     )
