@@ -187,6 +187,7 @@ def test_build_training_data_maps_a_label_subset(msr_bundle):
     assert full.num_classes == 20 and full.label_map.is_identity
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_as1_has_8_outputs_and_scores_in_table_ids(msr_bundle, tmp_path):
     params = yaml.safe_load((REPO / "conf/base/parameters_train_sta_lstm.yml").read_text())["train_sta_lstm_msr"]
     params["data"]["protocol"] = "msr_as1_xsub"
