@@ -125,8 +125,8 @@ def test_msr_action_subsets(msr):
 
 
 def test_msr_published_subset_sizes(shared_data, tmp_path):
-    """With the 557-file list of files_used_in_cvpr12_paper.txt, the subsets have the sizes the
-    skeleton literature works with: AS1 219, AS2 228, AS3 222 sequences."""
+    """With the 557-file list of files_used_in_cvpr12_paper.txt (the variant most skeleton-based
+    papers report on, docs/datasets.md): AS1 219, AS2 228, AS3 222 sequences."""
     params = {**PREPARE["prepare_msr"], "subset_file": "files_used_in_cvpr12_paper.txt"}
     raw = sorted((shared_data / "msr_action3d_raw").glob("*_skeleton3D.txt"))
     write_bundle(tmp_path / "intermediate", ingest_msr(raw, {**params, "workers": 1}))
