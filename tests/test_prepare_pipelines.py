@@ -28,6 +28,8 @@ def test_prepare_msr_accounts_for_every_file(shared_data, tmp_path):
     assert summary["samples"] + summary["quarantined"] + summary["excluded"] == 567
     assert summary["reasons"] == {"quarantined:zero_frames": 1}
     assert summary["split_counts"]["msr_xsub"] == {"train": 291, "test": 275}
+    assert summary["split_counts"]["msr_as1_xsub"] == {"train": 119, "test": 106, "none": 341}
+    assert summary["protocols"] == ["msr_xsub", "msr_as1_xsub", "msr_as2_xsub", "msr_as3_xsub"]
     quarantine = pd.read_csv(tmp_path / "data/02_intermediate/msr_quarantine.csv")
     assert quarantine["file"].str.endswith("a13_s09_e02_skeleton3D.txt").all()
     features = PreparedBundle(tmp_path / "data/04_feature/msr")

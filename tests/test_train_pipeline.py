@@ -108,7 +108,19 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     # the selected epoch is in the final phase (select_best_from_phase: -1) and chosen on validation
     history = pd.read_csv(out / f"08_reporting/train_sta_lstm/{run}/history.csv")
     final = history[history["phase_index"] == len(phases) - 1]
-    assert dvc["best_epoch"] == int(final.loc[final["val_acc"].idxmax(), "epoch"])
+    assert params["training"]["monitor"] == "val_ce"
+    assert dvc["best_epoch"] == int(final.loc[final["val_ce"].idxmin(), "epoch"])
+    assert dvc["best_val_ce"] == pytest.approx(final["val_ce"].min())
+    # the plain cross-entropy and the regularization are reported apart (STA-LSTM eq. 7)
+    assert {"train_ce", "train_reg", "val_ce", "val_reg", "val_loss_total", "val_loss"} <= set(history.columns)
+    np.testing.assert_allclose(history["val_loss_total"], history["val_ce"] + history["val_reg"], rtol=1e-4)
+    np.testing.assert_allclose(history["train_loss"], history["train_ce"] + history["train_reg"], rtol=1e-4)
+    assert (history["val_reg"] > 0).all()  # STA-LSTM's regularization is on
+    # the selected model's validation scores, in the test scores' format
+    val_scores = pd.read_parquet(out / "07_model_output/train_sta_lstm/val_scores.parquet")
+    assert list(val_scores.columns) == list(scores.columns)
+    assert sorted(val_scores["sample_id"]) == sorted(splits.loc[splits["subset"] == "val", "sample_id"])
+    assert dvc["val_top1"] == pytest.approx(float(np.mean(val_scores["pred"] == val_scores["label"])))
     for png in ("curves", "confusion_matrix", "attention"):
         assert (out / f"08_reporting/train_sta_lstm/{run}/{png}.png").stat().st_size > 5000
     assert (out / f"06_models/train_sta_lstm/{run}/model.pt").is_file()
@@ -145,13 +157,16 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     metrics = run.data.metrics
     assert metrics["test.top1"] == pytest.approx(top1)
     client = mlflow.MlflowClient()
-    val_history = client.get_metric_history(run.info.run_id, "val_acc")
-    assert sorted(m.step for m in val_history) == list(range(1, 9))
-    np.testing.assert_allclose([m.value for m in sorted(val_history, key=lambda m: m.step)], history["val_acc"])
+    for key in ("val_acc", "val_ce", "val_loss_total", "train_ce", "train_reg"):
+        val_history = client.get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in val_history) == list(range(1, 9))
+        np.testing.assert_allclose([m.value for m in sorted(val_history, key=lambda m: m.step)], history[key])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/curves.png", "plots/confusion_matrix.png", "plots/attention.png"}
     outputs = {a.path for a in client.list_artifacts(run.info.run_id, "outputs")}
-    assert {"outputs/test_scores.parquet", "outputs/test_metrics.json", "outputs/history.csv"} <= outputs
+    assert {
+        "outputs/test_scores.parquet", "outputs/val_scores.parquet", "outputs/test_metrics.json", "outputs/history.csv"
+    } <= outputs
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert len(models) == 1 and models[0].source_run_id == run.info.run_id
     reloaded = mlflow.pytorch.load_model(models[0].model_uri)

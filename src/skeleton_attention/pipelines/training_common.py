@@ -58,6 +58,7 @@ from skeleton_attention.training.data import (
     build_training_data,
     protocol_splits,
 )
+from skeleton_attention.training.labels import LabelMap
 from skeleton_attention.training.metrics import classification_summary, scores_frame
 from skeleton_attention.training.plots import plot_attention, plot_confusion_matrix, plot_training_curves
 from skeleton_attention.training.trainer import Trainer, TrainerConfig
@@ -233,8 +234,9 @@ def train_model(
     )
     result = trainer.fit(loaders["train"], loaders["val"])
     phase = trainer.phases[result.best_phase_index]
+    label_map = data.label_map or LabelMap.identity(data.num_classes, data.class_names)
     info = {
-        "class_names": data.class_names,
+        **label_map.as_info(),  # class_names, and label_ids: the table label of each model output
         "streams": list(settings.streams),
         "protocol": settings.protocol,
         "layout": data.layout,
@@ -265,10 +267,18 @@ def evaluate_model(
     splits: pd.DataFrame,
     artifact: Mapping[str, Any],
     params: Mapping[str, Any],
-) -> tuple[dict[str, Any], pd.DataFrame, list[dict[str, Any]]]:
-    """Test-set metrics, per-sample class scores and the attention maps of a few test samples."""
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Test-set metrics, per-sample class scores of the test and the validation sets (the same
+    format; validation scores let score fusion weights be chosen without the test set), and the
+    attention maps of a few test samples."""
     check_params(params)
     data, settings = _data(samples, splits, params)
+    label_map = LabelMap.from_info(artifact["info"])
+    if data.label_map is not None and data.label_map.original != label_map.original:
+        raise ValueError(
+            f"the model's classes are labels {list(label_map.original)[:20]} but protocol "
+            f"{settings.protocol!r} now uses labels {list(data.label_map.original)[:20]}; retrain"
+        )
     loaders = build_loaders(data, settings, seed=int(params.get("seed", 0)))
     model = rebuild_model(artifact)
     training = params["training"]
@@ -282,7 +292,9 @@ def evaluate_model(
     summary.update(
         {
             "loss": preds.loss,
+            "ce": preds.ce,
             "protocol": settings.protocol,
+            "label_ids": list(label_map.original),
             "best_epoch": artifact["info"]["best_epoch"],
             "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
             # which configuration produced these numbers: cross-validation resumes only matching folds
@@ -290,7 +302,13 @@ def evaluate_model(
         }
     )
     sample_ids = [data.test.sample_ids[i] for i in preds.indices]
-    scores = scores_frame(sample_ids, preds.labels, preds.logits)
+    scores = scores_frame(sample_ids, preds.labels, preds.logits, label_map.original)
+    if loaders["val"] is not None and data.val is not None:
+        val_preds = evaluator.predict(loaders["val"])
+        val_ids = [data.val.sample_ids[i] for i in val_preds.indices]
+        val_scores = scores_frame(val_ids, val_preds.labels, val_preds.logits, label_map.original)
+    else:  # no validation set: an empty frame with the same columns
+        val_scores = scores.iloc[0:0].copy()
     attention = []
     for i, maps in enumerate(preds.attention):
         label, pred = int(preds.labels[i]), int(preds.logits[i].argmax())
@@ -302,7 +320,7 @@ def evaluate_model(
             }
         )
     logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])
-    return summary, scores, attention
+    return summary, scores, val_scores, attention
 
 
 def report(
@@ -310,8 +328,10 @@ def report(
     test_metrics: Mapping[str, Any],
     attention: list[dict[str, Any]],
     artifact: Mapping[str, Any],
+    val_scores: pd.DataFrame | None = None,
 ) -> tuple[Figure, Figure, Figure, dict[str, float], dict[str, dict[str, float]]]:
-    """Figures, the flat metrics file for DVC and the test metrics for MLflow."""
+    """Figures, the flat metrics file for DVC and the test metrics for MLflow. With ``val_scores``
+    the flat metrics also carry the selected model's validation accuracy (``val_top1``)."""
     info = artifact["info"]
     records = history.to_dict("records")
     curves = plot_training_curves(records, monitor=info["monitor"], best_epoch=int(info["best_epoch"]))
@@ -328,6 +348,9 @@ def report(
         f"best_{info['monitor']}": float(info["best_metric"]),
         "epochs_run": int(info["epochs_run"]),
     }
+    if val_scores is not None and len(val_scores):
+        flat["val_top1"] = float((val_scores["label"] == val_scores["pred"]).mean())
+        flat["num_val_samples"] = len(val_scores)
     step = int(info["best_epoch"])
     mlflow_metrics = {
         key: {"value": float(test_metrics[key]), "step": step} for key in ("top1", "top5", "mean_class_acc", "loss")
@@ -387,12 +410,12 @@ def training_pipeline(
             node(
                 functions["evaluate"],
                 inputs=["samples", "splits", "trained_model", p],
-                outputs=["test_metrics", "test_scores", "attention_maps"],
+                outputs=["test_metrics", "test_scores", "val_scores", "attention_maps"],
                 name="evaluate_model",
             ),
             node(
                 functions["report"],
-                inputs=["history", "test_metrics", "attention_maps", "trained_model"],
+                inputs=["history", "test_metrics", "attention_maps", "trained_model", "val_scores"],
                 outputs=["curves_plot", "confusion_plot", "attention_plot", "dvc_metrics", "mlflow_test_metrics"],
                 name="report",
             ),

@@ -30,7 +30,13 @@ from skeleton_attention.skeletons.table import (
 NTU_PROTOCOLS: tuple[str, ...] = ("ntu60_xsub", "ntu60_xview", "ntu120_xsub", "ntu120_xset")
 KINETICS_PROTOCOLS: tuple[str, ...] = ("kinetics",)
 UTKINECT_PROTOCOLS: tuple[str, ...] = ("utkinect_xsub",)
-MSR_PROTOCOLS: tuple[str, ...] = ("msr_xsub",)
+#: cross-validated UTKinect protocols (fold columns): leave-one-subject-out (fold = subject 1..10) and
+#: Xia et al.'s leave-one-sequence-out (fold = the sample's position among the sorted sequence ids)
+UTKINECT_FOLD_PROTOCOLS: tuple[str, ...] = ("utkinect_loso", "utkinect_loocv")
+#: all 20 actions, then Li et al.'s 8-action subsets AS1-AS3, each with the same odd/even subject split
+MSR_PROTOCOLS: tuple[str, ...] = ("msr_xsub", "msr_as1_xsub", "msr_as2_xsub", "msr_as3_xsub")
+#: ``msr_as<k>_xsub`` protocol -> its ``MSR_ACTION_SETS`` key
+MSR_SUBSET_PROTOCOLS: dict[str, str] = {"msr_as1_xsub": "AS1", "msr_as2_xsub": "AS2", "msr_as3_xsub": "AS3"}
 
 
 # --- NTU -------------------------------------------------------------------------------------------
@@ -101,18 +107,36 @@ def process_kinetics_file(
 # --- UTKinect and MSR -----------------------------------------------------------------------------
 
 def process_utkinect_file(path: Path, *, label_file: Path) -> FileOutcome:
-    """All action segments of one ``joints_sXX_eYY.txt`` file."""
+    """All action segments of one ``joints_sXX_eYY.txt`` file, with their cross-subject split, their
+    leave-one-subject-out fold (the subject) and their leave-one-sequence-out fold (from the label
+    file, so it does not depend on which other joints files were read)."""
     sequences = utkinect.read_utkinect_file(path, label_file=label_file)
-    samples = [(s, {"utkinect_xsub": utkinect.utkinect_split(int(s.meta["subject"]))}) for s in sequences]
+    loocv = utkinect.utkinect_loocv_folds(utkinect.read_utkinect_labels(label_file))
+    samples = []
+    for seq in sequences:
+        subject = int(seq.meta["subject"])
+        splits: dict[str, str | int | None] = {
+            "utkinect_xsub": utkinect.utkinect_split(subject),
+            "utkinect_loso": utkinect.utkinect_loso_fold(subject),
+            "utkinect_loocv": loocv[seq.sample_id],
+        }
+        samples.append((seq, splits))
     return FileOutcome(samples=samples, report={"segments": len(samples)})
 
 
 def process_msr_file(path: Path, *, subset: frozenset[str] | None = None) -> FileOutcome:
+    """One MSR Action3D file: cross-subject split on all 20 actions, and on each action subset
+    AS1-AS3 it belongs to (null in the subsets it is not part of)."""
     sample_id = msr.msr_sample_id(path)
     if subset is not None and sample_id not in subset:
         return FileOutcome(excluded_reason="not_in_subset", excluded_detail="not in the chosen file subset")
     seq = msr.read_msr_file(path)
-    return FileOutcome(samples=[(seq, {"msr_xsub": msr.msr_split(int(seq.meta["subject"]))})])
+    split = msr.msr_split(int(seq.meta["subject"]))
+    action_sets = msr.msr_action_set(int(seq.meta["action"]))
+    splits: dict[str, str | int | None] = {"msr_xsub": split}
+    for protocol, action_set in MSR_SUBSET_PROTOCOLS.items():
+        splits[protocol] = split if action_set in action_sets else None
+    return FileOutcome(samples=[(seq, splits)])
 
 
 # --- SBU Kinect Interaction -------------------------------------------------------------------------

@@ -283,3 +283,28 @@ def utkinect_loso_split(subject: int, test_subject: int) -> str:
         if value not in UTKINECT_SUBJECTS:
             raise ValueError(f"UTKinect subject must be 1..10, not {value!r}")
     return "test" if subject == test_subject else "train"
+
+
+def utkinect_sequence_ids(blocks: dict[str, list[UtkSegment]]) -> list[str]:
+    """The sample ids of every annotated action (NaN segments excluded), sorted: the "sequences"
+    of the leave-one-sequence-out protocol (one annotated action instance of one recording)."""
+    return sorted(
+        f"{key}_{seg.action}"
+        for key, segments in blocks.items()
+        for seg in segments
+        if seg.start is not None and seg.end is not None
+    )
+
+
+def utkinect_loocv_folds(blocks: dict[str, list[UtkSegment]]) -> dict[str, int]:
+    """Leave-one-sequence-out cross-validation (Xia et al. 2012): every annotated action sequence is
+    its own fold; fold numbers 1..N follow the sorted sample ids, so they depend only on the label
+    file (199 folds with ``actionLabel.txt``), not on which joints files were read."""
+    return {sample_id: fold for fold, sample_id in enumerate(utkinect_sequence_ids(blocks), start=1)}
+
+
+def utkinect_loso_fold(subject: int) -> int:
+    """Leave-one-subject-out as one fold column: the fold of a sample is its subject (1..10)."""
+    if subject not in UTKINECT_SUBJECTS:
+        raise ValueError(f"UTKinect subject must be 1..10, not {subject!r}")
+    return int(subject)

@@ -37,6 +37,7 @@ from skeleton_attention.skeletons.layouts import LAYOUTS
 from skeleton_attention.skeletons.streams import motion_fast, motion_slow
 from skeleton_attention.skeletons.table import SampleTable
 from skeleton_attention.training.augment import Augmentation
+from skeleton_attention.training.labels import LabelMap
 from skeleton_attention.training.sampling import TRUNCATION_POLICIES, Sampling, pad_bodies
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class SkeletonDataset(Dataset):
         bodies_policy: str = "error",
         views_policy: str = "error",
         motion_from: str = "table",
+        label_map: LabelMap | None = None,
     ) -> None:
         if not streams:
             raise ValueError("choose at least one stream")
@@ -147,6 +149,8 @@ class SkeletonDataset(Dataset):
         meta = table.metadata()
         picked = meta.iloc[self.rows]
         self.labels = picked["label"].to_numpy(dtype=np.int64)
+        if label_map is not None:  # the table's labels -> model class indices (a protocol's label subset)
+            self.labels = label_map.to_model(self.labels)
         self.sample_ids = picked["sample_id"].astype(str).tolist()
         self.num_frames = picked["num_frames"].to_numpy(dtype=np.int64)
         self.sampling = sampling

@@ -30,6 +30,7 @@ from skeleton_attention.training.batches import SeededSampler as SeededSampler  
 from skeleton_attention.training.batches import collate_samples as collate_samples  # re-exported
 from skeleton_attention.training.batches import row_groups_of as row_groups_of  # re-exported
 from skeleton_attention.training.batches import seed_worker as seed_worker  # re-exported
+from skeleton_attention.training.labels import LabelMap
 from skeleton_attention.training.sampling import TRUNCATION_POLICIES, Sampling, TemporalSampling, sampling_from_config
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,9 @@ def protocol_splits(
     Per class, ``round(val_fraction * n)`` of the class's training samples (at least one when the
     class has two or more and ``val_fraction > 0``; never all of them) go to validation. Samples are
     ordered by ``sample_id`` before the seeded shuffle, so the split does not depend on the order
-    the table was written in.
+    the table was written in. Where the table has a ``view_group`` column (NTU), the unit of that
+    draw is the recording: all camera views of one performance go to the same side, so validation
+    never sees another view of a training sample.
 
     With ``val_group`` (a metadata column such as ``performer`` or ``subject``), whole groups of the
     training split are held out instead: ``round(val_fraction * groups)`` of them (at least one,
@@ -188,17 +191,43 @@ def protocol_splits(
     if val_fraction > 0 and val_group is not None:
         val_rows = _held_out_groups(metadata, train_mask, val_group, val_fraction, rng)
     elif val_fraction > 0:
-        for _, group in train_frame.groupby("label", sort=True):
-            n = len(group)
-            k = int(np.floor(val_fraction * n + 0.5))
-            k = min(max(k, 1), n - 1) if n >= 2 else 0
-            if k:
-                picked = rng.permutation(n)[:k]
-                val_rows.extend(int(r) for r in group["row"].to_numpy()[picked])
+        val_rows = _stratified_recordings(metadata, train_frame, val_fraction, rng)
     val = np.array(sorted(val_rows), dtype=np.int64)
     train = np.setdiff1d(rows[train_mask], val)
     test = np.sort(rows[test_mask])
     return SplitRows(protocol=protocol, train=train, val=val, test=test, fold=None if fold is None else int(fold))
+
+
+def _recording_keys(metadata: pd.DataFrame, train_frame: pd.DataFrame) -> pd.Series:
+    """The recording of each training row: its ``view_group`` where the table has one (NTU: the
+    camera views of one performance share it), else the sample itself."""
+    keys = "s:" + train_frame["sample_id"].astype(str)
+    if "view_group" in metadata.columns:
+        groups = metadata.loc[train_frame.index, "view_group"]
+        keys = keys.where(groups.isna(), "g:" + groups.astype(str))
+    return keys
+
+
+def _stratified_recordings(
+    metadata: pd.DataFrame, train_frame: pd.DataFrame, fraction: float, rng: np.random.Generator
+) -> list[int]:
+    """Per class, ``round(fraction * n)`` of the class's training *recordings* (at least one when
+    the class has two or more, never all) go to validation with all their rows, so another camera
+    view of a training recording can never validate it. A recording is labelled by its first row in
+    ``sample_id`` order. Without view groups every sample is its own recording and the draw is the
+    per-sample stratified carve."""
+    frame = train_frame.assign(_key=_recording_keys(metadata, train_frame).to_numpy())
+    recording_label = frame.groupby("_key", sort=False)["label"].first()
+    val_keys: list[str] = []
+    for _, keys in recording_label.groupby(recording_label, sort=True):
+        groups = np.array(sorted(keys.index))
+        n = len(groups)
+        k = int(np.floor(fraction * n + 0.5))
+        k = min(max(k, 1), n - 1) if n >= 2 else 0
+        if k:
+            val_keys.extend(groups[rng.permutation(n)[:k]].tolist())
+    picked = frame["_key"].isin(set(val_keys)).to_numpy()
+    return [int(r) for r in frame["row"].to_numpy()[picked]]
 
 
 def _held_out_groups(
@@ -299,6 +328,8 @@ class TrainingData:
     description: DataDescription | None = None
     #: the model's declared input the datasets were built for
     input_spec: InputSpec = field(default_factory=InputSpec)
+    #: model class index <-> table label (identity unless the protocol uses a subset of the labels)
+    label_map: LabelMap | None = None
 
 
 def _uniform(meta: pd.DataFrame, column: str) -> Any:
@@ -332,17 +363,20 @@ def build_training_data(
     num_channels = int(_uniform(used, "num_channels"))
     layout = str(_uniform(used, "layout"))
     dataset_name = settings.dataset or "+".join(sorted(str(d) for d in used["dataset"].unique()))
-    max_label = int(used["label"].max())
-    num_classes = int(settings.num_classes) if settings.num_classes else max_label + 1
-    if max_label >= num_classes or int(used["label"].min()) < 0:
-        raise ValueError(f"labels span [{used['label'].min()}, {max_label}] but num_classes={num_classes}")
     pairs = used[["label", "label_name"]].drop_duplicates()
     names = {
         int(label): str(name)
         for label, name in zip(pairs["label"], pairs["label_name"], strict=True)
         if pd.notna(name) and str(name) != ""
     }
-    class_names = [names.get(i, str(i)) for i in range(num_classes)]
+    # the model gets one output per label the protocol uses (train + val + test rows), in label order;
+    # an explicit data.num_classes keeps the table's label ids as the model's classes instead
+    label_map = LabelMap.from_labels(used["label"].to_numpy(), names, settings.num_classes or None)
+    if not label_map.is_identity:
+        logger.info(
+            "protocol %s uses %d of the table's labels: model classes 0..%d are labels %s",
+            settings.protocol, label_map.num_classes, label_map.num_classes - 1, list(label_map.original),
+        )
 
     # one view count for every split: data.num_views, else the most any chosen row has
     num_views = settings.num_views
@@ -365,6 +399,7 @@ def build_training_data(
             bodies_policy=settings.bodies_policy,
             views_policy=settings.views_policy,
             motion_from=settings.motion_from,
+            label_map=label_map,
         )
 
     logger.info(
@@ -376,7 +411,7 @@ def build_training_data(
     train, test = dataset(splits.train, True), dataset(splits.test, False)
     val = dataset(splits.val, False) if len(splits.val) else None
     description = DataDescription(
-        num_classes=num_classes,
+        num_classes=label_map.num_classes,
         num_joints=num_joints,
         num_bodies=settings.num_bodies,
         streams=tuple(settings.streams),
@@ -385,7 +420,7 @@ def build_training_data(
         multi_view=spec.multi_view,
         num_frames=settings.sampling.fixed_length,
         layout=layout,
-        class_names=tuple(class_names),
+        class_names=tuple(label_map.names),
         dataset=dataset_name,
     )
     return TrainingData(
@@ -396,12 +431,13 @@ def build_training_data(
         test=test,
         description=description,
         input_spec=spec,
-        num_classes=num_classes,
-        class_names=class_names,
+        num_classes=label_map.num_classes,
+        class_names=list(label_map.names),
         num_joints=num_joints,
         num_channels=num_channels,
         layout=layout,
         dataset_name=dataset_name,
+        label_map=label_map,
     )
 
 

@@ -108,22 +108,31 @@ def scores_frame(
     sample_ids: Sequence[str],
     labels: np.ndarray,
     scores: np.ndarray,
+    label_ids: Sequence[int] | None = None,
 ) -> pd.DataFrame:
-    """Per-sample class scores for later fusion: ``sample_id, label, pred, score_0 .. score_{C-1}``.
+    """Per-sample class scores for later fusion: ``sample_id, label, pred, score_<id> ...``.
 
-    ``score_i`` are the model's raw scores (logits) as float32; score-level fusion (sum of the
-    streams' scores, as in DSTA-Net / CTR-GCN ensembles) works on them directly, and a softmax can
-    be applied when probabilities are wanted.
+    ``labels`` are model class indices (0..C-1). ``label_ids[i]`` is the table label of model class
+    ``i`` (training/labels.py; default: ``i``): ``label``, ``pred`` and the score column names are
+    written in those table label ids, so a model trained on a label subset (MSR ``msr_as1_xsub``:
+    8 of 20 actions) writes ``score_1, score_2, score_4, ...`` and its scores line up by column name
+    with any other run's. ``score_<id>`` are the model's raw scores (logits) as float32; score-level
+    fusion (sum of the streams' scores, as in DSTA-Net / CTR-GCN ensembles) works on them directly,
+    and a softmax can be applied when probabilities are wanted.
     """
     scores, labels = _check(scores, labels)
     if len(sample_ids) != labels.size:
         raise ValueError(f"{len(sample_ids)} sample ids for {labels.size} scores")
+    ids = np.arange(scores.shape[1], dtype=np.int64) if label_ids is None else np.asarray(label_ids, dtype=np.int64)
+    if ids.shape != (scores.shape[1],) or len(set(ids.tolist())) != ids.size:
+        raise ValueError(f"label_ids must be {scores.shape[1]} distinct label ids, got {ids.tolist()[:10]}")
+    pred = predictions(scores) if labels.size else np.zeros(0, dtype=np.int64)
     frame = pd.DataFrame(
         {
             "sample_id": pd.array([str(s) for s in sample_ids], dtype="string"),
-            "label": labels.astype(np.int64),
-            "pred": predictions(scores).astype(np.int64) if labels.size else np.zeros(0, dtype=np.int64),
+            "label": ids[labels].astype(np.int64),
+            "pred": ids[pred].astype(np.int64),
         }
     )
-    score_columns = pd.DataFrame(scores.astype(np.float32), columns=[f"score_{i}" for i in range(scores.shape[1])])
+    score_columns = pd.DataFrame(scores.astype(np.float32), columns=[f"score_{int(i)}" for i in ids])
     return pd.concat([frame, score_columns], axis=1)

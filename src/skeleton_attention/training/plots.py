@@ -40,7 +40,10 @@ def plot_training_curves(
 
     for ax, (title, keys) in zip(
         axes[:2],
-        (("loss", ("train_loss", "val_loss")), ("accuracy", ("train_acc", "val_acc", "val_top5"))),
+        (
+            ("loss", ("train_loss", "train_ce", "val_loss", "val_ce")),
+            ("accuracy", ("train_acc", "val_acc", "val_top5")),
+        ),
         strict=True,
     ):
         for key in keys:
@@ -65,14 +68,15 @@ def plot_training_curves(
             for ax in axes:
                 ax.axvline(epochs[i] - 0.5, color="grey", linestyle="--", linewidth=0.8)
     monitored = series(monitor)
+    lossy = "loss" in monitor or monitor.endswith("_ce")  # drawn on the loss panel, lower is better
     if monitored is not None and np.isfinite(monitored).any():
         if best_epoch is None:
-            best = int(np.nanargmin(monitored)) if "loss" in monitor else int(np.nanargmax(monitored))
+            best = int(np.nanargmin(monitored)) if lossy else int(np.nanargmax(monitored))
         else:
             matches = np.flatnonzero(epochs == best_epoch)
             best = int(matches[0]) if matches.size else None
         if best is not None:
-            target = axes[0] if "loss" in monitor else axes[1]
+            target = axes[0] if lossy else axes[1]
             target.axvline(epochs[best], color="tab:green", linewidth=1.0, alpha=0.7)
             target.annotate(
                 f"selected: epoch {epochs[best]}\n{monitor} {monitored[best]:.3f}",

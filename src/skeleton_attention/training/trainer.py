@@ -186,7 +186,12 @@ class Predictions:
     indices: np.ndarray  # (N,) dataset indices
     lengths: np.ndarray  # (N,) valid frames (from the mask; 0 when the batch has none)
     attention: list[dict[str, np.ndarray]] = field(default_factory=list)  # first k samples
+    #: mean training objective (CE with the configured label smoothing + head CEs + regularization)
     loss: float = float("nan")
+    #: mean plain cross-entropy of the main logits (no label smoothing, no regularization)
+    ce: float = float("nan")
+    #: mean sum of the model's regularization terms (0 for a model without any)
+    reg: float = float("nan")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -302,15 +307,17 @@ class Trainer:
         """Logits of every sample (eval mode, no grad) and the attention maps of the first few."""
         self.model.eval()
         logits, labels, indices, lengths, attention = [], [], [], [], []
-        loss_sum, count = 0.0, 0
+        loss_sum, ce_sum, reg_sum, count = 0.0, 0.0, 0.0, 0
         with torch.inference_mode():
             for batch in loader:
                 batch = move_batch(batch, self.device, non_blocking=True)
                 with self._autocast():
                     out = self.model(batch)
                 y = batch["label"]
-                loss, _ = compute_loss(out, y, self.config.label_smoothing)
+                loss, parts = compute_loss(out, y, self.config.label_smoothing)
                 loss_sum += float(loss) * y.shape[0]
+                ce_sum += float(F.cross_entropy(out.logits.float(), y, reduction="sum"))
+                reg_sum += sum(float(v) for k, v in parts.items() if k.startswith("reg_")) * y.shape[0]
                 count += y.shape[0]
                 logits.append(out.logits.float().cpu().numpy())
                 labels.append(y.cpu().numpy())
@@ -332,6 +339,8 @@ class Trainer:
             lengths=np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64),
             attention=attention,
             loss=loss_sum / count if count else float("nan"),
+            ce=ce_sum / count if count else float("nan"),
+            reg=reg_sum / count if count else float("nan"),
         )
 
     # -- internals ---------------------------------------------------------------------------------
@@ -425,6 +434,12 @@ class Trainer:
             for epoch_in_phase in range(first, phase_epochs):
                 run.epoch += 1
                 metrics = self._run_epoch(train_loader, val_loader, run.epoch, total, phase_index, phase)
+                if cfg.monitor not in metrics:
+                    # a misspelt monitor would otherwise never improve and silently keep the last epoch
+                    raise ValueError(
+                        f"monitor {cfg.monitor!r} is not an epoch metric; available: "
+                        f"{sorted(k for k, v in metrics.items() if isinstance(v, float))}"
+                    )
                 monitored = metrics.get(cfg.monitor)
                 assert self.schedule is not None
                 self.schedule.step(None if monitored is None else float(monitored))
@@ -643,6 +658,8 @@ class Trainer:
         for name, value in sums.items():
             if name != "loss":
                 metrics[f"train_{name}"] = value / seen
+        # the regularization terms together (STA-LSTM eq. 7), apart from the cross-entropy
+        metrics["train_reg"] = sum(v for k, v in sums.items() if k.startswith("reg_")) / seen
         metrics["train_samples_per_s"] = seen / max(train_time, 1e-9)
         metrics["train_time_s"] = train_time
         if val_loader is not None:
@@ -657,19 +674,29 @@ class Trainer:
             " ".join(
                 f"{k}={v:.4g}"
                 for k, v in metrics.items()
-                if k.startswith(("train_loss", "train_acc", "val_", "lr")) and isinstance(v, float)
+                if k.startswith(("train_loss", "train_ce", "train_reg", "train_acc", "val_", "lr"))
+                and k != "val_loss"
+                and isinstance(v, float)
             ),
         )
         return metrics
 
     def _validate(self, loader) -> dict[str, float]:
+        """Validation metrics. ``val_ce`` (plain cross-entropy of the main logits) is what a loss-based
+        selection should watch; ``val_loss_total`` (alias ``val_loss``) adds label smoothing, head
+        losses and the regularization terms, which move with the weights and attention, not with
+        how well validation samples are classified; ``val_reg`` is the regularization alone."""
         preds = self.predict(loader)
         if preds.labels.size == 0:
-            return {"val_loss": float("nan"), "val_acc": float("nan"), "val_top5": float("nan")}
+            keys = ("val_ce", "val_loss_total", "val_loss", "val_reg", "val_acc", "val_top5")
+            return {key: float("nan") for key in keys}
         ranked = np.argsort(-preds.logits, axis=1, kind="stable")
         k = min(5, preds.logits.shape[1])
         return {
+            "val_ce": preds.ce,
+            "val_loss_total": preds.loss,
             "val_loss": preds.loss,
+            "val_reg": preds.reg,
             "val_acc": float(np.mean(ranked[:, 0] == preds.labels)),
             "val_top5": float(np.mean(np.any(ranked[:, :k] == preds.labels[:, None], axis=1))),
         }

@@ -11,7 +11,11 @@ from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
 from skeleton_attention.skeletons.fingerprint import file_digest
 from skeleton_attention.skeletons.ingest import RawFileList
-from skeleton_attention.skeletons.prepare import UTKINECT_PROTOCOLS, process_utkinect_file
+from skeleton_attention.skeletons.prepare import (
+    UTKINECT_FOLD_PROTOCOLS,
+    UTKINECT_PROTOCOLS,
+    process_utkinect_file,
+)
 
 
 def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
@@ -26,4 +30,5 @@ def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleS
         joints, processor, UTKINECT_PROTOCOLS, {**params, "description": "utkinect: parse"},
         info={"dataset": "utkinect", "label_file": str(label_file)},
         fingerprint_extra={"label_file": file_digest(label_file)},
+        fold_protocols=UTKINECT_FOLD_PROTOCOLS,
     )
