@@ -55,9 +55,12 @@ def test_embedded_environment_overrides_single_keys_of_the_paper_configuration()
 
 @pytest.mark.slow
 def test_check_views_command_reports_residuals_on_a_users_ntu_directory(shared_data):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}  # this checkout's package, not an installed one
     result = subprocess.run(
         [sys.executable, "-m", "skeleton_attention.commands", "check-views", str(shared_data / "ntu_multiview")],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True, text=True, check=True, timeout=300, env=env,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("S001P001R001")]
     assert len(lines) == 4  # two recordings x cameras 2 and 3 against camera 1

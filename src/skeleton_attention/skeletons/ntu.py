@@ -443,8 +443,11 @@ def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
         raise MalformedSkeletonFile(source, "non_numeric",
                                     f"joint tracking state {float(tracking[b, j])} is not a small integer",
                                     starts[b] + 3 + int(j))
-    joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
-    body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
+    # A value beyond float32 becomes inf in the cast and is reported just below as non_finite
+    # (naming its line, like the C parser); numpy's overflow warning would only repeat that.
+    with np.errstate(over="ignore"):
+        joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
+        body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
     if not np.isfinite(joints).all():
         b, j, _ = np.argwhere(~np.isfinite(joints))[0]
         raise MalformedSkeletonFile(source, "non_finite", "a joint value overflows float32", starts[b] + 3 + int(j))
