@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,11 +38,9 @@ class ModelOutput:
 class SkeletonModel(nn.Module):
     """Base class of all model families.
 
-    ``input_format`` names the batch layout the model expects; ``"sequence"`` means
-    ``batch["x"]`` float (N, M, T, V, C) plus ``batch["mask"]`` bool (N, T) of valid frames.
+    Every model reads the sequence batch the data loader builds: ``batch["x"]`` float
+    (N, M, T, V, C) plus ``batch["mask"]`` bool (N, T) of valid frames.
     """
-
-    input_format: ClassVar[str] = "sequence"
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} does not implement forward(batch)")

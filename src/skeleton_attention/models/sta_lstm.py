@@ -151,8 +151,6 @@ class STALSTM(SkeletonModel):
             use the alpha actually applied.
     """
 
-    input_format = "sequence"
-
     def __init__(
         self,
         *,

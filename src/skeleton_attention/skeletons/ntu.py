@@ -341,10 +341,6 @@ class NtuRecording:
         mask = self.body_ids == np.uint64(body_id)
         return self.body_frame[mask], self.joints[mask, :, :3]
 
-    def frame_records(self, frame: int) -> np.ndarray:
-        """Indices of the body records that belong to ``frame``."""
-        return np.flatnonzero(self.body_frame == frame)
-
 
 # ---------------------------------------------------------------------------------------------
 # The reader

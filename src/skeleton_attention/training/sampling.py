@@ -28,7 +28,7 @@ Modes (``TemporalSampling.mode``):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,9 +197,3 @@ def pad_bodies(x: np.ndarray, num_bodies: int) -> np.ndarray:
     return np.concatenate([x, pad], axis=0)
 
 
-def sampling_summary(sampling: TemporalSampling, num_frames: Sequence[int]) -> dict[str, float]:
-    """Frames a data set yields under ``sampling`` (for logs): mean, max, and padded fraction bound."""
-    out = np.array([sampling.output_length(int(n)) for n in num_frames], dtype=np.float64)
-    if out.size == 0:
-        return {"mean_frames": 0.0, "max_frames": 0.0}
-    return {"mean_frames": float(out.mean()), "max_frames": float(out.max())}
