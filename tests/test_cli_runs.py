@@ -7,12 +7,13 @@
   ``.telemetry`` file, the package's MLflow default) and ``pyproject.toml`` is left untouched;
 * the embedded result (``make run``'s headline) stays above a floor, in a real subprocess.
 
-The embedded data are generated once per session (``kedro run --env=embedded
---pipelines=synthetic,prepare_ntu``); every test here shares one xdist worker.
+The embedded data are generated once per test run (``kedro run --env=embedded
+--pipelines=synthetic,prepare_ntu``) and copied into each worker's own project.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -26,8 +27,6 @@ import pytest
 from skeleton_attention.models.sta_lstm import VARIANTS, algorithm_1_phases
 from skeleton_attention.training.checkpoints import load_model_artifact
 from tests.kedro_helpers import REPO_ROOT
-
-pytestmark = pytest.mark.xdist_group("embedded_cli")
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 TELEMETRY_VARIABLES = ("DO_NOT_TRACK", "KEDRO_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
@@ -59,18 +58,38 @@ def _kedro(project: Path, *args: str, timeout: int = 300) -> subprocess.Complete
     )
 
 
+def _new_project(target: Path) -> Path:
+    """A copy of the project's conf, pyproject and .telemetry (the package comes from PYTHONPATH)."""
+    target.mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(REPO_ROOT / name, target / name)
+    shutil.copytree(REPO_ROOT / "conf", target / "conf", ignore=shutil.ignore_patterns("local"))
+    (target / "conf" / "local").mkdir()
+    (target / "src").mkdir()  # bootstrap_project wants one
+    return target
+
+
 @pytest.fixture(scope="session")
 def embedded_project(tmp_path_factory) -> Path:
-    """A copy of the project (conf, pyproject, .telemetry) with the embedded data prepared."""
-    project = tmp_path_factory.mktemp("embedded") / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(REPO_ROOT / name, project / name)
-    shutil.copytree(REPO_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "conf" / "local").mkdir()
-    (project / "src").mkdir()  # bootstrap_project wants one; the package comes from PYTHONPATH (this checkout)
-    result = _kedro(project, "run", "--env=embedded", "--pipelines=synthetic,prepare_ntu")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    """This session's (or xdist worker's) own project copy, with the embedded data prepared.
+
+    The data are generated once for the whole test run: under pytest-xdist the first worker builds
+    them in the run's shared temporary directory (under a lock) and every worker copies them, so
+    the workers' runs never write into the same directory.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    prepared = shared / "embedded_prepared"
+    with open(shared / "embedded_prepared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (prepared / "data" / "04_feature" / "ntu").is_dir():
+            shutil.rmtree(prepared, ignore_errors=True)
+            _new_project(prepared)
+            result = _kedro(prepared, "run", "--env=embedded", "--pipelines=synthetic,prepare_ntu")
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    project = _new_project(tmp_path_factory.mktemp("embedded") / "project")
+    shutil.copytree(prepared / "data", project / "data")
+    shutil.copytree(prepared / "metrics", project / "metrics")
     return project
 
 
