@@ -9,6 +9,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
+# What `make run` reports on its last line: the metrics JSON of the training run and where its plots are.
+RUN_METRICS ?= metrics/train_sta_lstm.json
+RUN_REPORTS ?= data/08_reporting/train_sta_lstm/
+
 .PHONY: install run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
@@ -20,9 +24,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-## Generate the embedded synthetic data set, prepare it, and train STA-LSTM on it.
+## Generate the embedded synthetic data set, prepare it, and train STA-LSTM on it; the last line
+## is the test accuracy.
 run: install
 	$(BIN)/kedro run --env=embedded
+	@$(BIN)/skeleton-attention summary $(RUN_METRICS) --details $(RUN_REPORTS)
 
 ## The test suite (what CI runs).
 test: install

@@ -49,10 +49,41 @@ def test_embedded_environment_overrides_single_keys_of_the_paper_configuration()
 
 @pytest.mark.slow
 def test_check_views_command_reports_residuals_on_a_users_ntu_directory(shared_data):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}  # this checkout's package, not an installed one
     result = subprocess.run(
         [sys.executable, "-m", "skeleton_attention.commands", "check-views", str(shared_data / "ntu_multiview")],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True, text=True, check=True, timeout=300, env=env,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("S001P001R001")]
     assert len(lines) == 4  # two recordings x cameras 2 and 3 against camera 1
     assert "rigid" in result.stdout and "naive" in result.stdout
+
+
+def test_the_package_turns_mlflow_telemetry_off_before_and_after_mlflow_is_imported():
+    import os
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST")}
+    env["PYTHONPATH"] = str(REPO_ROOT / "src")
+    script = (
+        "import os, sys\n"
+        "if sys.argv[1] == 'mlflow-first':\n"
+        "    import mlflow.telemetry.client as c\n"
+        "    from mlflow.telemetry.utils import is_telemetry_disabled as off\n"
+        "    assert off() or c.get_telemetry_client() is not None  # on in a user's shell (not on CI)\n"
+        "import skeleton_attention\n"
+        "import mlflow.telemetry.client as c\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], c.get_telemetry_client(), is_telemetry_disabled())\n"
+    )
+    for order in ("package-first", "mlflow-first"):
+        result = subprocess.run([sys.executable, "-c", script, order], capture_output=True, text=True,
+                                env=env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["true", "None", "True"], order
+    show = "import skeleton_attention, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
+    kept = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True,
+                          env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
+    assert kept.stdout.strip() == "false"  # an explicit choice wins

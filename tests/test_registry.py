@@ -27,7 +27,6 @@ def test_sta_lstm_is_discovered_and_built_with_its_variants() -> None:
     assert isinstance(model, STALSTM) and isinstance(model, SkeletonModel)
     assert model.spatial is None and model.temporal is not None
     assert model.main_lstms[0].hidden_size == 8
-    assert model.input_format == "sequence"
     x = torch.randn(2, 2, 6, 4, 3)
     out = model({"x": x, "mask": torch.ones(2, 6, dtype=torch.bool)})
     assert isinstance(out, ModelOutput) and out.logits.shape == (2, 5)
@@ -76,7 +75,6 @@ def test_registered_builder_is_the_sta_lstm_factory() -> None:
 def test_base_model_defaults() -> None:
     base = SkeletonModel()
     base.configure_phase({"anything": 1})  # no-op hook
-    assert SkeletonModel.input_format == "sequence"
     out = ModelOutput(logits=torch.zeros(1, 2))
     assert out.head_logits == {} and out.regularization == {} and out.attention == {}
     assert ModelOutput(logits=torch.zeros(1, 2)).attention is not out.attention  # no shared default

@@ -501,7 +501,7 @@ def test_configure_phase_defaults_and_errors() -> None:
     assert trainable_names(model) == expected_trainable(model, {})
     lstm = build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="lstm", **SMALL)
     for bad in ({"spatial": "learned"}, {"temporal": "frozen"}):
-        with pytest.raises(ValueError, match="built without"):
+        with pytest.raises(ValueError, match=r"has no (spatial|temporal) attention module"):
             lstm.configure_phase(bad)
     for bad in (
         {"main_layers": 2},
@@ -534,3 +534,54 @@ def test_overfits_a_small_batch() -> None:
     model.eval()
     with torch.no_grad():
         assert (model(batch).logits.argmax(1) == batch["label"]).all(), f"not fitted after {step + 1} steps"
+
+
+#: the Algorithm 1 steps each variant keeps (docs/models/sta-lstm.md, "Algorithm 1 for the ablations")
+VARIANT_STEPS = {
+    "sta_lstm": [2, 3, 4, 5, 6, 7, 8, 9],
+    "ta_lstm": [2, 3, 4, 8, 9],
+    "ta_lstm_noreg": [2, 3, 4, 8, 9],
+    "sa_lstm": [5, 6, 7, 8, 9],
+    "sa_lstm_noreg": [5, 6, 7, 8, 9],
+    "lstm": [8, 9],
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_algorithm_1_phases_of_each_variant_fit_its_model(variant: str) -> None:
+    assert set(VARIANT_STEPS) == set(VARIANTS)
+    phases = algorithm_1_phases(pretrain_epochs=2, n1_epochs=3, n2_epochs=1, variant=variant)
+    assert [p["step"] for p in phases] == VARIANT_STEPS[variant]
+    model = build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant=variant, **SMALL)
+    flags = VARIANTS[variant]
+    for phase in phases:
+        model.check_phase(phase)
+        if not flags["spatial_attention"]:
+            assert phase["spatial"] == "ones"
+        if not flags["temporal_attention"]:
+            assert phase["temporal"] == "ones"
+    # the step-5 reset only separates spatial pre-training from a main network trained in steps 2-4
+    assert any(p["main_generation"] for p in phases) == (variant == "sta_lstm")
+    # steps 8-9 (train the main network, then fine-tune jointly) always end the schedule
+    assert [(p["name"], p["epochs"]) for p in phases[-2:]] == [("train_main", 3), ("joint_finetune", 1)]
+
+
+def test_full_algorithm_1_is_rejected_for_a_variant_before_any_change() -> None:
+    lstm = build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="ta_lstm", **SMALL)
+    before = {k: v.clone() for k, v in lstm.state_dict().items()}
+    with pytest.raises(ValueError, match=r"phase 'pretrain_spatial' sets spatial='learned'.*no spatial attention"):
+        lstm.check_phase(ALGORITHM_1_PHASES[3])
+    assert all(torch.equal(v, before[k]) for k, v in lstm.state_dict().items())
+    with pytest.raises(ValueError, match="unknown STA-LSTM variant"):
+        algorithm_1_phases(variant="gru")
+
+
+def test_trainer_checks_every_phase_before_the_first_epoch() -> None:
+    from skeleton_attention.training.trainer import Trainer
+
+    model = build_sta_lstm(num_classes=3, num_joints=4, num_bodies=2, in_channels=3, variant="sa_lstm", **SMALL)
+    # the first phase (pretrain_temporal) already fails: nothing is trained, no checkpoint written
+    with pytest.raises(ValueError, match=r"training.phases\[0\]: phase 'pretrain_temporal'.*no temporal attention"):
+        Trainer(model, {"phases": ALGORITHM_1_PHASES, "device": "cpu", "progress": False})
+    phases = algorithm_1_phases(variant="sa_lstm")
+    assert len(Trainer(model, {"phases": phases, "device": "cpu", "progress": False}).phases) == 5

@@ -182,3 +182,17 @@ def test_pipeline_structure_and_namespaces():
     assert "train_demo.dvc_metrics" in pipe.outputs()
     with pytest.raises(ValueError, match="start with 'train_'"):
         training_pipeline(run_key="demo", samples="x", params="y")
+
+
+def test_phase_preset_takes_the_variant_and_depth_of_the_model():
+    preset = {"preset": "skeleton_attention.models.sta_lstm:algorithm_1_phases", "kwargs": {"n1_epochs": 2}}
+    assert [p["step"] for p in resolve_phases(preset)] == list(range(2, 10))  # no model block: the full model
+    assert [p["step"] for p in resolve_phases(preset, {"name": "sta_lstm", "variant": "lstm"})] == [8, 9]
+    ta = resolve_phases(preset, {"name": "sta_lstm", "variant": "ta_lstm", "kwargs": {"num_main_layers": 2}})
+    assert [p["step"] for p in ta] == [2, 3, 4, 8, 9] and max(p["main_layers"] for p in ta) == 2
+    assert all(p["spatial"] == "ones" for p in ta)
+    contradicting = {**preset, "kwargs": {"variant": "sta_lstm"}}
+    with pytest.raises(ValueError, match=r"phases.kwargs.variant='sta_lstm' contradicts the model's variant='lstm'"):
+        resolve_phases(contradicting, {"name": "sta_lstm", "variant": "lstm"})
+    same = {**preset, "kwargs": {"variant": "lstm"}}
+    assert len(resolve_phases(same, {"name": "sta_lstm", "variant": "lstm"})) == 2

@@ -16,12 +16,41 @@ has no training node. A run with several training pipelines gets the tags of eac
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
+
+#: MLflow 3's notice about kedro-mlflow's ``KedroPipelineModel.predict`` (no type hints)
+_PREDICT_TYPE_HINT_NOTICE = "Add type hints to the `predict` method"
+
+
+def import_kedro_mlflow_quietly() -> None:
+    """Import kedro-mlflow's pyfunc model class without MLflow's type-hint notice.
+
+    kedro-mlflow defines ``KedroPipelineModel(mlflow.pyfunc.PythonModel)`` with an un-annotated
+    ``predict``; defining that class makes MLflow 3 print "Add type hints to the `predict`
+    method..." on every ``kedro`` command. This project never logs that model (trained models go
+    through the pytorch flavor), so the notice is noise. MLflow wraps the check in its own
+    ``simplefilter("once")``, which overrides any ignore filter, so the class is imported here
+    (settings.py imports this module before kedro-mlflow's plugin loads) while recording warnings;
+    every other warning of that import is re-issued unchanged.
+    """
+    # Kedro configures logging (which takes over warnings.showwarning) when kedro.framework.project
+    # is first imported; that must happen before recording starts, or the notice goes to the log.
+    import kedro.framework.project  # noqa: F401
+
+    with warnings.catch_warnings(record=True) as caught:
+        import kedro_mlflow.mlflow.kedro_pipeline_model  # noqa: F401
+    for warning in caught:
+        if _PREDICT_TYPE_HINT_NOTICE not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+import_kedro_mlflow_quietly()
 
 TRAINING_TAG = "training"
 

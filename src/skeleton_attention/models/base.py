@@ -188,12 +188,9 @@ class DataDescription:
 class SkeletonModel(nn.Module):
     """Base class of all model families.
 
-    ``input_format`` names the batch layout the model expects; ``"sequence"`` means
-    ``batch["x"]`` float (N, M, T, V, C) plus ``batch["mask"]`` bool (N, T) of valid frames.
     ``input_spec`` declares what the data side must deliver (see :class:`InputSpec`).
     """
 
-    input_format: ClassVar[str] = "sequence"
     input_spec: ClassVar[InputSpec] = InputSpec()
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:  # pragma: no cover - interface

@@ -157,7 +157,6 @@ class STALSTM(SkeletonModel):
             use the alpha actually applied.
     """
 
-    input_format = "sequence"
     #: one single-view stream (``x``), any length (every frame, masked)
     input_spec = InputSpec(views="single", max_streams=1)
 
@@ -276,6 +275,42 @@ class STALSTM(SkeletonModel):
         if self.shallow_classifier is not None:
             yield self.shallow_classifier
 
+    def check_phase(self, phase: Mapping[str, Any]) -> tuple[str, str, str, int, int | None]:
+        """Validate one phase against this model without applying it (the trainer checks every
+        phase before the first epoch). Returns ``(spatial, temporal, main, main_layers,
+        main_generation)`` with the defaults filled in.
+
+        Raises ``ValueError`` naming the phase and the missing module when a phase uses an
+        attention subnetwork this variant does not have (build the phases with
+        ``algorithm_1_phases(variant=...)``).
+        """
+        label = f"phase {phase['name']!r}" if phase.get("name") is not None else "phase"
+        spatial = phase.get("spatial", "learned" if self.has_spatial else "ones")
+        temporal = phase.get("temporal", "learned" if self.has_temporal else "ones")
+        main = phase.get("main", "train")
+        depth = phase.get("main_layers", self.num_main_layers)
+        generation = phase.get("main_generation")
+        for key, value, built in (
+            ("spatial", spatial, self.has_spatial),
+            ("temporal", temporal, self.has_temporal),
+        ):
+            if value not in _ATTENTION_MODES:
+                raise ValueError(f"{label}: {key!r} must be one of {_ATTENTION_MODES}, got {value!r}")
+            if value != "ones" and not built:
+                raise ValueError(
+                    f"{label} sets {key}={value!r}, but this model has no {key} attention module "
+                    f"(STALSTM.{key} is None: built with {key}_attention=False, e.g. by its variant); "
+                    "use algorithm_1_phases(variant=...) or set that phase's "
+                    f"{key!r} to 'ones'"
+                )
+        if main not in _MAIN_MODES:
+            raise ValueError(f"{label}: 'main' must be one of {_MAIN_MODES}, got {main!r}")
+        if isinstance(depth, bool) or depth not in (1, self.num_main_layers):
+            raise ValueError(f"{label}: 'main_layers' must be 1 or {self.num_main_layers}, got {depth!r}")
+        if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
+            raise ValueError(f"{label}: 'main_generation' must be an int, got {generation!r}")
+        return spatial, temporal, main, int(depth), generation
+
     def configure_phase(self, phase: Mapping[str, Any]) -> None:
         """Apply one training phase (Algorithm 1); keys not given take the full-model default.
 
@@ -295,26 +330,7 @@ class STALSTM(SkeletonModel):
         Sets ``requires_grad`` accordingly: only the parameters that take part in the forward pass
         and are meant to learn stay trainable.
         """
-        spatial = phase.get("spatial", "learned" if self.has_spatial else "ones")
-        temporal = phase.get("temporal", "learned" if self.has_temporal else "ones")
-        main = phase.get("main", "train")
-        depth = phase.get("main_layers", self.num_main_layers)
-        generation = phase.get("main_generation")
-        for key, value, built in (
-            ("spatial", spatial, self.has_spatial),
-            ("temporal", temporal, self.has_temporal),
-        ):
-            if value not in _ATTENTION_MODES:
-                raise ValueError(f"phase[{key!r}] must be one of {_ATTENTION_MODES}, got {value!r}")
-            if value != "ones" and not built:
-                raise ValueError(f"phase[{key!r}]={value!r} but this model was built without {key} attention")
-        if main not in _MAIN_MODES:
-            raise ValueError(f"phase['main'] must be one of {_MAIN_MODES}, got {main!r}")
-        if isinstance(depth, bool) or depth not in (1, self.num_main_layers):
-            raise ValueError(f"phase['main_layers'] must be 1 or {self.num_main_layers}, got {depth!r}")
-        if generation is not None and (isinstance(generation, bool) or not isinstance(generation, int)):
-            raise ValueError(f"phase['main_generation'] must be an int, got {generation!r}")
-
+        spatial, temporal, main, depth, generation = self.check_phase(phase)
         if generation is not None and generation > int(self.main_generation):
             for module in self._main_modules():
                 self._init_module(module)
@@ -469,6 +485,7 @@ def algorithm_1_phases(
     n2_epochs: int = 4,
     reset_main_before_spatial: bool = True,
     num_main_layers: int = 3,
+    variant: str = "sta_lstm",
 ) -> list[dict[str, Any]]:
     """Algorithm 1 (joint training strategy), steps 2-9, as phases for the trainer.
 
@@ -479,8 +496,16 @@ def algorithm_1_phases(
     runs "to obtain" the attention model without a count. ``reset_main_before_spatial``
     re-initializes the main network at step 5 (``main_generation`` 1 from step 5 on) so that the
     spatial attention is pre-trained separately from the temporal one, as the temporal one was
-    (step 2). ``num_main_layers`` is the
-    depth the main network grows to in steps 3 and 6 (the paper's three).
+    (step 2). ``num_main_layers`` is the depth the main network grows to in steps 3 and 6 (the
+    paper's three).
+
+    ``variant`` (one of :data:`VARIANTS`) keeps the steps that apply to a model with only some of
+    the subnetworks: steps 2-4 exist to obtain the temporal attention and are kept only when the
+    variant has it, steps 5-7 likewise for the spatial attention; steps 8-9 (train the main
+    network with the attention fixed, then fine-tune everything jointly) are always kept, with an
+    absent subnetwork fixed to ones. The step-5 reset only happens after steps 2-4 ran. So
+    ``sa_lstm`` gets steps 5-9, ``ta_lstm`` steps 2-4 and 8-9, ``lstm`` steps 8-9 (plain training
+    of the main network for N1 + N2 epochs).
     """
     for name, value in (
         ("pretrain_epochs", pretrain_epochs),
@@ -490,32 +515,38 @@ def algorithm_1_phases(
     ):
         if isinstance(value, bool) or int(value) != value or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown STA-LSTM variant {variant!r}; known: {sorted(VARIANTS)}")
+    has_spatial = VARIANTS[variant]["spatial_attention"]
+    has_temporal = VARIANTS[variant]["temporal_attention"]
     full, pre, n1, n2 = num_main_layers, pretrain_epochs, n1_epochs, n2_epochs
     table = [
-        # step, name, epochs, main layers, spatial, temporal
-        (2, "pretrain_temporal", pre, 1, "ones", "learned"),
-        (3, "grow_main_temporal_fixed", n1, full, "ones", "frozen"),
-        (4, "finetune_temporal", n2, full, "ones", "learned"),
-        (5, "pretrain_spatial", pre, 1, "learned", "ones"),
-        (6, "grow_main_spatial_fixed", n1, full, "frozen", "ones"),
-        (7, "finetune_spatial", n2, full, "learned", "ones"),
-        (8, "train_main", n1, full, "frozen", "frozen"),
-        (9, "joint_finetune", n2, full, "learned", "learned"),
+        # step, name, epochs, main layers, spatial, temporal, kept for this variant
+        (2, "pretrain_temporal", pre, 1, "ones", "learned", has_temporal),
+        (3, "grow_main_temporal_fixed", n1, full, "ones", "frozen", has_temporal),
+        (4, "finetune_temporal", n2, full, "ones", "learned", has_temporal),
+        (5, "pretrain_spatial", pre, 1, "learned", "ones", has_spatial),
+        (6, "grow_main_spatial_fixed", n1, full, "frozen", "ones", has_spatial),
+        (7, "finetune_spatial", n2, full, "learned", "ones", has_spatial),
+        (8, "train_main", n1, full, "frozen", "frozen", True),
+        (9, "joint_finetune", n2, full, "learned", "learned", True),
     ]
-    phases = [
+    # the step-5 reset separates the spatial pre-training from a main network trained in steps 2-4
+    reset = int(reset_main_before_spatial and has_temporal and has_spatial)
+    return [
         {
             "step": step,
             "name": name,
             "epochs": int(epochs),
             "main_layers": layers,
-            "spatial": spatial,
-            "temporal": temporal,
+            "spatial": spatial if has_spatial else "ones",
+            "temporal": temporal if has_temporal else "ones",
             "main": "train",
-            "main_generation": int(step >= 5 and reset_main_before_spatial),
+            "main_generation": reset if step >= 5 else 0,
         }
-        for step, name, epochs, layers, spatial, temporal in table
+        for step, name, epochs, layers, spatial, temporal, kept in table
+        if kept
     ]
-    return phases
 
 
 #: Algorithm 1 with the default epoch counts; build other schedules with :func:`algorithm_1_phases`.

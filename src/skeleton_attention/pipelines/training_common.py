@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -83,11 +84,14 @@ def check_params(params: Mapping[str, Any]) -> None:
         raise ValueError("model.name is required (a name registered in skeleton_attention.models)")
 
 
-def resolve_phases(phases: Any) -> list[dict[str, Any]] | None:
+def resolve_phases(phases: Any, model: Mapping[str, Any] | None = None) -> list[dict[str, Any]] | None:
     """A phase list as given, or one built by a preset function of a model module.
 
     ``{"preset": "skeleton_attention.models.sta_lstm:algorithm_1_phases", "kwargs": {...}}`` calls
-    that function; only functions inside ``skeleton_attention.models`` may be named.
+    that function; only functions inside ``skeleton_attention.models`` may be named. ``model`` is
+    the parameters' ``model`` block: a preset that takes ``variant`` (or ``num_main_layers``) and is
+    not given it in ``kwargs`` gets the model's, so ``--params=<run>.model.variant=ta_lstm`` builds
+    the phases of that variant; a preset ``variant`` that contradicts the model's is an error.
     """
     if phases is None or isinstance(phases, list | tuple):
         return None if phases is None else [dict(p) for p in phases]
@@ -100,7 +104,22 @@ def resolve_phases(phases: Any) -> list[dict[str, Any]] | None:
     extra = set(phases) - {"preset", "kwargs"}
     if extra:
         raise ValueError(f"unknown phase preset keys {sorted(extra)}")
-    return [dict(p) for p in function(**dict(phases.get("kwargs") or {}))]
+    kwargs = dict(phases.get("kwargs") or {})
+    accepted = inspect.signature(function).parameters
+    model = model or {}
+    model_kwargs = model.get("kwargs") or {}
+    from_model = {"variant": model.get("variant"), "num_main_layers": model_kwargs.get("num_main_layers")}
+    for key, value in from_model.items():
+        if value is None or key not in accepted:
+            continue
+        if key not in kwargs:
+            kwargs[key] = value
+        elif kwargs[key] != value:
+            raise ValueError(
+                f"training.phases.kwargs.{key}={kwargs[key]!r} contradicts the model's {key}={value!r}; "
+                "leave it out of the preset kwargs (it is taken from the model)"
+            )
+    return [dict(p) for p in function(**kwargs)]
 
 
 def run_directory(params: Mapping[str, Any]) -> str:
@@ -115,7 +134,7 @@ def trainer_config(params: Mapping[str, Any], run_key: str) -> TrainerConfig:
     """The TrainerConfig of a parameters block; the checkpoint directory defaults to
     ``data/06_models/<run_key>/<run dir>/checkpoints``, beside the run's model."""
     training = dict(params["training"])
-    training["phases"] = resolve_phases(training.get("phases"))
+    training["phases"] = resolve_phases(training.get("phases"), params.get("model"))
     training.setdefault("seed", int(params.get("seed", 0)))
     if not training.get("checkpoint_dir"):
         training["checkpoint_dir"] = str(Path("data") / "06_models" / run_key / run_directory(params) / "checkpoints")

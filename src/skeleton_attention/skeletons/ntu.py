@@ -341,10 +341,6 @@ class NtuRecording:
         mask = self.body_ids == np.uint64(body_id)
         return self.body_frame[mask], self.joints[mask, :, :3]
 
-    def frame_records(self, frame: int) -> np.ndarray:
-        """Indices of the body records that belong to ``frame``."""
-        return np.flatnonzero(self.body_frame == frame)
-
 
 # ---------------------------------------------------------------------------------------------
 # The reader
@@ -443,8 +439,11 @@ def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
         raise MalformedSkeletonFile(source, "non_numeric",
                                     f"joint tracking state {float(tracking[b, j])} is not a small integer",
                                     starts[b] + 3 + int(j))
-    joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
-    body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
+    # A value beyond float32 becomes inf in the cast and is reported just below as non_finite
+    # (naming its line, like the C parser); numpy's overflow warning would only repeat that.
+    with np.errstate(over="ignore"):
+        joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
+        body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
     if not np.isfinite(joints).all():
         b, j, _ = np.argwhere(~np.isfinite(joints))[0]
         raise MalformedSkeletonFile(source, "non_finite", "a joint value overflows float32", starts[b] + 3 + int(j))

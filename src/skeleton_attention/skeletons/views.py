@@ -212,19 +212,30 @@ def view_residual_report(
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m skeleton_attention.skeletons.views <ntu_dir> [--reference 1] [--rate]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m skeleton_attention.skeletons.views",
-        description="Align the C001-C003 views of every complete NTU recording in a directory and "
-        "print per-view residuals (metres): naive body-frame check vs rigid camera alignment.",
-    )
+CHECK_VIEWS_DESCRIPTION = (
+    "Align the C001-C003 views of every complete NTU recording in a directory and print per-view "
+    "residuals (metres): naive body-frame check vs rigid camera alignment."
+)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of the residual report (shared by ``skeleton-attention check-views``)."""
     parser.add_argument("ntu_dir", type=Path, help="directory holding NTU .skeleton files")
     parser.add_argument("--reference", type=int, default=1, help="reference camera (default 1)")
     parser.add_argument("--max-offset", type=float, default=15.0, help="frame offset search range")
     parser.add_argument("--rate", action="store_true", help="also estimate a frame-rate ratio")
     parser.add_argument("--groups", action="store_true", help="also print residuals per joint group")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def print_report(args: argparse.Namespace) -> int:
+    """Print the residual table of ``args.ntu_dir``; 0 when at least one complete group was found.
+
+    Raises ``NotADirectoryError`` for a path that is not a directory and
+    ``MalformedSkeletonFile`` for an unreadable file (the command line turns both into one line).
+    """
+    if not Path(args.ntu_dir).is_dir():
+        raise NotADirectoryError(f"not a directory: {args.ntu_dir}")
     table = view_residual_report(
         args.ntu_dir, reference_camera=args.reference,
         align_params={"max_offset": args.max_offset, "estimate_rate": args.rate},
@@ -242,6 +253,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nmean over {len(table)} views: naive {summary['naive_m']:.3f} m, body "
               f"{summary['body_m']:.3f} m, rigid {summary['rigid_m']:.3f} m")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m skeleton_attention.skeletons.views <ntu_dir> [--reference 1] [--rate]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m skeleton_attention.skeletons.views",
+        description=CHECK_VIEWS_DESCRIPTION,
+    )
+    return print_report(add_report_arguments(parser).parse_args(argv))
 
 
 if __name__ == "__main__":

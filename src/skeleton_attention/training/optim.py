@@ -112,10 +112,6 @@ class EpochSchedule:
         else:
             self.scheduler = warmup if warmup is not None else main
 
-    @property
-    def needs_metric(self) -> bool:
-        return self.plateau is not None
-
     def step(self, metric: float | None) -> None:
         """Advance one epoch; ``metric`` is the monitored validation value (plateau only)."""
         self.epochs_done += 1

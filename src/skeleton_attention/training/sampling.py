@@ -432,9 +432,3 @@ def pad_bodies(x: np.ndarray, num_bodies: int, policy: str = "error") -> np.ndar
     return np.concatenate([x, pad], axis=0)
 
 
-def sampling_summary(sampling: Sampling, num_frames: Sequence[int]) -> dict[str, float]:
-    """Frames a data set yields under ``sampling`` (for logs): mean, max, and padded fraction bound."""
-    out = np.array([sampling.output_length(int(n)) for n in num_frames], dtype=np.float64)
-    if out.size == 0:
-        return {"mean_frames": 0.0, "max_frames": 0.0}
-    return {"mean_frames": float(out.mean()), "max_frames": float(out.max())}

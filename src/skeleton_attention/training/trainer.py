@@ -279,6 +279,7 @@ class Trainer:
         self.callbacks = CallbackList(callbacks)
         self.device = resolve_device(self.config.device)
         self.phases = self.config.phase_list()
+        self._check_phases()
         amp = self.config.amp if self.device.type == "cuda" else None
         if self.config.amp and amp is None:
             logger.info("AMP %s requested but the device is %s: running in float32", self.config.amp, self.device)
@@ -289,6 +290,18 @@ class Trainer:
         self.schedule: EpochSchedule | None = None
         self.current_phase_index = 0
         self.model.to(self.device)
+
+    def _check_phases(self) -> None:
+        """Every phase against the model (``model.check_phase`` where it has one), before any
+        epoch runs: a phase naming a module the model lacks fails here, not hours into training."""
+        check = getattr(self.model, "check_phase", None)
+        if not callable(check):
+            return
+        for index, phase in enumerate(self.phases):
+            try:
+                check(phase)
+            except ValueError as err:
+                raise ValueError(f"training.phases[{index}]: {err}") from err
 
     # -- public API --------------------------------------------------------------------------------
 
