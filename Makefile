@@ -10,8 +10,8 @@ export DVC_NO_ANALYTICS := 1
 export PYTHONHASHSEED := 0
 
 # What `make run` reports on its last line: the metrics JSON of the training run and where its plots are.
-RUN_METRICS ?= metrics/train_sta_lstm.json
-RUN_REPORTS ?= data/08_reporting/train_sta_lstm/
+RUN_METRICS ?= data/08_reporting/train_sta_lstm/embedded/ntu/ntu60_xsub/metrics.json
+RUN_REPORTS ?= data/08_reporting/train_sta_lstm/embedded/ntu/ntu60_xsub/
 
 .PHONY: install run test lint bench clean
 

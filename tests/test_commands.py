@@ -103,7 +103,12 @@ def test_make_run_ends_with_the_summary_of_the_metrics_file_the_pipeline_writes(
     assert recipe[-1].strip() == "@$(BIN)/skeleton-attention summary $(RUN_METRICS) --details $(RUN_REPORTS)"
     metrics = re.search(r"^RUN_METRICS \?= (\S+)$", makefile, re.M).group(1)
     reports = re.search(r"^RUN_REPORTS \?= (\S+)$", makefile, re.M).group(1)
-    catalog = yaml.safe_load((REPO_ROOT / "conf/base/catalog_train.yml").read_text())
-    assert metrics == catalog["train_{run}.dvc_metrics"]["filepath"].format(run="sta_lstm")
-    plots = catalog["train_{run}.curves_plot"]["dataset"]["filepath"].format(run="sta_lstm")
+    # the files `kedro run --env=embedded` writes (the catalog resolved as Kedro resolves it)
+    from kedro.io import DataCatalog
+
+    from tests.kedro_helpers import load_config
+
+    catalog = DataCatalog.from_config(load_config(env="embedded")[0])
+    assert metrics == str(catalog.get("train_sta_lstm.dvc_metrics")._describe()["filepath"])
+    plots = catalog.get("train_sta_lstm.curves_plot")._describe()["filepath"]
     assert Path(plots).parent == Path(reports)

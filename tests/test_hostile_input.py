@@ -120,7 +120,7 @@ def test_kinetics_hostile_clips_are_quarantined_with_named_reasons(tmp_path):
         "kinetics_train_labels": str(raw / "kinetics_train_label.json"),
         "kinetics_val_labels": str(raw / "kinetics_val_label.json"),
     })
-    summary = json.loads((tmp_path / "metrics/kinetics_preparation_summary.json").read_text())
+    summary = json.loads((tmp_path / "data/08_reporting/kinetics_preparation_summary.json").read_text())
     assert summary["reasons"] == {
         "excluded:excluded_by_pattern": 2,
         "quarantined:bad_score": 1,

@@ -354,7 +354,7 @@ def test_ntu_multiview_frames(shared_data):
 @pytest.mark.slow
 def test_prepare_nucla_end_to_end_on_the_real_folder(folder, tmp_path):
     run_pipeline("prepare_nucla", tmp_path, {"nucla_raw_dir": str(folder)})
-    summary = json.loads((tmp_path / "metrics/nucla_preparation_summary.json").read_text())
+    summary = json.loads((tmp_path / "data/08_reporting/nucla_preparation_summary.json").read_text())
     assert summary["inputs_seen"] == summary["samples"] == 1484 and summary["quarantined"] == 0
     assert summary["split_counts"]["nucla_xview"] == {"train": 1020, "test": 464}
     assert summary["split_counts"]["nucla_xview_dedup"] == {"train": 1020, "test": 369, "none": 95}

@@ -17,7 +17,7 @@ from tests.kedro_helpers import run_pipeline
 
 
 def _summary(workdir: Path, name: str) -> dict:
-    return json.loads((workdir / "metrics" / f"{name}_preparation_summary.json").read_text())
+    return json.loads((workdir / "data" / "08_reporting" / f"{name}_preparation_summary.json").read_text())
 
 
 @pytest.mark.slow

@@ -189,8 +189,11 @@ def test_build_training_data_maps_a_label_subset(msr_bundle):
 
 @pytest.mark.slow
 def test_a_model_trained_on_as1_has_8_outputs_and_scores_in_table_ids(msr_bundle, tmp_path):
-    params = yaml.safe_load((REPO / "conf/base/parameters_train_sta_lstm.yml").read_text())["train_sta_lstm_msr"]
-    params["data"]["protocol"] = "msr_as1_xsub"
+    from skeleton_attention.experiments.config import compose
+
+    family = yaml.safe_load((REPO / "conf/base/parameters_train_sta_lstm.yml").read_text())["train_sta_lstm"]
+    run = {"dataset": "msr", "protocol": "msr_as1_xsub", "fold": None, "name": None, "tag": "base"}
+    params = compose(family, run)
     params["model"]["kwargs"].update(hidden_size=8, attention_hidden_size=8, num_main_layers=1)
     params["training"].update(
         phases=None, epochs=1, progress=False, device="cpu", checkpoint_dir=str(tmp_path / "ckpt")
@@ -200,7 +203,7 @@ def test_a_model_trained_on_as1_has_8_outputs_and_scores_in_table_ids(msr_bundle
     splits = split_samples(msr_bundle, params)
     artifact, history = train_model(msr_bundle, splits, params, run_key="train_test_as1")
     assert artifact["info"]["label_ids"] == [a - 1 for a in MSR_ACTION_SETS["AS1"]]
-    assert artifact["model_kwargs"]["num_classes"] == 8
+    assert artifact["model_kwargs"]["data"]["num_classes"] == 8
     assert rebuild_model(artifact).classifier.out_features == 8
     metrics, scores, val_scores, _ = evaluate_model(msr_bundle, splits, artifact, params)
     columns = [f"score_{a - 1}" for a in MSR_ACTION_SETS["AS1"]]

@@ -222,7 +222,7 @@ def test_prepare_pyskl_pipeline_end_to_end(tmp_path):
         tmp_path,
         runtime_params={"pyskl_pickle": str(tmp_path / "ntu60_3danno.pkl"), "pyskl_name": "ntu60_pyskl"},
     )
-    summary = json.loads((tmp_path / "metrics/ntu60_pyskl_preparation_summary.json").read_text())
+    summary = json.loads((tmp_path / "data/08_reporting/ntu60_pyskl_preparation_summary.json").read_text())
     assert summary["samples"] == 4 and summary["inputs_seen"] == 4 and summary["quarantined"] == 0
     assert summary["split_counts"]["pyskl_xsub"] == summary["split_counts"]["ntu60_xsub"]
     features = PreparedBundle(tmp_path / "data/04_feature/ntu60_pyskl")

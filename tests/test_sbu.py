@@ -380,7 +380,7 @@ def test_prepare_sbu_on_an_empty_folder_names_it(tmp_path):
 @pytest.mark.slow
 def test_prepare_sbu_end_to_end(folder, tmp_path):
     run_pipeline("prepare_sbu", tmp_path, {"sbu_raw_dir": str(folder)})
-    summary = json.loads((tmp_path / "metrics/sbu_preparation_summary.json").read_text())
+    summary = json.loads((tmp_path / "data/08_reporting/sbu_preparation_summary.json").read_text())
     assert summary["inputs_seen"] == 282 == summary["samples"] + summary["quarantined"] + summary["excluded"]
     assert (summary["samples"], summary["quarantined"], summary["excluded"]) == (282, 0, 0)
     assert summary["fold_protocols"] == ["sbu_fold"] and summary["protocols"] == []
@@ -407,7 +407,9 @@ def test_prepare_sbu_end_to_end(folder, tmp_path):
     # first_frame centring: person 1's torso at the origin in frame 0 only
     np.testing.assert_allclose(sample["joint"][0, 0, J("torso")], 0.0, atol=1e-6)
     intermediate = PreparedBundle(tmp_path / "data/02_intermediate/sbu")
-    raw = intermediate.table.read_one(row, ("joint",))["joint"]
+    inter_meta = intermediate.table.metadata()
+    inter_row = int(inter_meta.index[inter_meta["sample_id"] == "s01s02_a07_e001"][0])  # feature rows are shuffled
+    raw = intermediate.table.read_one(inter_row, ("joint",))["joint"]
     np.testing.assert_allclose(raw, read_sbu_file(folder / "s01s02/07/001/skeleton_pos.txt").coords)
     # the feature joint stream is the smoothed, then normalized, intermediate sample
     params = load_config()[1]["prepare_sbu"]
@@ -435,7 +437,7 @@ def test_prepare_sbu_quarantines_bad_files_and_keeps_count(folder, tmp_path):
         (raw / rel).write_bytes(data)
     run_pipeline("prepare_sbu", tmp_path, {"sbu_raw_dir": str(raw)},
                  params={"prepare_sbu": {"workers": 1, "smoothing": {"method": "none"}}})
-    summary = json.loads((tmp_path / "metrics/sbu_preparation_summary.json").read_text())
+    summary = json.loads((tmp_path / "data/08_reporting/sbu_preparation_summary.json").read_text())
     good_files = len(list(folder.glob("s01s02/0[12]/*/skeleton_pos.txt")))
     assert summary["inputs_seen"] == good_files + 3
     assert summary["inputs_seen"] == summary["samples"] + summary["quarantined"] + summary["excluded"]

@@ -55,17 +55,25 @@ def file_stats(paths: Iterable[os.PathLike[str] | str], root: str | os.PathLike[
 
 
 def raw_fingerprint(
-    paths: Sequence[Path],
+    paths: Sequence[object],
     params: Mapping[str, object],
     extra: Mapping[str, object] | None = None,
     skipped: Sequence[Mapping[str, object]] = (),
 ) -> str:
-    """The source fingerprint of an intermediate bundle built from raw files ``paths``."""
-    root = os.path.commonpath([os.path.abspath(p) for p in paths]) if paths else None
-    if root is not None and len(paths) == 1:
+    """The source fingerprint of an intermediate bundle built from the inputs ``paths``.
+
+    Raw files enter by name, size and modification time; inputs that are tasks rather than files
+    (a custom data set's CSV rows, a pickle's annotations) enter by their content, and the files
+    behind them through ``extra`` (the caller's ``file_stats`` of its source files).
+    """
+    files = [p for p in paths if isinstance(p, str | os.PathLike)]
+    tasks = [p for p in paths if not isinstance(p, str | os.PathLike)]
+    root = os.path.commonpath([os.path.abspath(p) for p in files]) if files else None
+    if root is not None and len(files) == 1:
         root = os.path.dirname(root)
     return digest({
-        "files": file_stats([os.path.abspath(p) for p in paths], root),
+        "files": file_stats([os.path.abspath(p) for p in files], root),
+        "tasks": digest([json.dumps(t, sort_keys=True, default=str) for t in tasks]) if tasks else None,
         "skipped": [[os.path.relpath(os.path.abspath(str(r["file"])), root) if root else str(r["file"]),
                      r["reason"]] for r in skipped],
         "params": output_params(params),

@@ -10,6 +10,7 @@ from typing import Any
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
 from skeleton_attention.skeletons.custom import SAMPLES_CSV, plan_custom_dataset, process_custom_row
+from skeleton_attention.skeletons.fingerprint import file_stats
 
 
 def dataset_root(raw_files: list[Path]) -> Path:
@@ -25,9 +26,13 @@ def dataset_root(raw_files: list[Path]) -> Path:
 
 
 def ingest_custom(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource:
-    plan = plan_custom_dataset(dataset_root(raw_files), params)
+    root = dataset_root(raw_files)
+    plan = plan_custom_dataset(root, params)
     processor = partial(process_custom_row, context=plan.context)
+    # the stale-bundle fingerprint covers every file of the data set (CSV, layout, sample files)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     return ingest_source(
         plan.tasks, processor, plan.protocols, {**params, "description": "custom: read"},
         info=plan.info, fold_protocols=plan.fold_protocols,
+        fingerprint_extra={"files": file_stats(files, root)},
     )

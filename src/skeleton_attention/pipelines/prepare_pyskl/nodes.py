@@ -9,6 +9,7 @@ from typing import Any
 
 from skeleton_attention.pipelines.preparation import ingest_source
 from skeleton_attention.skeletons.bundle import BundleSource
+from skeleton_attention.skeletons.fingerprint import file_stats
 from skeleton_attention.skeletons.pyskl import plan_pyskl, process_pyskl_annotation
 
 
@@ -17,4 +18,5 @@ def ingest_pyskl(pickle_path: Path, params: Mapping[str, Any]) -> BundleSource:
     processor = partial(process_pyskl_annotation, context=context)
     return ingest_source(
         tasks, processor, context.protocols, {**params, "description": "pyskl: convert"}, info=info,
+        fingerprint_extra={"pickle": file_stats([pickle_path])},  # size + mtime: no re-read of a large pickle
     )
