@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from skeleton_attention.commands import main, summary_line
 from tests.kedro_helpers import REPO_ROOT
