@@ -281,6 +281,7 @@ def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
         logs = ", ".join(str(plan.cv_dir / f"fold{f}.log") for f in (failed or missing)[:3])
         raise RuntimeError(f"cross-validation incomplete: folds {failed or missing} failed; see {logs}")
     summary = aggregate_folds(done)
+    summary.update(_validation_summary(plan))
     summary.update(
         pipeline=plan.pipeline, dataset=plan.config["data"]["dataset"], protocol=plan.config["data"]["protocol"],
         config_fingerprint=_plan_fingerprint(plan),
@@ -289,11 +290,27 @@ def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
     if tracker:
         tracker.client.set_terminated(tracker.parent_id, "FINISHED")
     logger.info(
-        "%s cross-validation: test top-1 %.4f +- %.4f over %d folds (pooled %.4f); %s",
+        "%s cross-validation: test top-1 %.4f +- %.4f over %d folds (pooled %.4f; validation %.4f); %s",
         plan.config["data"]["protocol"], summary["top1_mean"], summary["top1_std"], summary["num_folds"],
-        summary["pooled_top1"], plan.cv_dir / "summary.json",
+        summary["pooled_top1"], summary.get("val_top1_mean", float("nan")), plan.cv_dir / "summary.json",
     )
     return summary
+
+
+def _validation_summary(plan: FoldPlan) -> dict[str, Any]:
+    """Mean and spread over folds of the selected models' validation accuracy (each fold's own
+    held-out training groups): the number to compare configurations on, never the test folds."""
+    values = []
+    for fold in plan.folds:
+        path = plan.reporting(plan.fold_dir(fold)) / "metrics.json"
+        if path.is_file() and json.loads(path.read_text()).get("val_top1") is not None:
+            values.append(float(json.loads(path.read_text())["val_top1"]))
+    if len(values) != len(plan.folds):
+        return {}
+    import numpy as np
+
+    return {"val_top1_mean": float(np.mean(values)), "val_top1_std": float(np.std(values, ddof=1)) if len(values) > 1
+            else 0.0, "val_top1_per_fold": values}
 
 
 def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | None) -> None:
@@ -315,6 +332,7 @@ def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | 
         "cv_top1_mean": summary["top1_mean"], "cv_top1_std": summary["top1_std"],
         "cv_top5_mean": summary.get("top5_mean"), "cv_mean_class_acc_mean": summary.get("mean_class_acc_mean"),
         "cv_pooled_top1": summary["pooled_top1"], "num_folds": summary["num_folds"],
+        "cv_val_top1_mean": summary.get("val_top1_mean"),
         "num_test_samples": summary["num_samples"],
     }
     metrics_root = Path(plan.metrics_dir) if plan.metrics_dir else plan.project_path / "data" / "08_reporting"
