@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -251,6 +252,19 @@ def _run_folds(plan: FoldPlan, todo: list[int], tracker: _Tracker | None, state:
     return codes
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM (a scheduler, `kill`) stops the folds and marks the runs KILLED, as Ctrl-C does."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
 def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
     """Run the unfinished folds of ``plan`` and aggregate all of them; returns the summary."""
     plan.cv_dir.mkdir(parents=True, exist_ok=True)
@@ -266,12 +280,16 @@ def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
     tracker = _Tracker(plan, state) if plan.tracking else None
     state["fingerprint"] = _plan_fingerprint(plan)
     _write_json(state_path, state)
+    previous = _terminate_as_interrupt()
     try:
         codes = _run_folds(plan, todo, tracker, state)
     except BaseException:
         if tracker:
             tracker.client.set_terminated(tracker.parent_id, "KILLED")
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     failed = sorted(f for f, code in codes.items() if code != 0)
     done = finished_folds(plan, state)
     if failed or len(done) != len(plan.folds):
