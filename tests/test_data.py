@@ -442,3 +442,23 @@ def test_fold_choice_is_required_and_checked(tmp_path, table):
         protocol_splits(meta, "toy_fold", 0.2, seed=0, fold=9)
     with pytest.raises(ValueError, match="not cross-validated"):
         protocol_splits(table.metadata(), PROTOCOL, 0.2, seed=0, fold=1)
+
+
+def test_swap_bodies_reverses_the_persons_of_every_stream_alike():
+    rng_values = np.arange(2 * 4 * 3 * 3, dtype=np.float32).reshape(2, 4, 3, 3) + 1
+    streams = {"joint": rng_values, "bone": -rng_values}
+    always = Augmentation(swap_bodies=1.0)
+    out = always.apply(streams, np.random.default_rng(0))
+    np.testing.assert_array_equal(out["joint"], rng_values[::-1])
+    np.testing.assert_array_equal(out["bone"], -rng_values[::-1])
+    single = {"joint": rng_values[:1]}
+    np.testing.assert_array_equal(always.apply(single, np.random.default_rng(0))["joint"], rng_values[:1])
+    half = Augmentation(swap_bodies=0.5)
+    swapped = sum(
+        bool(np.array_equal(half.apply(streams, np.random.default_rng(s))["joint"], rng_values[::-1]))
+        for s in range(200)
+    )
+    assert 70 < swapped < 130  # about half of the draws
+    assert not Augmentation().enabled and half.enabled
+    with pytest.raises(ValueError, match="probability"):
+        Augmentation(swap_bodies=1.5)

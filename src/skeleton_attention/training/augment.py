@@ -1,4 +1,5 @@
-"""Training-time augmentation of one sample (numpy): random rotation, scale and Gaussian noise.
+"""Training-time augmentation of one sample (numpy): random rotation, scale, Gaussian noise, and
+swapping the bodies of a two-person sample.
 
 All transforms are off unless configured. They run after temporal sampling on every stream of the
 sample: the rotation and scale are linear, so the same matrix is applied to joint, bone and motion
@@ -30,7 +31,10 @@ class Augmentation:
     (uniform in ``[-rotation_deg, rotation_deg]``). ``scale``: maximum relative scale change, the
     factor is uniform in ``[1 - scale, 1 + scale]`` (one factor per sample, or per axis with
     ``scale_per_axis``). ``noise_std``: standard deviation of additive Gaussian noise in coordinate
-    units (the VA-RNN code uses 0.075 on metre-scale NTU coordinates).
+    units (the VA-RNN code uses 0.075 on metre-scale NTU coordinates). ``swap_bodies``: probability
+    of reversing the order of the bodies (the M axis) of a sample with two or more, for every stream
+    alike: in an interaction data set (SBU, NTU's two-person classes) which person is listed first
+    says nothing about who acts, so a model should not learn it.
     """
 
     rotation_deg: float = 0.0
@@ -39,6 +43,7 @@ class Augmentation:
     scale_per_axis: bool = False
     noise_std: float = 0.0
     spatial_dims: int = 3
+    swap_bodies: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rotation_deg < 0 or self.scale < 0 or self.noise_std < 0:
@@ -49,6 +54,8 @@ class Augmentation:
             raise ValueError(f"spatial_dims must be 2 or 3, got {self.spatial_dims}")
         if not 0 <= self.vertical_axis < 3:
             raise ValueError(f"vertical_axis must be 0, 1 or 2, got {self.vertical_axis}")
+        if not 0.0 <= self.swap_bodies <= 1.0:
+            raise ValueError(f"swap_bodies is a probability in [0, 1], got {self.swap_bodies}")
         if self.rotation_deg > 0 and self.spatial_dims != 3:
             raise ValueError("a rotation about the vertical axis needs 3-D coordinates (spatial_dims=3)")
 
@@ -63,7 +70,7 @@ class Augmentation:
 
     @property
     def enabled(self) -> bool:
-        return self.rotation_deg > 0 or self.scale > 0 or self.noise_std > 0
+        return self.rotation_deg > 0 or self.scale > 0 or self.noise_std > 0 or self.swap_bodies > 0
 
     def apply(self, streams: Mapping[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Augment every stream of one sample; returns new arrays (inputs are not modified)."""
@@ -83,6 +90,9 @@ class Augmentation:
         out = {}
         for name, x in streams.items():
             out[name] = self._apply_one(x, matrix.astype(np.float32), rng)
+        # drawn last, and only when enabled, so configurations without it keep their random stream
+        if self.swap_bodies > 0 and rng.uniform() < self.swap_bodies:
+            out = {name: x[::-1].copy() if x.shape[0] > 1 else x for name, x in out.items()}
         return out
 
     def _apply_one(self, x: np.ndarray, matrix: np.ndarray, rng: np.random.Generator) -> np.ndarray:
