@@ -1,9 +1,15 @@
 """Project commands for the ``kedro`` CLI (Kedro loads ``<package>.cli`` and lets it override).
 
-``kedro run`` is Kedro's own command, with one addition: when exactly one training pipeline is
-selected, no node filter is given, and the run's protocol is cross-validated with no ``run.fold``
-(e.g. ``kedro run --pipelines=train_sta_lstm --params=run.dataset=sbu``), every fold is trained and
-the folds are aggregated (experiments/driver.py). Everything else goes to Kedro unchanged.
+``kedro run`` is Kedro's own command, with two additions:
+
+* preparation before training: a training pipeline reads the table of ``run.dataset`` under the
+  catalog name ``training_samples``, which no preparation node writes by that name, so
+  ``--pipelines=prepare_sbu,train_sta_lstm`` runs the other pipelines first, then the training ones;
+* cross-validation: when a training pipeline's protocol is cross-validated and no ``run.fold`` is
+  given (e.g. ``kedro run --pipelines=train_sta_lstm --params=run.dataset=sbu``), every fold is
+  trained and the folds are aggregated (experiments/driver.py).
+
+Runs with a node filter, and everything else, go to Kedro unchanged.
 """
 
 from __future__ import annotations
@@ -30,19 +36,27 @@ def cli() -> None:
 @cli.command(name="run", params=list(kedro_run.params), help=kedro_run.help, short_help=kedro_run.short_help)
 def run(**kwargs: Any) -> Any:
     selected = [kwargs["pipeline"]] if kwargs.get("pipeline") else list(kwargs.get("pipelines") or [])
-    wants_cv = (
-        len(selected) == 1
-        and selected[0].startswith("train_")
-        and not any(kwargs.get(name) for name in _FILTERS)
-        and not kwargs.get("conf_source")
-    )
-    if wants_cv:
-        from skeleton_attention.experiments.driver import plan_cross_validation, run_cross_validation
+    plain = any(kwargs.get(name) for name in _FILTERS) or kwargs.get("conf_source")
+    training = [name for name in selected if name.startswith("train_")]
+    if plain or not training:
+        return kedro_run.callback(**kwargs)
+    others = [name for name in selected if not name.startswith("train_")]
+    if others:  # e.g. prepare_sbu,train_sta_lstm: the table first
+        kedro_run.callback(**{**kwargs, "pipeline": None, "pipelines": others})
+    result: Any = None
+    for name in training:
+        result = _train(name, {**kwargs, "pipeline": None, "pipelines": [name]})
+    return result
 
-        plan = plan_cross_validation(Path.cwd(), selected[0], kwargs.get("env"), kwargs.get("params") or {})
-        if plan is not None:
-            try:
-                return run_cross_validation(plan)
-            except RuntimeError as error:
-                raise KedroCliError(str(error)) from error
-    return kedro_run.callback(**kwargs)
+
+def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
+    """One training pipeline: every fold of a cross-validated protocol, else Kedro's run."""
+    from skeleton_attention.experiments.driver import plan_cross_validation, run_cross_validation
+
+    plan = plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
+    if plan is None:
+        return kedro_run.callback(**kwargs)
+    try:
+        return run_cross_validation(plan)
+    except RuntimeError as error:
+        raise KedroCliError(str(error)) from error

@@ -17,5 +17,10 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines = find_pipelines(raise_errors=True)
     # Kedro 1.7 discovers only the requested pipelines; the default exists when all its parts were found
     if all(name in pipelines for name in DEFAULT_PIPELINES):
-        pipelines["__default__"] = sum((pipelines[name] for name in DEFAULT_PIPELINES), Pipeline([]))
+        from skeleton_attention.pipelines.train_sta_lstm import create_pipeline as train_sta_lstm
+
+        # the embedded run trains on what prepare_ntu writes: wire the table by name, so Kedro orders
+        # training after preparation (`training_samples` is the same directory, but another dataset name)
+        parts = [pipelines[name] for name in DEFAULT_PIPELINES[:-1]] + [train_sta_lstm(samples="ntu_samples")]
+        pipelines["__default__"] = sum(parts, Pipeline([]))
     return pipelines

@@ -16,4 +16,7 @@ NAME = "train_sta_lstm"
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return training_pipeline(run_key=NAME, samples="training_samples", params=f"{NAME}_config", nodes=NODES)
+    """``samples``: the catalog entry of the prepared table; ``training_samples`` (the table of
+    ``run.dataset``) unless a caller wires it to a preparation pipeline's output (pipeline_registry)."""
+    samples = kwargs.get("samples", "training_samples")
+    return training_pipeline(run_key=NAME, samples=samples, params=f"{NAME}_config", nodes=NODES)
