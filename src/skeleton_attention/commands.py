@@ -2,7 +2,7 @@
 one-line summary of a training run.
 
     skeleton-attention check-views /data/nturgb+d_skeletons     # multi-view alignment residuals
-    skeleton-attention summary metrics/train_sta_lstm.json      # test accuracy of the last run
+    skeleton-attention summary data/08_reporting/train_sta_lstm/embedded/ntu/ntu60_xsub/metrics.json  # one line
 
 A user error (a missing path, an unreadable file) is one line on stderr and exit status 2, never a
 traceback.
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one line with the test accuracy of a training run (its metrics JSON)",
         description="Print the test accuracy of a training run from the metrics JSON it wrote.",
     )
-    summary.add_argument("metrics", help="metrics JSON of a training run, e.g. metrics/train_sta_lstm.json")
+    summary.add_argument("metrics", help="metrics JSON of a training run, e.g. data/08_reporting/train_sta_lstm/<run>/metrics.json")
     summary.add_argument("--details", default=None, help="where that run's plots and reports are, to name them")
     summary.set_defaults(run=_summary)
     return parser
