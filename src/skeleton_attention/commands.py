@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="one line with the test accuracy of a training run (its metrics JSON)",
         description="Print the test accuracy of a training run from the metrics JSON it wrote.",
     )
-    summary.add_argument("metrics", help="metrics JSON of a training run, e.g. data/08_reporting/train_sta_lstm/<run>/metrics.json")
+    summary.add_argument(
+        "metrics", help="metrics JSON of a training run, e.g. data/08_reporting/train_sta_lstm/<run>/metrics.json"
+    )
     summary.add_argument("--details", default=None, help="where that run's plots and reports are, to name them")
     summary.set_defaults(run=_summary)
     return parser
