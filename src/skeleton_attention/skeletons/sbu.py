@@ -27,7 +27,7 @@ import numpy as np
 from .errors import MalformedSkeletonFile
 from .layouts import SBU15
 from .sequence import SkeletonSequence
-from .textfile import read_text
+from .textfile import parse_float_rows, read_text
 
 DATASET = "sbu"
 FILE_NAME = "skeleton_pos.txt"
@@ -118,19 +118,6 @@ def _line_error(path: Path, fields: list[str], number: int, last: bool, ends_cle
     )
 
 
-def _parse_floats(path: Path, rows: list[list[str]]) -> np.ndarray:
-    try:
-        return np.array(rows, dtype=np.float64)
-    except ValueError:
-        for number, fields in enumerate(rows, start=1):
-            for token in fields:
-                try:
-                    float(token)
-                except ValueError:
-                    raise MalformedSkeletonFile(str(path), "non_numeric", f"value {token!r}", number) from None
-        raise  # pragma: no cover - numpy and float() disagree only on exotic input
-
-
 def read_sbu_values(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one file: frame numbers ``(T,)`` int64 and raw values ``(2, T, 15, 3)`` float64.
 
@@ -151,7 +138,7 @@ def read_sbu_values(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         if len(fields) != _VALUES + 1:
             raise _line_error(path, fields, number, number == len(lines), ends_clean)
         rows.append(fields)
-    values = _parse_floats(path, rows)
+    values = parse_float_rows(path, rows)
     bad = ~np.isfinite(values)
     if bad.any():
         row, col = np.argwhere(bad)[0]

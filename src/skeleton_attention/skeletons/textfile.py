@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from skeleton_attention.skeletons.errors import MalformedSkeletonFile
 
 _ENCODING_NAMES = {"ascii": "ASCII", "utf-8": "UTF-8"}
@@ -30,3 +32,18 @@ def read_lines(path: Path, encoding: str = "ascii") -> list[str]:
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
+
+
+def parse_float_rows(path: Path, rows: list[list[str]], first_line: int = 1) -> np.ndarray:
+    """``rows`` of number strings as a float64 array; a token that is not a number is a
+    ``non_numeric`` error naming the file and its line (``first_line`` = the line of ``rows[0]``)."""
+    try:
+        return np.array(rows, dtype=np.float64)
+    except ValueError:
+        for number, fields in enumerate(rows, start=first_line):
+            for token in fields:
+                try:
+                    float(token)
+                except ValueError:
+                    raise MalformedSkeletonFile(str(path), "non_numeric", f"value {token!r}", number) from None
+        raise  # pragma: no cover - numpy and float() disagree only on exotic input
