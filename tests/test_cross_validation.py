@@ -121,16 +121,19 @@ def test_two_fold_cross_validation_interrupted_resumed_and_logged_as_parent_and_
     process = _kedro(project, tracking, *selectors)
     state = out / "cv/state.json"
 
-    def fold1_completed() -> bool:
-        return state.is_file() and "1" in json.loads(state.read_text()).get("completed", {})
+    def fold2_running() -> bool:
+        # fold 1 finished (recorded by the driver) and fold 2's process has started writing its log
+        done = state.is_file() and "1" in json.loads(state.read_text()).get("completed", {})
+        log = out / "cv/fold2.log"
+        return done and log.is_file() and log.stat().st_size > 0
 
     deadline = time.monotonic() + 600
-    while not fold1_completed() and time.monotonic() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    assert fold1_completed(), "fold 1 never finished"
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
-    process.communicate(timeout=120)
-    assert process.returncode != 0
+    while not fold2_running() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert fold2_running() and process.poll() is None, "fold 2 never started while the run was going"
+    os.kill(process.pid, signal.SIGINT)  # Ctrl-C to the driver: it stops fold 2 and marks the runs KILLED
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode != 0, output[-3000:]
     mlflow.set_tracking_uri(tracking)
     runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
     assert not [r for r in runs if r.info.status == "RUNNING"]  # killed runs are not left RUNNING
