@@ -34,6 +34,7 @@ from typing import Any
 
 from skeleton_attention.experiments.config import fingerprint, run_dir
 from skeleton_attention.experiments.cross_validation import aggregate_folds, plot_fold_accuracies
+from skeleton_attention.skeletons.ingest import resolve_workers as available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,8 @@ def finished_folds(plan: FoldPlan, state: Mapping[str, Any]) -> dict[int, dict[s
 
 
 def resolve_workers(workers: Any, num_folds: int) -> int:
-    """``null``/0: one fold per core (at most the number of folds)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    wanted = int(workers) if workers else cores
-    return max(1, min(wanted, num_folds, cores if not workers else wanted))
+    """``null``/0: one fold per core; never more folds at once than there are folds."""
+    return min(available_cores(workers), max(1, num_folds))
 
 
 def _dotlist(params: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -191,8 +190,7 @@ def _plan_fingerprint(plan: FoldPlan) -> str:
 
 
 def _thread_env(workers: int) -> dict[str, str]:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = str(max(1, cores // workers))
+    threads = str(max(1, available_cores(None) // workers))
     return {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
@@ -321,8 +319,9 @@ def _validation_summary(plan: FoldPlan) -> dict[str, Any]:
     values = []
     for fold in plan.folds:
         path = plan.reporting(plan.fold_dir(fold)) / "metrics.json"
-        if path.is_file() and json.loads(path.read_text()).get("val_top1") is not None:
-            values.append(float(json.loads(path.read_text())["val_top1"]))
+        value = json.loads(path.read_text()).get("val_top1") if path.is_file() else None
+        if value is not None:
+            values.append(float(value))
     if len(values) != len(plan.folds):
         return {}
     import numpy as np
