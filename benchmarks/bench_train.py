@@ -1,11 +1,14 @@
-"""Training and inference speed of STA-LSTM: the project's Trainer vs a plain eager PyTorch loop.
+"""Training and inference speed of any registered model: the project's Trainer vs a plain eager loop.
 
-Both paths train the same model (paper size: 3 x LSTM(100) main network, one LSTM(100) per attention
-subnetwork, NTU shapes: 2 bodies x 25 joints x 3 channels, 60 classes) from the same initial
-weights on the same synthetic batches (random coordinates, per-sample lengths between half and all
-of ``--frames``, padded and masked by the project's collate function):
+Both paths train the same model (default STA-LSTM at paper size: 3 x LSTM(100) main network, one
+LSTM(100) per attention subnetwork; ``--model`` / ``--model-kwargs`` pick another family, e.g. the
+view-attention LSTM with ``--views 3``) on NTU shapes (2 bodies x 25 joints x 3 channels, 60 classes)
+from the same initial weights on the same synthetic batches (random coordinates, per-sample lengths
+between half and all of ``--frames`` unless the model needs a fixed length, padded and masked by the
+project's collate function; multi-view models also get ``view_mask``):
 
-* ``plain``    a hand-written loop: forward, CE + regularization terms, backward, clip, Adam step;
+* ``plain``    a hand-written loop: forward, CE (+ head CEs) + regularization terms, backward, clip,
+              optimizer step;
               inference is ``model(batch)`` under ``torch.inference_mode``;
 * ``trainer``  :class:`skeleton_attention.training.trainer.Trainer` (metrics accumulation,
               gradient clipping, determinism on CPU, a full checkpoint every epoch) and
@@ -20,6 +23,8 @@ Usage::
     python benchmarks/bench_train.py                          # CPU, and CUDA when available
     python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
     python benchmarks/bench_train.py --devices cuda --batch 256 --samples 4096
+    python benchmarks/bench_train.py --model view_attention --views 3 --frames 60
+    python benchmarks/bench_train.py --model san --model-kwargs '{"variant": "san_v1"}' --frames 32
 """
 
 from __future__ import annotations
@@ -41,26 +46,35 @@ except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 
-def _dataset(samples: int, frames: int, seed: int):
+def _dataset(samples: int, frames: int, seed: int, *, views: int, fixed_length: bool, classes: int):
+    """Random NTU-shaped items as the project's datasets yield them: ``x`` (M, T, V, C), or
+    (views, M, T, V, C) with a ``view_mask`` that drops one view of every fourth sample."""
     import numpy as np
-    import torch
     from torch.utils.data import Dataset
+
+    shape = (samples, views, 2, frames, 25, 3) if views > 1 else (samples, 2, frames, 25, 3)
 
     class Synthetic(Dataset):
         def __init__(self) -> None:
             rng = np.random.default_rng(seed)
-            self.x = rng.normal(size=(samples, 2, frames, 25, 3)).astype(np.float32)
-            self.lengths = rng.integers(frames // 2, frames + 1, size=samples)
-            self.labels = rng.integers(0, 60, size=samples)
+            self.x = rng.normal(size=shape).astype(np.float32)
+            low = frames if fixed_length else frames // 2
+            self.lengths = rng.integers(low, frames + 1, size=samples)
+            self.labels = rng.integers(0, classes, size=samples)
 
         def __len__(self) -> int:
             return samples
 
         def __getitem__(self, i: int):
             n = int(self.lengths[i])
-            return {"x": self.x[i, :, :n], "length": n, "label": int(self.labels[i]), "index": i}
+            item = {"x": self.x[i, ..., :n, :, :], "length": n, "label": int(self.labels[i]), "index": i}
+            if views > 1:
+                mask = np.ones(views, dtype=bool)
+                if i % 4 == 3:
+                    mask[i % views] = False
+                item["view_mask"] = mask
+            return item
 
-    del torch
     return Synthetic()
 
 
@@ -136,7 +150,8 @@ def measure(spec: dict) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from skeleton_attention.models.registry import build_model
+    from skeleton_attention.models.base import DataDescription
+    from skeleton_attention.models.registry import build_model, model_input_spec
     from skeleton_attention.training.trainer import Trainer, TrainerConfig, move_batch
 
     torch.set_num_threads(int(spec["threads"]))
@@ -145,10 +160,22 @@ def measure(spec: dict) -> dict:
     _CLOCK["clock"] = time.process_time if spec["clock"] == "cpu" else time.perf_counter
     device = torch.device(spec["device"])
     torch.manual_seed(0)
-    model = build_model("sta_lstm", num_classes=60, num_joints=25, num_bodies=2, in_channels=3, variant="sta_lstm").to(
-        device
+    input_spec = model_input_spec(spec["model"])
+    views = int(spec["views"]) if input_spec.multi_view else 1
+    description = DataDescription(
+        num_classes=60,
+        num_joints=25,
+        num_bodies=2,
+        num_views=views,
+        multi_view=input_spec.multi_view,
+        num_frames=spec["frames"] if input_spec.fixed_length else None,
+        layout="ntu25",
     )
-    dataset = _dataset(spec["samples"], spec["frames"], seed=1)
+    model = build_model(spec["model"], description, **spec["model_kwargs"]).to(device)
+    dataset = _dataset(
+        spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60
+    )
+    optimizer_config = {"name": spec["optimizer"], "lr": spec["lr"]}
     train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
     eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
     if device.type == "cuda":
@@ -163,7 +190,10 @@ def measure(spec: dict) -> dict:
     result: dict = {"device": spec["device"], "path": path}
 
     if path == "plain":
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
+        if spec["optimizer"] == "adam":
+            optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
+        else:
+            optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=0.9)
         train_time = 0.0
         for epoch in range(warmup + epochs):
             model.train()
@@ -173,6 +203,8 @@ def measure(spec: dict) -> dict:
                 batch = move_batch(batch, device)
                 out = model(batch)
                 loss = F.cross_entropy(out.logits, batch["label"]) + sum(out.regularization.values())
+                for head in out.head_logits.values():
+                    loss = loss + F.cross_entropy(head, batch["label"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -193,7 +225,7 @@ def measure(spec: dict) -> dict:
         with tempfile.TemporaryDirectory() as checkpoints:
             config = TrainerConfig(
                 epochs=warmup + epochs,
-                optimizer={"name": "adam", "lr": 0.005},
+                optimizer=optimizer_config,
                 grad_clip_norm=1.0,
                 monitor="train_acc",
                 device=spec["device"],
@@ -228,6 +260,11 @@ def measure(spec: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", nargs="*", default=None, help="cpu and/or cuda (default: cpu + cuda if present)")
+    parser.add_argument("--model", default="sta_lstm", help="a registered model name")
+    parser.add_argument("--model-kwargs", type=json.loads, default=None, help='JSON, e.g. \'{"variant": "lstm"}\'')
+    parser.add_argument("--views", type=int, default=3, help="views per sample for multi-view models")
+    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--lr", type=float, default=0.005)
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--frames", type=int, default=100, help="max frames; lengths are U[frames/2, frames]")
     parser.add_argument("--batch", type=int, default=64)
@@ -250,6 +287,11 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    model_kwargs = (
+        args.model_kwargs
+        if args.model_kwargs is not None
+        else ({"variant": "sta_lstm"} if args.model == "sta_lstm" else {})
+    )
     rows = []
     for device in devices:
         paths = ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
@@ -264,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
                 "epochs": args.epochs,
                 "warmup": args.warmup,
                 "threads": args.threads,
+                "model": args.model,
+                "model_kwargs": model_kwargs,
+                "views": args.views,
+                "optimizer": args.optimizer,
+                "lr": args.lr,
             }
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(
@@ -277,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
                 raise RuntimeError(f"{device}/{path} failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     print(
-        f"STA-LSTM ({rows[0]['parameters']:,} parameters), {args.samples} samples x <= {args.frames} frames, "
+        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), "
+        f"{args.samples} samples x <= {args.frames} frames, "
         f"batch {args.batch}, {args.epochs} timed epoch(s) after {args.warmup} warm-up, "
         f"{args.threads} CPU thread(s), torch {torch.__version__}"
     )
