@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from skeleton_attention.experiments.cross_validation import aggregate_folds, plot_fold_accuracies
-from skeleton_attention.experiments.driver import _dotlist
+from skeleton_attention.experiments.driver import _dotlist, select_folds
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle, write_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +52,19 @@ def test_runtime_params_become_a_command_line_dotlist():
     assert _dotlist({"run": {"dataset": "sbu", "fold": 2}, "x": {"y": [1, 2], "z": None, "w": 0.5}}) == [
         "run.dataset=sbu", "run.fold=2", "x.y=[1, 2]", "x.z=null", "x.w=0.5",
     ]
+
+
+def test_fold_subset_selection_for_long_protocols():
+    folds = list(range(1, 11))
+    assert select_folds(folds, None) == folds
+    assert select_folds(folds, [7, 2]) == [2, 7]  # protocol order
+    assert select_folds(folds, {"every": 4}) == [1, 5, 9]
+    assert select_folds(folds, {"every": 4, "start": 2}) == [2, 6, 10]
+    with pytest.raises(ValueError, match=r"\[11\] are not folds"):
+        select_folds(folds, [1, 11])
+    for bad in ({"every": 0}, {"each": 2}, {"every": 2, "start": 0}, [], "all", [1.5]):
+        with pytest.raises(ValueError, match=r"cross_validation\.folds must be"):
+            select_folds(folds, bad)
 
 
 def _toy_fold_table(shared_data: Path, target: Path) -> None:

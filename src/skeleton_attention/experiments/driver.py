@@ -56,6 +56,7 @@ class FoldPlan:
     metrics_dir: str | None = None
     experiment_name: str = "skeleton-attention"
     tracking: bool = True
+    num_folds_total: int | None = None  # the protocol's folds when cross_validation.folds picks a subset
 
     @property
     def base_dir(self) -> str:
@@ -301,13 +302,14 @@ def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
     summary.update(
         pipeline=plan.pipeline, dataset=plan.config["data"]["dataset"], protocol=plan.config["data"]["protocol"],
         config_fingerprint=_plan_fingerprint(plan),
+        num_folds_total=plan.num_folds_total or len(plan.folds),
     )
     _write_outputs(plan, summary, tracker)
     if tracker:
         tracker.client.set_terminated(tracker.parent_id, "FINISHED")
     logger.info(
-        "%s cross-validation: test top-1 %.4f +- %.4f over %d folds (pooled %.4f; validation %.4f); %s",
-        plan.config["data"]["protocol"], summary["top1_mean"], summary["top1_std"], summary["num_folds"],
+        "%s cross-validation: test top-1 %.4f +- %.4f over %s (pooled %.4f; validation %.4f); %s",
+        plan.config["data"]["protocol"], summary["top1_mean"], summary["top1_std"], _folds_label(summary),
         summary["pooled_top1"], summary.get("val_top1_mean", float("nan")), plan.cv_dir / "summary.json",
     )
     return summary
@@ -337,7 +339,7 @@ def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | 
     figures = {
         "confusion_matrix.png": plot_confusion_matrix(
             summary["confusion_matrix"], summary["class_names"],
-            title=f"pooled confusion matrix, {summary['num_folds']} folds",
+            title=f"pooled confusion matrix, {_folds_label(summary)}",
         ),
         "folds.png": plot_fold_accuracies(summary, title=f"{plan.config['data']['protocol']}: test top-1 per fold"),
     }
@@ -349,6 +351,7 @@ def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | 
         "cv_top1_mean": summary["top1_mean"], "cv_top1_std": summary["top1_std"],
         "cv_top5_mean": summary.get("top5_mean"), "cv_mean_class_acc_mean": summary.get("mean_class_acc_mean"),
         "cv_pooled_top1": summary["pooled_top1"], "num_folds": summary["num_folds"],
+        "num_folds_total": summary.get("num_folds_total", summary["num_folds"]),
         "cv_val_top1_mean": summary.get("val_top1_mean"),
         "num_test_samples": summary["num_samples"],
     }
@@ -362,6 +365,11 @@ def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | 
                 tracker.client.log_metric(tracker.parent_id, key, float(value))
         for name in ("summary.json", *figures):
             tracker.client.log_artifact(tracker.parent_id, str(plan.cv_dir / name), artifact_path="cross_validation")
+
+
+def _folds_label(summary: Mapping[str, Any]) -> str:
+    run, total = summary["num_folds"], summary.get("num_folds_total", summary["num_folds"])
+    return f"{run} folds" if run == total else f"{run} of {total} folds"
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -395,9 +403,15 @@ def plan_cross_validation(
         except Exception as error:  # no prepared table yet: the plain run reports it
             logger.debug("no table for a cross-validation plan: %s", error)
             return None
-        folds = protocol_folds(bundle.table.metadata(), config["data"]["protocol"])
-        if not folds:
+        all_folds = protocol_folds(bundle.table.metadata(), config["data"]["protocol"])
+        if not all_folds:
             return None
+        folds = select_folds(all_folds, (params.get("cross_validation") or {}).get("folds"))
+        if len(folds) < len(all_folds):
+            logger.warning(
+                "cross_validation.folds: running %d of the %d folds of %s (a subset; the summary says so)",
+                len(folds), len(all_folds), config["data"]["protocol"],
+            )
         family, run = params[pipeline], params["run"]
         fingerprints = {k: fingerprint(compose(family, {**run, "fold": k})) for k in folds}
         mlflow_config = getattr(context, "mlflow", None)
@@ -408,5 +422,30 @@ def plan_cross_validation(
             fold_fingerprints=fingerprints, workers=workers, project_path=Path(project_path),
             metrics_dir=runtime_params.get("metrics_dir"),
             experiment_name=mlflow_config.tracking.experiment.name if mlflow_config else "skeleton-attention",
-            tracking=tracking,
+            tracking=tracking, num_folds_total=len(all_folds),
         )
+
+
+def select_folds(folds: list[int], selection: Any) -> list[int]:
+    """The folds ``cross_validation.folds`` asks for: null = all; a list of fold numbers; or
+    ``{every: k, start: s}`` = every k-th fold from the s-th (1-based position), a spread-out
+    subset of a long protocol such as UTKinect's 199 leave-one-sequence-out folds."""
+    if selection is None:
+        return list(folds)
+    if isinstance(selection, Mapping):
+        unknown = set(selection) - {"every", "start"}
+        every, start = selection.get("every"), selection.get("start", 1)
+        if unknown or not isinstance(every, int) or not isinstance(start, int) or every < 1 or start < 1:
+            raise ValueError(
+                "cross_validation.folds must be null, a list of folds or {every: k >= 1, start: s >= 1}; "
+                f"got {selection!r}"
+            )
+        return list(folds)[start - 1 :: every]
+    if isinstance(selection, (list, tuple)) and selection and all(isinstance(f, int) for f in selection):
+        missing = sorted(set(selection) - set(folds))
+        if missing:
+            raise ValueError(f"cross_validation.folds {missing} are not folds of this protocol (folds: {list(folds)})")
+        return [f for f in folds if f in set(selection)]
+    raise ValueError(
+        f"cross_validation.folds must be null, a list of fold numbers or {{every: k, start: s}}; got {selection!r}"
+    )
