@@ -285,6 +285,20 @@ def test_smoothing_hand_example_and_edges():
     np.testing.assert_allclose(ramp[0, 2:-2, 0, 0], np.arange(3.0, 10.0), rtol=1e-6)  # symmetric kernel
 
 
+def test_savitzky_golay_is_hbrnns_filter_and_keeps_quadratics():
+    np.testing.assert_allclose(smoothing_kernel("savitzky_golay", 5), np.array([-3, 12, 17, 12, -3]) / 35)
+    np.testing.assert_allclose(smoothing_kernel("savitzky_golay", 7, polyorder=3).sum(), 1.0)
+    t = np.arange(11.0)
+    quadratic = smooth_joints(_series(0.5 * t**2 - t + 2), {"method": "savitzky_golay", "window": 5})
+    np.testing.assert_allclose(quadratic[0, 2:-2, 0, 0], (0.5 * t**2 - t + 2)[2:-2], rtol=1e-5)  # exact inside
+    const = smooth_joints(_series(np.full(6, 4.0)), {"method": "savitzky_golay", "window": 5, "polyorder": 2})
+    np.testing.assert_allclose(const[0, :, 0, 0], 4.0, rtol=1e-6)  # the renormalised ends too
+    for bad in ({"method": "savitzky_golay", "window": 5, "polyorder": 5},
+                {"method": "savitzky_golay", "window": 3, "polyorder": -1}):
+        with pytest.raises(ValueError, match="polyorder"):
+            smooth_joints(_series([1.0, 2.0, 3.0]), bad)
+
+
 def test_smoothing_skips_missing_frames_and_keeps_them_zero():
     x = _series([1, 2, 0, 4, 1])
     x[0, 2] = 0.0  # the body is missing in frame 2

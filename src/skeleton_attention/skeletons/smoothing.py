@@ -1,11 +1,16 @@
 """Temporal smoothing of joint positions (numpy in, numpy out).
 
 Kinect v1 joints jitter from frame to frame; STA-LSTM (after HBRNN and Zhu et al. 2016) smooths
-each joint's position in time before training on SBU. The paper does not name its filter, so two
-common ones are offered, both a weighted average over a centred window of ``window`` frames:
+each joint's position in time before training on SBU. The paper does not name its filter; the
+works it cites for the step (HBRNN, Du et al. 2015) use a Savitzky-Golay filter. Three are
+offered, each a weighted average over a centred window of ``window`` frames:
 
 - ``moving_average``: equal weights;
-- ``gaussian``: weights ``exp(-k^2 / (2 sigma^2))`` for offsets ``k`` in the window.
+- ``gaussian``: weights ``exp(-k^2 / (2 sigma^2))`` for offsets ``k`` in the window;
+- ``savitzky_golay``: the least-squares polynomial fit of degree ``polyorder`` (default 2) over the
+  window, evaluated at its centre; window 5, degree 2 gives HBRNN's (-3, 12, 17, 12, -3) / 35. At
+  the sequence ends and around missing frames the same weights are renormalised over the frames
+  that exist (not a refit), which keeps constants exact.
 
 Edges and missing frames use *normalized convolution*: each output is the weighted mean over the
 window's frames that exist and are present (a body's frame is missing when all its values are
@@ -20,18 +25,38 @@ from collections.abc import Mapping
 
 import numpy as np
 
-SMOOTHING_METHODS: tuple[str, ...] = ("none", "moving_average", "gaussian")
+SMOOTHING_METHODS: tuple[str, ...] = ("none", "moving_average", "gaussian", "savitzky_golay")
 
 
-def smoothing_kernel(method: str, window: int, sigma: float | None = None) -> np.ndarray:
-    """The (window,) weights of ``method``, centred, summing to 1 (``sigma`` only for gaussian)."""
+def savitzky_golay_weights(window: int, polyorder: int) -> np.ndarray:
+    """Weights of the centred Savitzky-Golay smoother: the value at offset 0 of the least-squares
+    polynomial of degree ``polyorder`` through the ``window`` samples (first row of the pseudo-inverse
+    of the Vandermonde matrix)."""
+    if isinstance(polyorder, bool) or not isinstance(polyorder, int | np.integer) or not 0 <= polyorder < window:
+        raise ValueError(f"savitzky_golay polyorder must be an integer in [0, window), not {polyorder!r}")
+    offsets = np.arange(-(window // 2), window // 2 + 1, dtype=np.float64)
+    vandermonde = offsets[:, None] ** np.arange(int(polyorder) + 1)[None, :]
+    return np.linalg.pinv(vandermonde)[0]
+
+
+def smoothing_kernel(method: str, window: int, sigma: float | None = None, polyorder: int = 2) -> np.ndarray:
+    """The (window,) weights of ``method``, centred, summing to 1 (``sigma`` only for gaussian,
+    ``polyorder`` only for savitzky_golay)."""
     if method not in SMOOTHING_METHODS or method == "none":
-        raise ValueError(f"smoothing kernel method must be moving_average or gaussian, not {method!r}")
+        raise ValueError(
+            f"smoothing kernel method must be moving_average, gaussian or savitzky_golay, not {method!r}"
+        )
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1 or window % 2 == 0:
         raise ValueError(f"smoothing window must be an odd number of frames >= 1, not {window!r}")
     half = int(window) // 2
     if method == "moving_average":
         weights = np.ones(int(window))
+    elif method == "savitzky_golay":
+        weights = savitzky_golay_weights(int(window), polyorder)
+        if weights[half] <= np.abs(weights[weights < 0]).sum():
+            # a present frame always counts its own weight: it must outweigh every negative one so
+            # that the renormalised average at the ends and around gaps stays well defined
+            raise ValueError(f"savitzky_golay window {window} / polyorder {polyorder}: centre weight too small")
     else:
         if sigma is None or not np.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"gaussian smoothing needs sigma > 0 (frames), not {sigma!r}")
@@ -73,20 +98,24 @@ def smooth_time(coords: np.ndarray, kernel: np.ndarray, valid: np.ndarray | None
 
 
 def smoothing_kernel_from(params: Mapping[str, object] | None) -> np.ndarray | None:
-    """Validate ``{method: none|moving_average|gaussian, window: 5, sigma: 1.0}`` and return the
-    kernel, or None for ``method: none``. ``sigma`` (frames, default 1.0) is used by gaussian only.
-    Unknown keys or values raise ``ValueError`` (before any sample is touched)."""
+    """Validate ``{method: none|moving_average|gaussian|savitzky_golay, window: 5, sigma: 1.0,
+    polyorder: 2}`` and return the kernel, or None for ``method: none``. ``sigma`` (frames, default
+    1.0) is used by gaussian only, ``polyorder`` (default 2) by savitzky_golay only. Unknown keys or
+    values raise ``ValueError`` (before any sample is touched)."""
     settings = dict(params or {})
     method = str(settings.pop("method", "none"))
     window = settings.pop("window", 5)
     sigma = settings.pop("sigma", None)
+    polyorder = settings.pop("polyorder", 2)
     if settings:
-        raise ValueError(f"unknown smoothing parameter(s) {sorted(settings)}; allowed method, window, sigma")
+        raise ValueError(
+            f"unknown smoothing parameter(s) {sorted(settings)}; allowed method, window, sigma, polyorder"
+        )
     if method not in SMOOTHING_METHODS:
         raise ValueError(f"smoothing method must be one of {SMOOTHING_METHODS}, not {method!r}")
     if method == "none":
         return None
-    return smoothing_kernel(method, window, 1.0 if sigma is None else float(sigma))  # type: ignore[arg-type]
+    return smoothing_kernel(method, window, 1.0 if sigma is None else float(sigma), polyorder)  # type: ignore[arg-type]
 
 
 def smooth_joints(coords: np.ndarray, params: Mapping[str, object] | None = None) -> np.ndarray:
