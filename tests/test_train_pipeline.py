@@ -117,7 +117,7 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     np.testing.assert_allclose(history["train_loss"], history["train_ce"] + history["train_reg"], rtol=1e-4)
     assert (history["val_reg"] > 0).all()  # STA-LSTM's regularization is on
     # the selected model's validation scores, in the test scores' format
-    val_scores = pd.read_parquet(out / "07_model_output/train_sta_lstm/val_scores.parquet")
+    val_scores = pd.read_parquet(out / f"07_model_output/train_sta_lstm/{run}/val_scores.parquet")
     assert list(val_scores.columns) == list(scores.columns)
     assert sorted(val_scores["sample_id"]) == sorted(splits.loc[splits["subset"] == "val", "sample_id"])
     assert dvc["val_top1"] == pytest.approx(float(np.mean(val_scores["pred"] == val_scores["label"])))
