@@ -53,8 +53,12 @@ def paper_figures(entries: Sequence[Mapping[str, Any]]) -> list[PaperFigure]:
             )
         for key in ("top1", "top5"):
             value = entry.get(key)
-            if value is not None and not (isinstance(value, int | float) and 0 < value <= 100):
-                raise ValueError(f"{where} ({entry['method']}): {key} = {value!r} is not a percentage in (0, 100]")
+            # papers print percentages: a value <= 1 is a fraction typed by mistake
+            if value is not None and not (isinstance(value, int | float) and 1 < value <= 100):
+                raise ValueError(
+                    f"{where} ({entry['method']}): {key} = {value!r} is not a percentage in (1, 100] "
+                    "(write 91.51, not 0.9151)"
+                )
         figures.append(
             PaperFigure(
                 method=str(entry["method"]),

@@ -9,10 +9,6 @@ from __future__ import annotations
 import io
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -30,7 +26,8 @@ def accuracy_figure(board: Leaderboard) -> Figure:
     rows += [(f"{p.method} [paper, {p.table}]", p.top1, None, True) for p in board.papers]
     rows.sort(key=lambda row: row[1])
     height = 1.6 + 0.38 * len(rows)
-    fig, ax = plt.subplots(figsize=(9.5, height), layout="constrained")
+    fig = Figure(figsize=(9.5, height), layout="constrained")  # not kept by pyplot: freed with the report
+    ax = fig.subplots()
     y = np.arange(len(rows))
     values = [row[1] for row in rows]
     colors = [PAPER if row[3] else OURS for row in rows]
@@ -85,9 +82,8 @@ def per_class_figure(board: Leaderboard, max_classes: int = 60) -> Figure | None
     longest = max(len(str(c)) for c in classes)
     width = min(30.0, 4.5 + 0.34 * per_panel + 0.07 * max(len(r.label) for r in rows))
     panel_height = 0.9 + 0.34 * len(rows) + 0.075 * min(longest, 30)
-    fig, axes = plt.subplots(
-        panels, 1, figsize=(width, panel_height * panels + 1.0), layout="constrained", squeeze=False
-    )
+    fig = Figure(figsize=(width, panel_height * panels + 1.0), layout="constrained")
+    axes = fig.subplots(panels, 1, squeeze=False)
     image = None
     for index, ax in enumerate(axes[:, 0]):
         part = slice(index * per_panel, min(len(classes), (index + 1) * per_panel))
