@@ -113,7 +113,8 @@ def _project(tmp_path: Path, shared_data: Path) -> Path:
 
 
 def _kedro(project: Path, tracking: str, *params: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    # this checkout's package (the venv may hold another checkout's), also for the fold processes
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PYTHONPATH": str(REPO / "src")}
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.Popen(
         [str(kedro), "run", "--pipelines=train_sta_lstm", f"--params={','.join(params)}"],
