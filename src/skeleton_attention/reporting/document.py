@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,11 @@ details { margin: 0.4em 0; } summary { cursor: pointer; }
 """
 
 
+def _code(text: str) -> str:
+    """Markdown's `code` spans of an already escaped text as <code> elements."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
 def _img(data: bytes, alt: str) -> str:
     encoded = base64.b64encode(data).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
@@ -153,9 +159,9 @@ def render_html(
     esc = html.escape
     body = ["<h1>Results: our runs beside the papers' figures</h1>"]
     if not boards:
-        body.append(f"<p><strong>{esc(EMPTY.format(root=results_dir))}</strong></p>")
+        body.append(f"<p><strong>{_code(esc(EMPTY.format(root=results_dir)))}</strong></p>")
     else:
-        body.append(f"<p>{esc(INTRO.format(root=results_dir)).replace('**paper**', '<em>paper</em>')}</p>")
+        body.append(f"<p>{_code(esc(INTRO.format(root=results_dir))).replace('**paper**', '<em>paper</em>')}</p>")
         body.append(
             "<ul>" + "".join(f'<li><a href="#{_anchor(b)}">{esc(b.heading)}</a></li>' for b in boards) + "</ul>"
         )
