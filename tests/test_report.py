@@ -255,3 +255,12 @@ def test_report_pipeline_writes_its_files_and_logs_to_the_report_experiment(resu
     assert runs[0].data.metrics["report.runs"] == 5
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs[0].info.run_id, "report")}
     assert artifacts == {"report/report.md", "report/report.html", "report/leaderboard.csv"}
+
+
+def test_a_malformed_cross_validation_summary_is_reported_with_its_path(results_tree):
+    root, _ = results_tree
+    bad = root / "train_sta_lstm" / "base" / "sbu" / "sbu_fold" / "cv" / "summary.json"
+    bad.write_text(json.dumps({"folds": [1, 2, 3, 4, 5], "top1_mean": None}))
+    results, problems = collect_results(ResultsTree(root))
+    assert [p.path for p in problems] == [bad] and "top1_mean = None" in problems[0].reason
+    assert not any(r.kind == "cv" for r in results)

@@ -308,6 +308,8 @@ def collect_results(tree: ResultsTree) -> tuple[list[RunResult], list[Problem]]:
                 results.append(_read_cv(family, base, rel, tree))
             except UnreadableFile as error:
                 problems.append(error.problem)
+            except (ValueError, TypeError, KeyError) as error:
+                problems.append(Problem(base / CV_SUMMARY, f"has unexpected contents: {error}"))
         for metrics_path in sorted(family_dir.rglob(TEST_METRICS)):
             run_path = metrics_path.parent
             rel = run_path.relative_to(family_dir).parts
