@@ -113,7 +113,8 @@ def _project(tmp_path: Path, shared_data: Path) -> Path:
 
 
 def _kedro(project: Path, tracking: str, *params: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    # this checkout's package (the venv may hold another checkout's), also for the fold processes
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PYTHONPATH": str(REPO / "src")}
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.Popen(
         [str(kedro), "run", "--pipelines=train_sta_lstm", f"--params={','.join(params)}"],
@@ -150,7 +151,7 @@ def test_two_fold_cross_validation_interrupted_resumed_and_logged_as_parent_and_
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0, output[-3000:]
     mlflow.set_tracking_uri(tracking)
-    runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
+    runs = mlflow.search_runs(experiment_names=["skeleton-attention/toy/toy_fold"], output_format="list")
     assert not [r for r in runs if r.info.status == "RUNNING"]  # killed runs are not left RUNNING
 
     resumed = _kedro(project, tracking, *selectors)
@@ -168,11 +169,13 @@ def test_two_fold_cross_validation_interrupted_resumed_and_logged_as_parent_and_
     assert metrics["cv_top1_mean"] == pytest.approx(summary["top1_mean"]) and metrics["num_folds"] == 2
     assert (out / "cv/confusion_matrix.png").stat().st_size > 5000 and (out / "cv/folds.png").stat().st_size > 5000
 
-    runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
+    runs = mlflow.search_runs(experiment_names=["skeleton-attention/toy/toy_fold"], output_format="list")
     parents = [r for r in runs if r.data.tags.get("cross_validation") == "parent"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the same parent, resumed
     parent = parents[0]
     assert parent.data.metrics["cv_top1_mean"] == pytest.approx(summary["top1_mean"])
+    assert parent.data.metrics["test.top1"] == pytest.approx(summary["top1_mean"])  # the runs table's column
+    assert parent.info.run_name == "sta_lstm/sta_lstm toy/toy_fold/cv joint s0"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     finished = [r for r in children if r.info.status == "FINISHED"]
     assert sorted(r.data.tags["fold"] for r in finished) == ["1", "2"]

@@ -134,7 +134,8 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
 
     # --- MLflow ---------------------------------------------------------------------------------
     mlflow.set_tracking_uri(tracking)
-    runs = mlflow.search_runs(experiment_names=["skeleton-attention"], output_format="list")
+    # one experiment per data set and protocol (mlflow_hooks.experiment_name)
+    runs = mlflow.search_runs(experiment_names=["skeleton-attention/utkinect/utkinect_xsub"], output_format="list")
     assert len(runs) == 1
     run = runs[0]
     assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect/utkinect_xsub joint s0"

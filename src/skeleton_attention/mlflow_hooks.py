@@ -1,11 +1,19 @@
-"""A Kedro hook that names and tags the MLflow run of a training pipeline.
+"""Kedro hooks that put each MLflow run into its comparison's experiment, and name and tag it.
+
+Experiments (:class:`MlflowExperimentHooks`, :func:`experiment_name`): one per data set and
+protocol, ``<base>/<dataset>/<protocol>`` (``<base>`` = ``tracking.experiment.name`` of
+``conf/base/mlflow.yml``, e.g. ``skeleton-attention/sbu/sbu_fold``), so every run that can be
+compared sits in one experiment; the report pipeline logs into ``<base>/report``. The
+cross-validation driver (experiments/driver.py) opens its parent and fold runs in the same
+experiment, through the same function.
 
 kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are registered after
 the project's, so pluggy calls them first; ``trylast`` makes the order explicit). This hook then
 finds the training nodes of the pipeline (tag ``training``), reads their parameters block and sets
 
 * the run name ``<model>/<variant> <dataset>/<protocol>[/fold<k>] <streams> s<seed> [<name>] [<tag>]``,
-  e.g. ``sta_lstm/sta_lstm sbu/sbu_fold/fold2 joint s0``;
+  e.g. ``sta_lstm/sta_lstm sbu/sbu_fold/fold2 joint s0`` (a cross-validation's parent run:
+  ``.../sbu_fold/cv ...``);
 * tags ``model, variant, dataset, protocol, fold, stream, seed, run_name, env_tag, pipeline``.
 
 Nothing happens when no MLflow run is active (tracking disabled for the pipeline) or the pipeline
@@ -53,6 +61,19 @@ def import_kedro_mlflow_quietly() -> None:
 import_kedro_mlflow_quietly()
 
 TRAINING_TAG = "training"
+#: node tag of the report pipeline (pipelines/report): its run goes to ``<base>/report``
+REPORT_TAG = "report"
+
+
+def experiment_name(base: str, params: Mapping[str, Any] | None = None, *, report: bool = False) -> str:
+    """The experiment of a run: ``<base>/<dataset>/<protocol>`` for a training configuration (the
+    composed ``train_<family>_config``), ``<base>/report`` for the report, else ``base``."""
+    if report:
+        return f"{base}/report"
+    data = (params or {}).get("data") or {}
+    if not data.get("dataset") or not data.get("protocol"):
+        return base
+    return f"{base}/{data['dataset']}/{data['protocol']}"
 
 
 def _streams(data: Mapping[str, Any]) -> str:
@@ -60,8 +81,9 @@ def _streams(data: Mapping[str, Any]) -> str:
     return "+".join(map(str, [streams] if isinstance(streams, str) else streams))
 
 
-def run_name(params: Mapping[str, Any]) -> str:
-    """A readable MLflow run name from a composed training configuration (module docstring)."""
+def run_name(params: Mapping[str, Any], *, cross_validation: bool = False) -> str:
+    """A readable MLflow run name from a composed training configuration (module docstring); the
+    parent run of a cross-validation has ``/cv`` where a fold run has ``/fold<k>``."""
     model = params.get("model", {})
     data = params.get("data", {})
     run = params.get("run") or {}
@@ -70,6 +92,8 @@ def run_name(params: Mapping[str, Any]) -> str:
     where = "/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p)
     if data.get("fold") is not None:
         where += f"/fold{data['fold']}"
+    elif cross_validation:
+        where += "/cv"
     parts = [f"{name}/{variant}", where, _streams(data), f"s{params.get('seed', 0)}"]
     if run.get("name"):
         parts.append(str(run["name"]))
@@ -79,6 +103,7 @@ def run_name(params: Mapping[str, Any]) -> str:
 
 
 def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
+    """The searchable tags of a training run (module docstring)."""
     model = params.get("model", {})
     data = params.get("data", {})
     return {
@@ -132,3 +157,74 @@ class MlflowRunHooks:
             return
         for namespace, params in specs.items():
             mlflow.set_tags({f"{namespace}.{k}": v for k, v in run_tags(params, namespace).items()})
+
+
+class MlflowExperimentHooks:
+    """Opens the run of a training pipeline in its data set's experiment and the report's in
+    ``<base>/report`` (:func:`experiment_name`).
+
+    kedro-mlflow sets the experiment of ``mlflow.yml`` when the context is created, before the
+    pipeline (and so its data set) is known, and starts the run in ``before_pipeline_run``; this
+    hook runs first there (``tryfirst``) and points kedro-mlflow's configuration at the right
+    experiment, creating it when needed. A run started outside Kedro (``MLFLOW_RUN_ID``, as the
+    cross-validation driver does) must already be in that experiment: the driver uses the same
+    :func:`experiment_name`. Several training pipelines on different data in one run, or a pipeline
+    with tracking disabled, keep the configured experiment.
+    """
+
+    def __init__(self) -> None:
+        self._config = None
+
+    @hook_impl(trylast=True)
+    def after_context_created(self, context) -> None:
+        self._config = getattr(context, "mlflow", None)  # kedro-mlflow's configuration (its hook ran first)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        config = self._config
+        if config is None:
+            return
+        import mlflow
+
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        disabled = set(config.tracking.disable_tracking.pipelines)
+        if mlflow.active_run() is not None or any(name in disabled for name in names):
+            return
+        base = config.tracking.experiment.name
+        if any(REPORT_TAG in node.tags for node in pipeline.nodes):
+            name = experiment_name(base, report=True)
+        else:
+            specs = list(training_parameters(pipeline, catalog).values())
+            candidates = {experiment_name(base, params) for params in specs}
+            name = candidates.pop() if len(candidates) == 1 else base
+        if name == base:
+            return
+        config.tracking.experiment.name = name
+        config._set_experiment()  # creates (or restores) it and makes it MLflow's active experiment
+        logger.info("MLflow experiment %s", name)
+
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        close_ended_runs()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
+        close_ended_runs()
+
+
+def close_ended_runs() -> None:
+    """Take runs that kedro-mlflow has already ended off MLflow's active-run stack.
+
+    With ``tracking.run.nested: True`` kedro-mlflow reopens its run before every node, which pushes
+    the same run once more onto the stack, and ends it once after the pipeline: the run is FINISHED
+    (or FAILED) in the store but still "active" in the process, so the next pipeline run in the same
+    process (a notebook, a test) would log into it. Runs still RUNNING (one an orchestrator opened)
+    are left alone; the status in the store is kept as it is.
+    """
+    import mlflow
+
+    while (active := mlflow.active_run()) is not None:
+        status = mlflow.MlflowClient().get_run(active.info.run_id).info.status
+        if status == "RUNNING":
+            return
+        mlflow.end_run(status=status)

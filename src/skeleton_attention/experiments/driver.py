@@ -3,7 +3,9 @@
 ``kedro run --pipelines=train_<family> --params=run.dataset=sbu`` comes here (``cli.py``) when the
 run's protocol is cross-validated and no ``run.fold`` is given. The driver
 
-* opens (or, after an interruption, reopens) a parent MLflow run named after the experiment;
+* opens (or, after an interruption, reopens) a parent MLflow run, named and tagged as its fold runs
+  are (``.../<protocol>/cv ...``), in the data set's experiment (``<base>/<dataset>/<protocol>``,
+  mlflow_hooks.experiment_name);
 * runs each unfinished fold as its own ``kedro run ... --params=...,run.fold=k`` process, logged
   into a child run of the parent (``MLFLOW_RUN_ID``), ``cross_validation.workers`` at a time, each
   with its share of the CPU threads; a fold's output and log go to its own run directory;
@@ -152,16 +154,11 @@ class _Tracker:
                 return previous
             except Exception:  # deleted or another store: start a new parent
                 logger.info("previous parent run %s not found; starting a new one", previous)
-        config = plan.config
-        model, data = config["model"], config["data"]
-        name = f"{model['name']}/{model.get('variant') or model['name']} {data['dataset']}/{data['protocol']} cv"
-        if config["run"].get("name"):
-            name += f" {config['run']['name']}"
-        tags = {
-            "model": str(model["name"]), "variant": str(model.get("variant") or model["name"]),
-            "dataset": str(data["dataset"]), "protocol": str(data["protocol"]), "pipeline": plan.pipeline,
-            "cross_validation": "parent", "num_folds": str(len(plan.folds)), "env_tag": str(config["run"]["tag"]),
-        }
+        from skeleton_attention.mlflow_hooks import run_name, run_tags
+
+        # the fold runs' names and tags (mlflow_hooks), with /cv for the fold: runs that differ differ here too
+        name = run_name(plan.config, cross_validation=True)
+        tags = {**run_tags(plan.config, plan.pipeline), "cross_validation": "parent", "num_folds": str(len(plan.folds))}
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
@@ -360,7 +357,9 @@ def _write_outputs(plan: FoldPlan, summary: dict[str, Any], tracker: _Tracker | 
         metrics_root = plan.project_path / metrics_root
     _write_json(metrics_root / plan.pipeline / plan.base_dir / "metrics.json", flat)
     if tracker:
-        for key, value in flat.items():
+        # the runs table's columns of a plain run (test.top1, ...) hold the parent's mean over folds
+        same_keys = {f"test.{k}": summary.get(f"{k}_mean") for k in ("top1", "top5", "mean_class_acc", "loss")}
+        for key, value in {**flat, **same_keys, "test.top1_std": summary["top1_std"]}.items():
             if value is not None:
                 tracker.client.log_metric(tracker.parent_id, key, float(value))
         for name in ("summary.json", *figures):
@@ -389,6 +388,7 @@ def plan_cross_validation(
     from kedro.framework.startup import bootstrap_project
 
     from skeleton_attention.experiments.config import compose
+    from skeleton_attention.mlflow_hooks import experiment_name
     from skeleton_attention.training.data import protocol_folds
 
     bootstrap_project(project_path)
@@ -421,7 +421,10 @@ def plan_cross_validation(
             pipeline=pipeline, env=env, runtime_params=dict(runtime_params), config=dict(config), folds=folds,
             fold_fingerprints=fingerprints, workers=workers, project_path=Path(project_path),
             metrics_dir=runtime_params.get("metrics_dir"),
-            experiment_name=mlflow_config.tracking.experiment.name if mlflow_config else "skeleton-attention",
+            # the experiment the fold runs' own hook picks (mlflow_hooks.MlflowExperimentHooks)
+            experiment_name=experiment_name(
+                mlflow_config.tracking.experiment.name if mlflow_config else "skeleton-attention", config
+            ),
             tracking=tracking, num_folds_total=len(all_folds),
         )
 

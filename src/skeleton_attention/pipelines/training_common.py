@@ -281,6 +281,23 @@ def train_model(
     return artifact, pd.DataFrame(result.history)
 
 
+def run_identity(params: Mapping[str, Any], artifact: Mapping[str, Any]) -> dict[str, Any]:
+    """Model, variant, streams, seed and size of a run, and ``replicate_fingerprint``: the digest of
+    its configuration without the seed and the run name, equal for runs that differ only by seed
+    (the report shows those as one row, mean +- std over seeds)."""
+    run = dict(params.get("run") or {})
+    run.pop("name", None)
+    replicate = {k: v for k, v in params.items() if k not in ("seed", "run")}
+    return {
+        "model": str(params["model"]["name"]),
+        "variant": str(params["model"].get("variant") or params["model"]["name"]),
+        "streams": list(artifact["info"].get("streams") or []),
+        "seed": int(params.get("seed", 0)),
+        "num_parameters": artifact["info"].get("num_parameters"),
+        "replicate_fingerprint": fingerprint({**replicate, "run": run}),
+    }
+
+
 def evaluate_model(
     samples: Any,
     splits: pd.DataFrame,
@@ -318,6 +335,8 @@ def evaluate_model(
             "best_" + artifact["info"]["monitor"]: artifact["info"]["best_metric"],
             # which configuration produced these numbers: cross-validation resumes only matching folds
             "config_fingerprint": fingerprint(params),
+            # what the comparison report (reporting/results.py) shows beside the numbers
+            **run_identity(params, artifact),
         }
     )
     sample_ids = [data.test.sample_ids[i] for i in preds.indices]
