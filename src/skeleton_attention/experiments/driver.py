@@ -147,13 +147,16 @@ class _Tracker:
         previous = state.get("parent_run_id")
         if previous and state.get("fingerprint") == _plan_fingerprint(plan):
             try:
-                self.client.get_run(previous)
+                found = self.client.get_run(previous)
+                if found.info.experiment_id != self.experiment_id:
+                    # an older version put the parent in another experiment; fold runs must share it
+                    raise LookupError(f"parent run {previous} is in experiment {found.info.experiment_id}")
                 self.client.update_run(previous, status="RUNNING")
                 self._kill_orphans(previous)
                 logger.info("resuming cross-validation parent run %s", previous)
                 return previous
-            except Exception:  # deleted or another store: start a new parent
-                logger.info("previous parent run %s not found; starting a new one", previous)
+            except Exception:  # deleted, another store or another experiment: start a new parent
+                logger.info("previous parent run %s not found here; starting a new one", previous)
         from skeleton_attention.mlflow_hooks import run_name, run_tags
 
         # the fold runs' names and tags (mlflow_hooks), with /cv for the fold: runs that differ differ here too
