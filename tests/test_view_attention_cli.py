@@ -34,9 +34,7 @@ def _run(project, dataset: str, extra: str, name: str):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "variant, layers", [("deep_lstm", 3), ("st_am", 3), ("st_am_vam", 1), ("st_am_vam", 4)]
-)
+@pytest.mark.parametrize("variant, layers", [("deep_lstm", 3), ("st_am", 3), ("st_am_vam", 1), ("st_am_vam", 4)])
 def test_every_ablation_runs_from_the_command_line(embedded_project, variant, layers):  # noqa: F811
     name = f"{variant}_l{layers}"
     extra = f"train_view_attention.model.variant={variant},train_view_attention.model.kwargs.num_layers={layers}"
@@ -46,7 +44,10 @@ def test_every_ablation_runs_from_the_command_line(embedded_project, variant, la
     assert artifact["model_name"] == "view_attention"
     assert artifact["model_kwargs"]["variant"] == variant and artifact["model_kwargs"]["num_layers"] == layers
     assert artifact["model_kwargs"]["data"]["multi_view"] and artifact["model_kwargs"]["data"]["num_views"] == 3
-    assert sum(1 for k in artifact["state_dict"] if k.startswith("subnetworks.0.lstms.") and k.endswith("weight_ih_l0")) == layers
+    assert (
+        sum(1 for k in artifact["state_dict"] if k.startswith("subnetworks.0.lstms.") and k.endswith("weight_ih_l0"))
+        == layers
+    )
     metrics = json.loads((out / f"08_reporting/train_view_attention/{run}/metrics.json").read_text())
     assert metrics["epochs_run"] == 2 and metrics["num_test_samples"] > 0
     view_keys = sorted(k for k in metrics if k.startswith("test_mean_view_attention_"))
