@@ -285,6 +285,8 @@ def plot_attention(
                 _draw_curves(ax, att, name)
             elif not np.isfinite(att).any():  # e.g. the spatial map of an absent view
                 ax.text(0.5, 0.5, "absent view", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
             else:
                 image = ax.imshow(
                     att.T,
