@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -185,13 +186,25 @@ class DataDescription:
         return cls(**values)
 
 
+#: How the report draws an attention map (``SkeletonModel.attention_kinds``), per sample, time first:
+#: ``joints``: (T, K) or (T, M, V), a joints x frames heat map; ``frames``: (T,) a curve with its
+#: increments, or (T, S) one curve per series (e.g. per view); ``views``: (views,) one weight per
+#: view slot (NaN = absent view), a bar chart per sample, and the evaluation also collects it for
+#: every test sample to draw its distribution per view.
+ATTENTION_KINDS = ("joints", "frames", "views")
+
+
 class SkeletonModel(nn.Module):
     """Base class of all model families.
 
     ``input_spec`` declares what the data side must deliver (see :class:`InputSpec`).
+    ``attention_kinds`` maps the names of ``ModelOutput.attention`` to one of
+    :data:`ATTENTION_KINDS` (a model may set it per instance, e.g. by variant); maps it does not
+    name are drawn by their shape (1-D: frames, else joints), as for STA-LSTM.
     """
 
     input_spec: ClassVar[InputSpec] = InputSpec()
+    attention_kinds: Mapping[str, str] = MappingProxyType({})
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} does not implement forward(batch)")

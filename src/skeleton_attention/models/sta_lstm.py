@@ -36,6 +36,12 @@ from skeleton_attention.models.base import (
     SkeletonModel,
     check_sequence_batch,
 )
+
+# the attention blocks live in models/blocks.py (shared with the view-attention network) and stay
+# importable from here: `from skeleton_attention.models.sta_lstm import TemporalAttention` works
+from skeleton_attention.models.blocks import SpatialAttention, TemporalAttention
+from skeleton_attention.models.blocks import init_gaussian_ as _init_gaussian_
+from skeleton_attention.models.blocks import init_pytorch_ as _init_pytorch_
 from skeleton_attention.models.registry import register_model
 
 AttentionMode = Literal["learned", "frozen", "ones"]
@@ -63,67 +69,6 @@ VARIANTS: dict[str, dict[str, bool]] = {
     "ta_lstm": {"spatial_attention": False, "temporal_attention": True, "attention_regularization": True},
     "sta_lstm": {"spatial_attention": True, "temporal_attention": True, "attention_regularization": True},
 }
-
-
-def _previous_hidden(lstm: nn.LSTM, x: Tensor) -> Tensor:
-    """Hidden states ``h_{t-1}`` aligned with ``x_t``: the LSTM's outputs shifted one step later.
-
-    Eq. 2 and 6 combine the current input ``x_t`` with ``h_{t-1}``, the attention LSTM's state
-    after ``x_1..x_{t-1}``; at t = 1 that is the zero initial state.
-    """
-    out, _ = lstm(x)
-    return torch.cat([out.new_zeros(out.shape[0], 1, out.shape[2]), out[:, :-1]], dim=1)
-
-
-class SpatialAttention(nn.Module):
-    """Joint-selection gates (eq. 2-3): an LSTM layer, two FC layers and a softmax over joints."""
-
-    def __init__(self, in_features: int, num_points: int, lstm_size: int, fc_size: int) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(in_features, lstm_size, batch_first=True)
-        self.w_x = nn.Linear(in_features, fc_size)  # W_xs and b_s
-        self.w_h = nn.Linear(lstm_size, fc_size, bias=False)  # W_hs (b_s is already in w_x)
-        self.u = nn.Linear(fc_size, num_points)  # U_s and b_us
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` (N, T, K*C) -> ``alpha`` (N, T, K), summing to one over K at every frame."""
-        h_prev = _previous_hidden(self.lstm, x)
-        scores = self.u(torch.tanh(self.w_x(x) + self.w_h(h_prev)))  # eq. 2
-        return torch.softmax(scores, dim=-1)  # eq. 3
-
-
-class TemporalAttention(nn.Module):
-    """Frame-selection gate (eq. 6): an LSTM layer, one FC layer to a scalar and a ReLU."""
-
-    def __init__(self, in_features: int, lstm_size: int) -> None:
-        super().__init__()
-        self.lstm = nn.LSTM(in_features, lstm_size, batch_first=True)
-        self.w_x = nn.Linear(in_features, 1)  # w_x and b
-        self.w_h = nn.Linear(lstm_size, 1, bias=False)  # w_h
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x`` (N, T, K*C) -> ``beta`` (N, T), non-negative."""
-        h_prev = _previous_hidden(self.lstm, x)
-        return torch.relu(self.w_x(x) + self.w_h(h_prev)).squeeze(-1)  # eq. 6
-
-
-def _init_gaussian_(module: nn.Module, std: float | None) -> None:
-    """Algorithm 1 step 1: Gaussian weights; biases zero.
-
-    ``std=None`` scales each matrix by its fan-in (std = 1/sqrt(columns)), which keeps the
-    pre-activations of order one for any input width; a float uses that std everywhere.
-    """
-    for name, param in module.named_parameters():
-        if "weight" in name:
-            nn.init.normal_(param, 0.0, std if std is not None else 1.0 / math.sqrt(param.shape[1]))
-        else:
-            nn.init.zeros_(param)
-
-
-def _init_pytorch_(module: nn.Module) -> None:
-    for sub in module.modules():
-        if isinstance(sub, nn.LSTM | nn.Linear):
-            sub.reset_parameters()
 
 
 class STALSTM(SkeletonModel):

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from kedro.io import AbstractDataset, DatasetError
@@ -322,7 +323,10 @@ def evaluate_model(
         model, TrainerConfig(device=training.get("device", "auto"), amp=training.get("amp"), progress=False)
     )
     keep = int((params.get("evaluation") or {}).get("attention_samples", 4))
-    preds = evaluator.predict(loaders["test"], keep_attention=keep)
+    # how the model wants its maps drawn; "views" maps are small and kept for every test sample
+    kinds = dict(getattr(model, "attention_kinds", None) or {})
+    collect = [name for name, kind in kinds.items() if kind == "views"]
+    preds = evaluator.predict(loaders["test"], keep_attention=keep, collect_attention=collect)
     names = list(artifact["info"]["class_names"])
     summary = classification_summary(preds.logits, preds.labels, names)
     summary.update(
@@ -355,10 +359,25 @@ def evaluate_model(
                 "title": f"{sample_ids[i]}: true {names[label]}, predicted {names[pred]}",
                 "length": int(preds.lengths[i]),
                 "attention": maps,
+                **({"kinds": kinds} if kinds else {}),
             }
         )
+    if preds.attention_all:
+        # every test sample's small maps (e.g. view weights): their distribution, and the mean per slot
+        attention.append(
+            {"title": f"all {len(preds.labels)} test samples", "distribution": preds.attention_all, "kinds": kinds}
+        )
+        summary["attention_mean"] = {name: _nanmean_columns(maps) for name, maps in preds.attention_all.items()}
     logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])
     return summary, scores, val_scores, attention
+
+
+def _nanmean_columns(maps: Any) -> list[float | None]:
+    """Mean of each slot of (N, slots) maps over the samples where it is defined (None: never)."""
+    array = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    counts = np.isfinite(array).sum(axis=0)
+    sums = np.where(np.isfinite(array), array, 0.0).sum(axis=0)
+    return [float(s / c) if c else None for s, c in zip(sums, counts, strict=True)]
 
 
 def report(
@@ -393,6 +412,12 @@ def report(
     mlflow_metrics = {
         key: {"value": float(test_metrics[key]), "step": step} for key in ("top1", "top5", "mean_class_acc", "loss")
     }
+    # mean attention per slot (e.g. each camera's mean view weight over the test samples)
+    for name, means in (test_metrics.get("attention_mean") or {}).items():
+        for slot, value in enumerate(means, start=1):
+            if value is not None:
+                flat[f"test_mean_{name}_attention_{slot}"] = float(value)
+                mlflow_metrics[f"mean_{name}_attention_{slot}"] = {"value": float(value), "step": step}
     return curves, confusion, attention_fig, flat, mlflow_metrics
 
 

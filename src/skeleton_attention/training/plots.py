@@ -8,6 +8,9 @@ Attention maps follow the model contract: per sample, time is the first axis —
 temporal attention (one weight per frame), ``(T, J)`` or ``(T, M, V)`` for a spatial one (one
 weight per joint and frame). Spatial maps are drawn as joints x frames heat maps (paper Fig. 6);
 temporal ones as a curve of beta_t with its increment beta_t - beta_{t-1} (paper Fig. 5b/c).
+A model may declare each map's kind (``SkeletonModel.attention_kinds``): ``frames`` maps with several
+series (T, S) are one curve per series, ``views`` maps (views,) a bar per view and, over every test
+sample, the distribution per view slot.
 """
 
 from __future__ import annotations
@@ -141,6 +144,83 @@ def _joint_labels(num_rows: int, joint_names: Sequence[str] | None) -> list[str]
     return None
 
 
+def _draw_curves(ax: Any, att: np.ndarray, name: str) -> None:
+    """A "frames" map: one curve per series (T, S) with its label, or the curve of a (T,) map with
+    its increments (STA-LSTM's beta_t and Delta beta_t, paper Fig. 5b/c)."""
+    frames = np.arange(1, att.shape[0] + 1)
+    if att.ndim == 1:
+        ax.plot(frames, att, color="tab:blue", label=f"{name} β_t")
+        ax.plot(frames[1:], np.diff(att), color="tab:orange", linewidth=0.8, label="Δβ_t")
+    else:
+        for k in range(att.shape[1]):
+            if np.isfinite(att[:, k]).any():  # an absent view (NaN) draws nothing
+                ax.plot(frames, att[:, k], linewidth=1.0, label=f"view {k + 1}")
+    ax.set_xlabel("frame")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _draw_views(ax: Any, weights: np.ndarray) -> None:
+    """A "views" map of one sample: a bar per view slot with its weight; an absent view is marked."""
+    weights = weights.reshape(-1)
+    slots = np.arange(1, weights.shape[0] + 1)
+    present = np.isfinite(weights)
+    ax.bar(slots[present], weights[present], color="tab:blue")
+    for k, w in zip(slots, weights, strict=True):
+        ax.text(
+            k,
+            (w if np.isfinite(w) else 0.0) + 0.02,
+            f"{w:.2f}" if np.isfinite(w) else "absent",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(slots)
+    ax.set_xticklabels([f"view {k}" for k in slots])
+    ax.set_ylim(0.0, 1.1)
+    ax.set_ylabel("weight")
+    ax.grid(alpha=0.3, axis="y")
+
+
+def _draw_distribution(ax: Any, maps: np.ndarray, name: str, title: str) -> None:
+    """Every sample's "views" weights: a box per view slot over the samples where the view is
+    present, the samples as dots, the mean as a diamond; the uniform weight 1/slots dashed."""
+    maps = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    slots = np.arange(1, maps.shape[1] + 1)
+    columns = [maps[np.isfinite(maps[:, k]), k] for k in range(maps.shape[1])]
+    shown = [k for k, col in enumerate(columns) if col.size]
+    if shown:
+        ax.boxplot([columns[k] for k in shown], positions=slots[shown], widths=0.5, showfliers=False)
+        rng = np.random.default_rng(0)
+        for k in shown:
+            col = columns[k]
+            ax.scatter(slots[k] + rng.uniform(-0.18, 0.18, col.size), col, s=6, alpha=0.35, color="tab:blue")
+            ax.scatter([slots[k]], [col.mean()], marker="D", color="tab:red", zorder=3)
+    ax.axhline(1.0 / maps.shape[1], color="grey", linestyle="--", linewidth=0.8, label=f"uniform 1/{maps.shape[1]}")
+    ax.set_xticks(slots)
+    ax.set_xticklabels(
+        [
+            f"view {k}\n(n={columns[k - 1].size}, mean {columns[k - 1].mean():.2f})"
+            if columns[k - 1].size
+            else f"view {k}\n(never present)"
+            for k in slots
+        ]
+    )
+    ax.set_xlim(0.4, maps.shape[1] + 0.6)
+    ax.set_ylim(0.0, 1.05)
+    ax.set_ylabel(f"{name} weight")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(f"{title}: {name} weights per view", fontsize=9)
+
+
+def _kind(name: str, att: np.ndarray, kinds: Mapping[str, str]) -> str:
+    """The declared kind of a map, else its shape's: 1-D (or one column) frames, else joints."""
+    if name in kinds:
+        return kinds[name]
+    return "frames" if att.ndim == 1 else "joints"
+
+
 def plot_attention(
     samples: Sequence[Mapping[str, Any]],
     joint_names: Sequence[str] | None = None,
@@ -148,13 +228,28 @@ def plot_attention(
     """Attention of a few test samples: one row per sample, one panel per attention map.
 
     Each sample is a dict with ``attention`` ({name: array, time first}), ``length`` (valid
-    frames; maps are cut there) and a ``title`` string.
+    frames; maps are cut there), a ``title`` string and optionally ``kinds`` ({name: kind}, see
+    ``models.base.ATTENTION_KINDS``: ``joints`` heat map, ``frames`` curves, ``views`` bars). An item
+    with ``distribution`` ({name: (N, views)}) instead of ``attention`` holds a map of every test
+    sample; it adds a bottom row with the distribution per view slot.
     """
-    samples = list(samples)
+    items = list(samples)
+    samples = [s for s in items if "distribution" not in s]
+    distributions = [s for s in items if "distribution" in s]
     names = sorted({name for s in samples for name in s.get("attention", {})})
+    dist_panels = [(s, name) for s in distributions for name in sorted(s["distribution"])]
     rows, cols = max(1, len(samples)), max(1, len(names))
-    fig = Figure(figsize=(5.5 * cols, 3.6 * rows), layout="constrained")
-    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
+    fig = Figure(
+        figsize=(5.5 * max(cols, min(len(dist_panels), 2)), 3.6 * rows + 4.2 * bool(dist_panels)), layout="constrained"
+    )
+    if dist_panels:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[3.6 * rows, 4.2])
+        dist_axes = np.atleast_1d(bottom.subplots(1, len(dist_panels), squeeze=False)[0])
+        for ax, (item, name) in zip(dist_axes, dist_panels, strict=True):
+            _draw_distribution(ax, item["distribution"][name], name, str(item.get("title", "")))
+    else:
+        top = fig
+    axes = np.atleast_2d(top.subplots(rows, cols, squeeze=False))
     if not names:
         axes[0, 0].text(
             0.5,
@@ -167,6 +262,7 @@ def plot_attention(
         return fig
     for r, sample in enumerate(samples):
         length = int(sample.get("length") or 0)
+        kinds = sample.get("kinds") or {}
         for c, name in enumerate(names):
             ax = axes[r, c]
             att = sample.get("attention", {}).get(name)
@@ -174,19 +270,23 @@ def plot_attention(
                 ax.set_axis_off()
                 continue
             att = np.asarray(att, dtype=np.float64)
+            kind = _kind(name, att, kinds)
+            title = f"{sample.get('title', '')}\n{name}"
+            ax.set_title(title, fontsize=8)
+            if kind == "views":
+                _draw_views(ax, att)
+                continue
             if length > 0 and att.ndim >= 1 and att.shape[0] >= length:
                 att = att[:length]
             att = att.reshape(att.shape[0], -1) if att.ndim >= 2 else att
             if att.ndim == 2 and att.shape[1] == 1:
                 att = att[:, 0]
-            title = f"{sample.get('title', '')}\n{name}"
-            if att.ndim == 1:
-                frames = np.arange(1, att.shape[0] + 1)
-                ax.plot(frames, att, color="tab:blue", label=f"{name} β_t")
-                ax.plot(frames[1:], np.diff(att), color="tab:orange", linewidth=0.8, label="Δβ_t")
-                ax.set_xlabel("frame")
-                ax.legend(fontsize=7)
-                ax.grid(alpha=0.3)
+            if kind == "frames" or att.ndim == 1:
+                _draw_curves(ax, att, name)
+            elif not np.isfinite(att).any():  # e.g. the spatial map of an absent view
+                ax.text(0.5, 0.5, "absent view", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
             else:
                 image = ax.imshow(
                     att.T,
@@ -196,11 +296,10 @@ def plot_attention(
                     origin="lower",
                     extent=(0.5, att.shape[0] + 0.5, -0.5, att.shape[1] - 0.5),
                 )
-                fig.colorbar(image, ax=ax, shrink=0.9)
+                top.colorbar(image, ax=ax, shrink=0.9)
                 labels = _joint_labels(att.shape[1], joint_names)
                 ax.set_yticks(range(att.shape[1]))
                 ax.set_yticklabels(labels if labels else range(att.shape[1]), fontsize=4 if att.shape[1] > 30 else 6)
                 ax.set_xlabel("frame")
                 ax.set_ylabel("joint")
-            ax.set_title(title, fontsize=8)
     return fig

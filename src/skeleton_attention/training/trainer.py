@@ -186,6 +186,8 @@ class Predictions:
     indices: np.ndarray  # (N,) dataset indices
     lengths: np.ndarray  # (N,) valid frames (from the mask; 0 when the batch has none)
     attention: list[dict[str, np.ndarray]] = field(default_factory=list)  # first k samples
+    #: the maps named in ``predict(collect_attention=...)`` for every sample, stacked (N, ...)
+    attention_all: dict[str, np.ndarray] = field(default_factory=dict)
     #: mean training objective (CE with the configured label smoothing + head CEs + regularization)
     loss: float = float("nan")
     #: mean plain cross-entropy of the main logits (no label smoothing, no regularization)
@@ -316,10 +318,12 @@ class Trainer:
         with _deterministic(cfg.deterministic and self.device.type == "cpu"):
             return self._fit(train_loader, val_loader)
 
-    def predict(self, loader, keep_attention: int = 0) -> Predictions:
-        """Logits of every sample (eval mode, no grad) and the attention maps of the first few."""
+    def predict(self, loader, keep_attention: int = 0, collect_attention: Sequence[str] = ()) -> Predictions:
+        """Logits of every sample (eval mode, no grad) and the attention maps of the first few;
+        the maps named in ``collect_attention`` (small ones, e.g. view weights) of every sample."""
         self.model.eval()
         logits, labels, indices, lengths, attention = [], [], [], [], []
+        collected: dict[str, list[np.ndarray]] = {name: [] for name in collect_attention}
         loss_sum, ce_sum, reg_sum, count = 0.0, 0.0, 0.0, 0
         with torch.inference_mode():
             for batch in loader:
@@ -338,6 +342,10 @@ class Trainer:
                     batch["index"].cpu().numpy() if "index" in batch else np.arange(count - y.shape[0], count)
                 )
                 lengths.append(_valid_lengths(batch, y.shape[0]))
+                for name, maps in collected.items():
+                    if name not in (out.attention or {}):
+                        raise ValueError(f"collect_attention: the model returned no attention map {name!r}")
+                    maps.append(out.attention[name].detach().float().cpu().numpy())
                 for i in range(y.shape[0]):
                     if len(attention) >= keep_attention:
                         break
@@ -351,6 +359,7 @@ class Trainer:
             indices=np.concatenate(indices).astype(np.int64) if indices else np.zeros(0, np.int64),
             lengths=np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64),
             attention=attention,
+            attention_all={name: np.concatenate(maps) for name, maps in collected.items() if maps},
             loss=loss_sum / count if count else float("nan"),
             ce=ce_sum / count if count else float("nan"),
             reg=reg_sum / count if count else float("nan"),
