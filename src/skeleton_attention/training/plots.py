@@ -8,6 +8,9 @@ Attention maps follow the model contract: per sample, time is the first axis —
 temporal attention (one weight per frame), ``(T, J)`` or ``(T, M, V)`` for a spatial one (one
 weight per joint and frame). Spatial maps are drawn as joints x frames heat maps (paper Fig. 6);
 temporal ones as a curve of beta_t with its increment beta_t - beta_{t-1} (paper Fig. 5b/c).
+A map whose name contains ``self_attention`` and whose per-sample shape is ``(H, T, T)`` or
+``(T, T)`` is a frames x frames self-attention (query frame x key frame, one per head, SAN Fig. 5):
+its heads are tiled into one panel.
 """
 
 from __future__ import annotations
@@ -141,6 +144,39 @@ def _joint_labels(num_rows: int, joint_names: Sequence[str] | None) -> list[str]
     return None
 
 
+def is_self_attention(name: str, att: np.ndarray) -> bool:
+    """A frames x frames map: named ``*self_attention*``, per sample ``(H, T, T)`` or ``(T, T)``."""
+    return "self_attention" in name and att.ndim in (2, 3) and att.shape[-1] == att.shape[-2]
+
+
+def _draw_self_attention(fig: Figure, ax: Any, att: np.ndarray, length: int) -> None:
+    """Heads tiled (about 1.7 times as many columns as rows, the panel's shape) as query frame x key
+    frame heat maps, cut to the valid frames."""
+    att = att[None] if att.ndim == 2 else att
+    if 0 < length < att.shape[-1]:
+        att = att[:, :length, :length]
+    heads, t = att.shape[0], att.shape[-1]
+    cols = min(heads, max(1, round(np.sqrt(1.7 * heads))))
+    rows = -(-heads // cols)
+    gap = max(1, t // 16)
+    mosaic = np.full((rows * (t + gap) - gap, cols * (t + gap) - gap), np.nan)
+    for k in range(heads):
+        r, c = divmod(k, cols)
+        mosaic[r * (t + gap) : r * (t + gap) + t, c * (t + gap) : c * (t + gap) + t] = att[k]
+    finite = mosaic[np.isfinite(mosaic)]
+    # the 99.5th percentile keeps one very sharp head from washing out the others
+    vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    image = ax.imshow(mosaic, cmap="magma", interpolation="nearest", vmin=0.0, vmax=max(vmax, 1e-9))
+    fig.colorbar(image, ax=ax, shrink=0.9, label="attention probability")
+    for k in range(heads):
+        r, c = divmod(k, cols)
+        ax.text(c * (t + gap) + 0.5, r * (t + gap) + 0.5, f"h{k + 1}", color="white", fontsize=7, va="top")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"key frame (1..{t}, per head)")
+    ax.set_ylabel(f"query frame (1..{t}, top to bottom)")
+
+
 def plot_attention(
     samples: Sequence[Mapping[str, Any]],
     joint_names: Sequence[str] | None = None,
@@ -153,7 +189,13 @@ def plot_attention(
     samples = list(samples)
     names = sorted({name for s in samples for name in s.get("attention", {})})
     rows, cols = max(1, len(samples)), max(1, len(names))
-    fig = Figure(figsize=(5.5 * cols, 3.6 * rows), layout="constrained")
+    tiled = any(
+        is_self_attention(name, np.asarray(s["attention"][name]))
+        for s in samples
+        for name in s.get("attention", {})
+    )
+    # tiled self-attention heads need a larger panel to stay legible
+    fig = Figure(figsize=((8.0 if tiled else 5.5) * cols, (4.6 if tiled else 3.6) * rows), layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     if not names:
         axes[0, 0].text(
@@ -174,6 +216,10 @@ def plot_attention(
                 ax.set_axis_off()
                 continue
             att = np.asarray(att, dtype=np.float64)
+            if is_self_attention(name, att):
+                _draw_self_attention(fig, ax, att, length)
+                ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)
+                continue
             if length > 0 and att.ndim >= 1 and att.shape[0] >= length:
                 att = att[:length]
             att = att.reshape(att.shape[0], -1) if att.ndim >= 2 else att
