@@ -137,14 +137,27 @@ class SelfAttentionLayer(nn.Module):
 class SANBlock(nn.Module):
     """The SAN block of Fig. 3a: position embedding, ``num_layers`` self-attention layers, the
     layers' outputs concatenated (eq. 2), global average over the valid frames, FC + ReLU.
-    ``(B, T, d) -> (B, d)`` and the last layer's attention (B, H, T, T) when asked."""
+    ``(B, T, d) -> (B, d)`` and the last layer's attention (B, H, T, T) when asked.
+
+    ``input_norm`` layer-normalises the encoded sequence before the position embedding is added:
+    the encoders' outputs are small for skeleton coordinates (mean |value| 0.02 on N-UCLA), and
+    without it the position embedding outweighs the skeleton (docs/models/san.md).
+    """
 
     def __init__(
-        self, dim: int, max_len: int, num_layers: int, num_heads: int, ffn_dim: int, dropout: float
+        self,
+        dim: int,
+        max_len: int,
+        num_layers: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"the feature width {dim} must be divisible by num_heads={num_heads}")
+        self.input_norm = nn.LayerNorm(dim) if input_norm else nn.Identity()
         self.position = nn.Parameter(torch.empty(1, max_len, dim))
         nn.init.normal_(self.position, std=0.02)
         self.layers = nn.ModuleList(SelfAttentionLayer(dim, num_heads, ffn_dim, dropout) for _ in range(num_layers))
@@ -154,7 +167,7 @@ class SANBlock(nn.Module):
         t = h.shape[1]
         if t > self.position.shape[1]:
             raise ValueError(f"{t} frames but the position embedding was built for {self.position.shape[1]}")
-        h = h + self.position[:, :t]
+        h = self.input_norm(h) + self.position[:, :t]
         padding = ~mask
         outputs, weights = [], None
         for i, layer in enumerate(self.layers):
@@ -234,6 +247,8 @@ class SAN(SkeletonModel):
         cnn_channels: filters of the four CNN layers (HCN's 64, 32, 32, 64 by default).
         cnn_time_pool: frames pooled by each CNN max pool (1: the SAN sees every sampled frame).
         ff_dim: output width of the non-linear encoder.
+        input_norm: layer norm on the encoded sequence before the position embedding (not in the
+            paper's text; see :class:`SANBlock`).
     """
 
     input_spec = InputSpec(views="single", streams=STREAMS, fixed_length=True)
@@ -259,6 +274,7 @@ class SAN(SkeletonModel):
         cnn_channels: Sequence[int] = (64, 32, 32, 64),
         cnn_time_pool: int = 1,
         ff_dim: int = 512,
+        input_norm: bool = True,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -303,7 +319,7 @@ class SAN(SkeletonModel):
             return CNNEncoder(joints, channels, cnn_channels, cnn_time_pool, dropout)
 
         def make_block(dim: int) -> SANBlock:
-            return SANBlock(dim, segment // stride, num_layers, num_heads, ffn_dim or 4 * dim, san_dropout)
+            return SANBlock(dim, segment // stride, num_layers, num_heads, ffn_dim or 4 * dim, san_dropout, input_norm)
 
         if fusion == "early":  # SAN-V1: every body's positions and velocities in one frame vector
             self.encoder = make_encoder(num_bodies * num_joints, 2 * position_channels)

@@ -190,9 +190,7 @@ def plot_attention(
     names = sorted({name for s in samples for name in s.get("attention", {})})
     rows, cols = max(1, len(samples)), max(1, len(names))
     tiled = any(
-        is_self_attention(name, np.asarray(s["attention"][name]))
-        for s in samples
-        for name in s.get("attention", {})
+        is_self_attention(name, np.asarray(s["attention"][name])) for s in samples for name in s.get("attention", {})
     )
     # tiled self-attention heads need a larger panel to stay legible
     fig = Figure(figsize=((8.0 if tiled else 5.5) * cols, (4.6 if tiled else 3.6) * rows), layout="constrained")

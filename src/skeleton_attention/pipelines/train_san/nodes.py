@@ -33,7 +33,9 @@ def _check_san(params: Mapping[str, Any]) -> None:
         raise ValueError(f"SAN reads data.streams {list(STREAMS)} (position, velocity), got {list(settings.streams)}")
     if settings.motion_from != "sampled":
         # the paper's velocity is the difference of the frames the network sees (Sec. 4.1)
-        logger.warning("SAN with motion_from=%r; the paper's velocity is that of the sampled frames", settings.motion_from)
+        logger.warning(
+            "SAN with motion_from=%r; the paper's velocity is that of the sampled frames", settings.motion_from
+        )
     num_segments = int((params["model"].get("kwargs") or {}).get("num_segments", 1))
     steps = settings.sampling.steps
     last = steps[-1] if steps else None
