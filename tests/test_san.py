@@ -325,3 +325,35 @@ def test_self_attention_maps_are_drawn_as_head_tiles() -> None:
     np.testing.assert_allclose(mosaic[:32, :32], maps[0])
     np.testing.assert_allclose(mosaic[34:66, 102:134], maps[7])
     assert [t.get_text() for t in fig.axes[0].texts] == [f"h{k}" for k in range(1, 9)]
+
+
+def _params(**data) -> dict:
+    sampling = [{"crop": {"ratio": [0.5, 1.0], "test_ratio": 0.9}}, {"segments": {"num": 3, "frames_per_segment": 8}}]
+    return {
+        "model": {"name": "san", "variant": "san_v2", "kwargs": {"num_segments": 3}},
+        "data": {
+            "protocol": "ntu60_xsub",
+            "streams": ["joint", "motion_fast"],
+            "motion_from": "sampled",
+            "sampling": sampling,
+            **data,
+        },
+        "training": {},
+    }
+
+
+def test_the_train_san_nodes_check_the_settings(caplog) -> None:
+    from skeleton_attention.pipelines.train_san.nodes import _check_san
+
+    _check_san(_params())  # the paper's form passes
+    with pytest.raises(ValueError, match="train_san trains model 'san'"):
+        _check_san({**_params(), "model": {"name": "sta_lstm"}})
+    with pytest.raises(ValueError, match=r"SAN reads data.streams \['joint', 'motion_fast'\]"):
+        _check_san(_params(streams=["joint"]))
+    with pytest.raises(ValueError, match=r"needs data\.sampling to end with"):
+        _check_san(_params(sampling=[{"resample": {"length": 24}}]))
+    with pytest.raises(ValueError, match=r"needs data\.sampling to end with"):
+        _check_san(_params(sampling=[{"segments": {"num": 2, "frames_per_segment": 8}}]))
+    caplog.clear()
+    _check_san(_params(motion_from="table"))
+    assert "velocity is that of the sampled frames" in caplog.text
