@@ -11,6 +11,9 @@ temporal ones as a curve of beta_t with its increment beta_t - beta_{t-1} (paper
 A model may declare each map's kind (``SkeletonModel.attention_kinds``): ``frames`` maps with several
 series (T, S) are one curve per series, ``views`` maps (views,) a bar per view and, over every test
 sample, the distribution per view slot.
+A map whose name contains ``self_attention`` and whose per-sample shape is ``(H, T, T)`` or
+``(T, T)`` is a frames x frames self-attention (query frame x key frame, one per head, SAN Fig. 5):
+its heads are tiled into one panel.
 """
 
 from __future__ import annotations
@@ -221,6 +224,39 @@ def _kind(name: str, att: np.ndarray, kinds: Mapping[str, str]) -> str:
     return "frames" if att.ndim == 1 else "joints"
 
 
+def is_self_attention(name: str, att: np.ndarray) -> bool:
+    """A frames x frames map: named ``*self_attention*``, per sample ``(H, T, T)`` or ``(T, T)``."""
+    return "self_attention" in name and att.ndim in (2, 3) and att.shape[-1] == att.shape[-2]
+
+
+def _draw_self_attention(fig: Figure, ax: Any, att: np.ndarray, length: int) -> None:
+    """Heads tiled (about 1.7 times as many columns as rows, the panel's shape) as query frame x key
+    frame heat maps, cut to the valid frames."""
+    att = att[None] if att.ndim == 2 else att
+    if 0 < length < att.shape[-1]:
+        att = att[:, :length, :length]
+    heads, t = att.shape[0], att.shape[-1]
+    cols = min(heads, max(1, round(np.sqrt(1.7 * heads))))
+    rows = -(-heads // cols)
+    gap = max(1, t // 16)
+    mosaic = np.full((rows * (t + gap) - gap, cols * (t + gap) - gap), np.nan)
+    for k in range(heads):
+        r, c = divmod(k, cols)
+        mosaic[r * (t + gap) : r * (t + gap) + t, c * (t + gap) : c * (t + gap) + t] = att[k]
+    finite = mosaic[np.isfinite(mosaic)]
+    # the 99.5th percentile keeps one very sharp head from washing out the others
+    vmax = float(np.percentile(finite, 99.5)) if finite.size else 1.0
+    image = ax.imshow(mosaic, cmap="magma", interpolation="nearest", vmin=0.0, vmax=max(vmax, 1e-9))
+    fig.colorbar(image, ax=ax, shrink=0.9, label="attention probability")
+    for k in range(heads):
+        r, c = divmod(k, cols)
+        ax.text(c * (t + gap) + 0.5, r * (t + gap) + 0.5, f"h{k + 1}", color="white", fontsize=7, va="top")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel(f"key frame (1..{t}, per head)")
+    ax.set_ylabel(f"query frame (1..{t}, top to bottom)")
+
+
 def plot_attention(
     samples: Sequence[Mapping[str, Any]],
     joint_names: Sequence[str] | None = None,
@@ -239,11 +275,17 @@ def plot_attention(
     names = sorted({name for s in samples for name in s.get("attention", {})})
     dist_panels = [(s, name) for s in distributions for name in sorted(s["distribution"])]
     rows, cols = max(1, len(samples)), max(1, len(names))
+    tiled = any(
+        is_self_attention(name, np.asarray(s["attention"][name])) for s in samples for name in s.get("attention", {})
+    )
+    # tiled self-attention heads need a larger panel to stay legible
+    width, height = (8.0, 4.6) if tiled else (5.5, 3.6)
     fig = Figure(
-        figsize=(5.5 * max(cols, min(len(dist_panels), 2)), 3.6 * rows + 4.2 * bool(dist_panels)), layout="constrained"
+        figsize=(width * max(cols, min(len(dist_panels), 2)), height * rows + 4.2 * bool(dist_panels)),
+        layout="constrained",
     )
     if dist_panels:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[3.6 * rows, 4.2])
+        top, bottom = fig.subfigures(2, 1, height_ratios=[height * rows, 4.2])
         dist_axes = np.atleast_1d(bottom.subplots(1, len(dist_panels), squeeze=False)[0])
         for ax, (item, name) in zip(dist_axes, dist_panels, strict=True):
             _draw_distribution(ax, item["distribution"][name], name, str(item.get("title", "")))
@@ -270,6 +312,10 @@ def plot_attention(
                 ax.set_axis_off()
                 continue
             att = np.asarray(att, dtype=np.float64)
+            if is_self_attention(name, att):
+                _draw_self_attention(top, ax, att, length)
+                ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)
+                continue
             kind = _kind(name, att, kinds)
             title = f"{sample.get('title', '')}\n{name}"
             ax.set_title(title, fontsize=8)
