@@ -8,6 +8,11 @@ Attention maps follow the model contract: per sample, time is the first axis —
 temporal attention (one weight per frame), ``(T, J)`` or ``(T, M, V)`` for a spatial one (one
 weight per joint and frame). Spatial maps are drawn as joints x frames heat maps (paper Fig. 6);
 temporal ones as a curve of beta_t with its increment beta_t - beta_{t-1} (paper Fig. 5b/c).
+
+Pairwise maps (relations between elements, e.g. DSTA-Net's joints x joints and frames x frames
+attention) are named with a suffix ``[joints x joints]`` or ``[frames x frames]``
+(:data:`PAIRWISE_SUFFIXES`): they are drawn as square matrices (row element attends to column
+element) on a colour scale symmetric about zero, since tanh attention can be negative.
 """
 
 from __future__ import annotations
@@ -141,6 +146,38 @@ def _joint_labels(num_rows: int, joint_names: Sequence[str] | None) -> list[str]
     return None
 
 
+#: name suffix of a pairwise map -> the axis label of both its axes
+PAIRWISE_SUFFIXES = {"[joints x joints]": "joint", "[frames x frames]": "frame"}
+
+
+def pairwise_axis(name: str) -> str | None:
+    """``"joint"`` or ``"frame"`` when the map ``name`` is a pairwise one, else None."""
+    for suffix, axis in PAIRWISE_SUFFIXES.items():
+        if name.endswith(suffix):
+            return axis
+    return None
+
+
+def _plot_pairwise(
+    fig: Figure, ax: Any, att: np.ndarray, axis: str, length: int, joint_names: Sequence[str] | None
+) -> None:
+    """A square map, rows attending to columns; frames cut to the valid ``length`` when it applies."""
+    if axis == "frame" and 0 < length < att.shape[0]:
+        att = att[:length, :length]
+    bound = float(np.nanmax(np.abs(att))) if att.size else 1.0
+    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.85)
+    labels = _joint_labels(att.shape[0], joint_names) if axis == "joint" else None
+    if labels:
+        ax.set_xticks(range(len(labels)))
+        ax.set_yticks(range(len(labels)))
+        font = 4 if len(labels) > 20 else 5
+        ax.set_xticklabels(labels, rotation=90, fontsize=font)
+        ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel(f"{axis} (attended)")
+    ax.set_ylabel(f"{axis} (attending)")
+
+
 def plot_attention(
     samples: Sequence[Mapping[str, Any]],
     joint_names: Sequence[str] | None = None,
@@ -174,6 +211,11 @@ def plot_attention(
                 ax.set_axis_off()
                 continue
             att = np.asarray(att, dtype=np.float64)
+            axis = pairwise_axis(name)
+            if axis is not None and att.ndim == 2:
+                _plot_pairwise(fig, ax, att, axis, length, joint_names)
+                ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)
+                continue
             if length > 0 and att.ndim >= 1 and att.shape[0] >= length:
                 att = att[:length]
             att = att.reshape(att.shape[0], -1) if att.ndim >= 2 else att
