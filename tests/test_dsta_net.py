@@ -229,8 +229,9 @@ def test_variants_and_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="fixed number of frames"):
         _model("st_att_c_dpe_stgr", frames=None)
     with pytest.raises(ValueError, match="one model per stream"):
-        build_dsta_net(DataDescription(num_classes=3, num_joints=6, num_bodies=1, streams=("joint", "bone"),
-                                       channels=(3, 3)))
+        build_dsta_net(
+            DataDescription(num_classes=3, num_joints=6, num_bodies=1, streams=("joint", "bone"), channels=(3, 3))
+        )
 
 
 # --- data side: the slow-temporal stream ----------------------------------------------------------
@@ -262,8 +263,12 @@ def test_runs_blocks_select_the_four_streams() -> None:
     family = _family()
     run = {"dataset": "nucla", "protocol": "nucla_xview", "tag": "base"}
     assert compose(family, run)["data"]["streams"] == ["joint"]
-    expected = {"spatial_temporal": ["joint"], "spatial": ["bone"], "fast_temporal": ["motion_fast"],
-                "slow_temporal": ["motion_fast"]}
+    expected = {
+        "spatial_temporal": ["joint"],
+        "spatial": ["bone"],
+        "fast_temporal": ["motion_fast"],
+        "slow_temporal": ["motion_fast"],
+    }
     for name, streams in expected.items():
         config = compose(family, {**run, "name": name})
         assert config["data"]["streams"] == streams and config["data"]["motion_from"] == "sampled"
@@ -279,8 +284,13 @@ def test_runs_blocks_select_the_four_streams() -> None:
 def test_paper_training_settings() -> None:
     config = compose(_family(), {"dataset": "ntu", "protocol": "ntu60_xsub"})
     training = config["training"]
-    assert training["optimizer"] == {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True,
-                                     "weight_decay": 0.0005}
+    assert training["optimizer"] == {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 0.0005,
+    }
     assert training["schedule"] == {"name": "multistep", "milestones": [60, 90], "gamma": 0.1}
     assert training["epochs"] == 120 and config["data"]["batch_size"] == 32
     assert config["model"]["kwargs"]["channels"] == list(PAPER_CHANNELS)

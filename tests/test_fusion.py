@@ -28,8 +28,9 @@ B = _table(["s3", "s1", "s2"], [2, 0, 1], [[0.0, 1.0, 0.0], [0.0, 3.0, 0.0], [0.
 def test_weighted_mean_aligned_by_sample_id() -> None:
     fused = fuse_score_tables({"a": A, "b": B}, {"a": 1.0, "b": 1.0})
     assert list(fused["sample_id"]) == ["s1", "s2", "s3"]
-    np.testing.assert_allclose(fused[["score_3", "score_5", "score_7"]].to_numpy(),
-                               [[1.0, 2.0, 0.0], [0.0, 1.5, 0.25], [0.0, 0.5, 1.5]])
+    np.testing.assert_allclose(
+        fused[["score_3", "score_5", "score_7"]].to_numpy(), [[1.0, 2.0, 0.0], [0.0, 1.5, 0.25], [0.0, 0.5, 1.5]]
+    )
     assert list(fused["pred"]) == [5, 5, 7] and list(fused["label"]) == [3, 5, 7]
     summary = score_table_summary(fused)
     assert summary["top1"] == pytest.approx(2 / 3)
@@ -37,8 +38,7 @@ def test_weighted_mean_aligned_by_sample_id() -> None:
     only_a = fuse_score_tables({"a": A, "b": B}, {"a": 1.0, "b": 0.0})
     assert score_table_summary(only_a)["top1"] == 1.0
     heavy_a = fuse_score_tables({"a": A, "b": B}, {"a": 3.0, "b": 1.0})
-    np.testing.assert_allclose(heavy_a.loc[0, ["score_3", "score_5", "score_7"]].to_numpy(dtype=float),
-                               [1.5, 1.5, 0.0])
+    np.testing.assert_allclose(heavy_a.loc[0, ["score_3", "score_5", "score_7"]].to_numpy(dtype=float), [1.5, 1.5, 0.0])
 
 
 def test_softmax_fusion_uses_probabilities() -> None:
@@ -88,8 +88,10 @@ def test_fusion_node_reads_the_stream_runs_and_reports(tmp_path, monkeypatch) ->
     run = "embedded/ntu/ntu60_xsub"
     _write_stream(tmp_path, run, "joints", A, A.iloc[:2])
     _write_stream(tmp_path, run, "bones", B, B[B["sample_id"] != "s3"])
-    config = {"run": {"tag": "embedded", "dataset": "ntu", "protocol": "ntu60_xsub", "fold": None},
-              "data": {"protocol": "ntu60_xsub"}}
+    config = {
+        "run": {"tag": "embedded", "dataset": "ntu", "protocol": "ntu60_xsub", "fold": None},
+        "data": {"protocol": "ntu60_xsub"},
+    }
     fusion = {"weights": {"joints": 1.0, "bones": 1.0}}
     fused, fused_val, metrics = fuse_streams(config, fusion)
     assert len(fused) == 3 and len(fused_val) == 2
@@ -111,8 +113,10 @@ def test_pairwise_maps_are_drawn_as_square_matrices() -> None:
     sample = {
         "title": "s1: true a, predicted a",
         "length": 6,
-        "attention": {"layer 1 spatial [joints x joints]": np.random.default_rng(0).normal(size=(4, 4)),
-                      "layer 1 temporal [frames x frames]": np.random.default_rng(1).normal(size=(8, 8))},
+        "attention": {
+            "layer 1 spatial [joints x joints]": np.random.default_rng(0).normal(size=(4, 4)),
+            "layer 1 temporal [frames x frames]": np.random.default_rng(1).normal(size=(8, 8)),
+        },
     }
     figure = plot_attention([sample], joint_names=["a", "b", "c", "d"])
     images = [ax.images[0] for ax in figure.axes if ax.images]
@@ -124,10 +128,17 @@ def test_pairwise_maps_are_drawn_as_square_matrices() -> None:
 
 def _plan(tmp_path: Path) -> RunGroupPlan:
     return RunGroupPlan(
-        pipeline="train_dsta_net", env="embedded", runtime_params={"run": {"dataset": "ntu"}, "metrics_dir": "m"},
-        config={"run": {"tag": "embedded", "dataset": "ntu", "protocol": "ntu60_xsub", "fold": None},
-                "model": {"name": "dsta_net"}, "data": {"dataset": "ntu", "protocol": "ntu60_xsub"}},
-        names=["spatial", "fast"], fingerprints={"spatial": "f1", "fast": "f2"}, project_path=tmp_path,
+        pipeline="train_dsta_net",
+        env="embedded",
+        runtime_params={"run": {"dataset": "ntu"}, "metrics_dir": "m"},
+        config={
+            "run": {"tag": "embedded", "dataset": "ntu", "protocol": "ntu60_xsub", "fold": None},
+            "model": {"name": "dsta_net"},
+            "data": {"dataset": "ntu", "protocol": "ntu60_xsub"},
+        },
+        names=["spatial", "fast"],
+        fingerprints={"spatial": "f1", "fast": "f2"},
+        project_path=tmp_path,
         fusion_pipeline="fuse_dsta_net",
     )
 

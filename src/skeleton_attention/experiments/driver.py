@@ -579,7 +579,7 @@ def run_group(plan: RunGroupPlan) -> dict[str, Any]:
     state["fingerprint"] = _group_fingerprint(plan)
     _write_json(state_path, state)
     previous = _terminate_as_interrupt()
-    env = {**os.environ, **_thread_env(1)}
+    env = {**_thread_env(1), **os.environ}  # one run at a time: every core, unless the caller set threads
     try:
         for name in todo:
             child = tracker.child(plan, name) if tracker else None
