@@ -102,6 +102,10 @@ def test_fusion_node_reads_the_stream_runs_and_reports(tmp_path, monkeypatch) ->
     assert flat["test_top1"] == pytest.approx(2 / 3) and flat["joints_test_top1"] == 1.0 and "val_top1" in flat
     assert mlflow["fused_test_top1"]["value"] == pytest.approx(2 / 3)
     assert figure.axes
+    _, _, joints_only = fuse_streams(config, {"weights": {"joints": 1.0, "bones": 0.0, "absent": 0.0}})
+    assert joints_only["top1"] == 1.0 and list(joints_only["streams"]) == ["joints"]
+    with pytest.raises(ValueError, match="non-zero weight"):
+        fuse_streams(config, {"weights": {"joints": 0.0}})
     with pytest.raises(FileNotFoundError, match="stream 'other'"):
         fuse_streams(config, {"weights": {"joints": 1.0, "other": 1.0}})
 

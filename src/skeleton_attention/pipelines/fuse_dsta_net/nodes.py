@@ -40,9 +40,11 @@ def fuse_streams(
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Fused test scores, fused validation scores (empty when a stream has none) and the fused test
     metrics with every stream's own test and validation accuracy."""
-    weights = {str(k): float(v) for k, v in (fusion.get("weights") or {}).items()}
+    given = {str(k): float(v) for k, v in (fusion.get("weights") or {}).items()}
+    # a stream with weight 0 is left out: its run need not exist (e.g. --params=fuse_dsta_net.weights.spatial=0)
+    weights = {name: w for name, w in given.items() if w != 0.0}
     if not weights:
-        raise ValueError("fuse_dsta_net.weights must name the streams to fuse and their weights")
+        raise ValueError(f"fuse_dsta_net.weights must give some stream a non-zero weight, got {given}")
     kind = str(fusion.get("scores", "logits"))
     scores_root = Path(fusion.get("scores_root", "data/07_model_output/train_dsta_net"))
     reporting_root = Path(fusion.get("reporting_root", "data/08_reporting/train_dsta_net"))
