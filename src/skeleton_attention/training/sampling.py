@@ -315,7 +315,7 @@ class Stride:
     def positions(self, num_frames: int, rng: np.random.Generator | None, train: bool) -> np.ndarray:
         _need_rng(rng, train, "stride")
         count = self.output_length(num_frames)
-        # any phase below step - (T - step * count) + 1 keeps all count frames inside the clip
+        # phases p with p + step * (count - 1) <= T - 1 keep all count frames inside the clip
         phases = min(self.step, num_frames - self.step * (count - 1))
         phase = int(rng.integers(0, phases)) if train else 0  # type: ignore[union-attr]
         return np.minimum(phase + self.step * np.arange(count, dtype=np.float64), num_frames - 1)
