@@ -100,7 +100,8 @@ def _project(tmp_path: Path, shared_data: Path) -> Path:
 
 
 def _kedro(project: Path, tracking: str, *params: str) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking}
+    # this checkout's package (as test_cli_runs does), not the one installed in the environment
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PYTHONPATH": str(REPO / "src")}
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.Popen(
         [str(kedro), "run", "--pipelines=train_sta_lstm", f"--params={','.join(params)}"],
