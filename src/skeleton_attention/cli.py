@@ -7,7 +7,10 @@
   ``--pipelines=prepare_sbu,train_sta_lstm`` runs the other pipelines first, then the training ones;
 * cross-validation: when a training pipeline's protocol is cross-validated and no ``run.fold`` is
   given (e.g. ``kedro run --pipelines=train_sta_lstm --params=run.dataset=sbu``), every fold is
-  trained and the folds are aggregated (experiments/driver.py).
+  trained and the folds are aggregated (experiments/driver.py);
+* run groups: when the family has a ``fuse_<family>`` pipeline, its parameters hold ``runs``
+  blocks (e.g. DSTA-Net's four streams) and no ``run.name`` is given, every named run is trained
+  and their scores are fused (experiments/driver.py ``plan_run_group``).
 
 Runs with a node filter, and everything else, go to Kedro unchanged.
 """
@@ -50,8 +53,28 @@ def run(**kwargs: Any) -> Any:
 
 
 def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
-    """One training pipeline: every fold of a cross-validated protocol, else Kedro's run."""
-    from skeleton_attention.experiments.driver import plan_cross_validation, run_cross_validation
+    """One training pipeline: every named run of a run group, every fold of a cross-validated
+    protocol, else Kedro's run."""
+    from kedro.framework.project import pipelines as registered
+
+    from skeleton_attention.experiments.driver import (
+        plan_cross_validation,
+        plan_run_group,
+        run_cross_validation,
+        run_group,
+    )
+
+    group = None
+    if pipeline.replace("train_", "fuse_", 1) in registered:  # only families with a fusion step plan a group
+        try:
+            group = plan_run_group(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
+        except ValueError as error:
+            raise KedroCliError(str(error)) from error
+    if group is not None:
+        try:
+            return run_group(group)
+        except RuntimeError as error:
+            raise KedroCliError(str(error)) from error
 
     plan = plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
     if plan is None:

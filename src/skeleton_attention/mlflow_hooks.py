@@ -120,11 +120,12 @@ def run_tags(params: Mapping[str, Any], pipeline_name: str) -> dict[str, str]:
     }
 
 
-def training_parameters(pipeline, catalog) -> dict[str, dict[str, Any]]:
-    """``{namespace: params}`` of every training node of ``pipeline`` (tag ``training``)."""
+def training_parameters(pipeline, catalog, *, any_node: bool = False) -> dict[str, dict[str, Any]]:
+    """``{namespace: params}`` of every training node of ``pipeline`` (tag ``training``); with
+    ``any_node`` of every node reading a training configuration (e.g. a score fusion's)."""
     found: dict[str, dict[str, Any]] = {}
     for node in pipeline.nodes:
-        if TRAINING_TAG not in node.tags:
+        if TRAINING_TAG not in node.tags and not any_node:
             continue
         for name in node.inputs:
             if name.startswith("params:"):
@@ -194,7 +195,8 @@ class MlflowExperimentHooks:
         if any(REPORT_TAG in node.tags for node in pipeline.nodes):
             name = experiment_name(base, report=True)
         else:
-            specs = list(training_parameters(pipeline, catalog).values())
+            # a fusion reads its family's configuration too: it joins the same experiment
+            specs = list(training_parameters(pipeline, catalog, any_node=True).values())
             candidates = {experiment_name(base, params) for params in specs}
             name = candidates.pop() if len(candidates) == 1 else base
         if name == base:

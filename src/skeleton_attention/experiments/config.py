@@ -10,6 +10,11 @@ command line (``--params=run.dataset=sbu``). :func:`compose` deep-merges
 from the run; every node of a training pipeline reads only that result. The same function backs
 the ``compose`` resolver in ``settings.py``, so the configuration Kedro logs to MLflow is the one
 that trains.
+
+A family may also hold ``runs``: blocks selected by ``run.name`` and merged last (e.g. DSTA-Net's
+four input streams: ``--params=run.name=spatial`` trains the bone stream). Without ``run.name`` no
+such block applies; when a family has ``runs``, the CLI trains every one of them and fuses their
+scores (``experiments/driver.py`` :func:`~skeleton_attention.experiments.driver.plan_run_group`).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ def check_run(run: Mapping[str, Any]) -> dict[str, Any]:
 def compose(family: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]:
     """The effective training configuration of ``family`` for the run selectors ``run``."""
     selected = check_run(run)
-    base = {k: v for k, v in family.items() if k != "datasets"}
+    base = {k: v for k, v in family.items() if k not in ("datasets", "runs")}
     unknown = set(base) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"unknown parameter sections {sorted(unknown)}; known: {list(SECTIONS)}")
@@ -83,6 +88,12 @@ def compose(family: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, Any]
         raise ConfigError("'datasets' must map data set names to parameter blocks")
     block = blocks.get(selected["dataset"]) or {}
     effective = deep_merge(base, block, "")
+    named = family.get("runs") or {}
+    if not isinstance(named, Mapping):
+        raise ConfigError("'runs' must map run names to parameter blocks")
+    if selected["name"] in named:
+        # lists (data.streams, data.sampling) are replaced whole, so the run block wins over the data set's
+        effective = deep_merge(effective, named[selected["name"]] or {}, "")
     data = dict(effective.get("data") or {})
     if "table" in data:
         raise ConfigError(

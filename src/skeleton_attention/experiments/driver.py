@@ -455,3 +455,261 @@ def select_folds(folds: list[int], selection: Any) -> list[int]:
     raise ValueError(
         f"cross_validation.folds must be null, a list of fold numbers or {{every: k, start: s}}; got {selection!r}"
     )
+
+
+# --- run groups: one model per named run block (e.g. DSTA-Net's four streams), then score fusion ------
+#
+# ``kedro run --pipelines=train_<family>`` comes here when the family's parameters hold ``runs``
+# (blocks selected by run.name, experiments/config.py) and no run.name is given. Each named run is
+# trained as its own ``kedro run ... --params=...,run.name=<name>`` process in a child MLflow run of
+# one parent run, one after the other; then the fusion pipeline (``fuse_<family>``) runs inside the
+# parent run and writes the fused metrics. Finished runs (process exit 0 and test metrics of the
+# same composed configuration) are not retrained.
+
+GROUP_STATE_DIR = "runs"
+
+
+@dataclass
+class RunGroupPlan:
+    """What a run group will do; built by :func:`plan_run_group`."""
+
+    pipeline: str
+    env: str | None
+    runtime_params: dict[str, Any]
+    config: dict[str, Any]
+    names: list[str]
+    fingerprints: dict[str, str]
+    project_path: Path
+    fusion_pipeline: str | None = None
+    experiment_name: str = "skeleton-attention"
+    tracking: bool = True
+
+    def run_dir(self, name: str | None) -> str:
+        run = self.config["run"]
+        return run_dir(run["tag"], run["dataset"], run["protocol"], run.get("fold"), name)
+
+    def reporting(self, name: str | None) -> Path:
+        return self.project_path / "data" / "08_reporting" / self.pipeline / self.run_dir(name)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.reporting(None) / GROUP_STATE_DIR
+
+    def metrics_path(self, name: str) -> Path:
+        return self.reporting(name) / "test_metrics.json"
+
+    def model_output(self, name: str | None) -> Path:
+        """The run's directory of per-sample scores (catalog_train.yml ``test_scores``)."""
+        base = self.project_path / "data" / "07_model_output" / self.pipeline
+        return base if name is None else base / self.run_dir(name)
+
+
+def finished_runs(plan: RunGroupPlan, state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Named runs whose process completed and whose metrics come from the current configuration."""
+    completed = state.get("completed") or {}
+    done = {}
+    for name in plan.names:
+        path = plan.metrics_path(name)
+        if completed.get(name) != plan.fingerprints[name] or not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())
+        if metrics.get("config_fingerprint") == plan.fingerprints[name]:
+            done[name] = metrics
+    return done
+
+
+def group_command(plan: RunGroupPlan, name: str | None, pipeline: str | None = None) -> list[str]:
+    """The ``kedro run`` of one named run (``run.name=<name>``), or of the fusion pipeline."""
+    params = dict(plan.runtime_params)  # metrics_dir included: every member writes its own metrics file
+    if name is not None:
+        params["run"] = {**dict(params.get("run") or {}), "name": name}
+    kedro = Path(sys.executable).with_name("kedro")
+    command = [str(kedro)] if kedro.exists() else [sys.executable, "-m", "kedro"]
+    command += ["run", f"--pipelines={pipeline or plan.pipeline}"]
+    if params:
+        command.append(f"--params={','.join(_dotlist(params))}")
+    if plan.env:
+        command.append(f"--env={plan.env}")
+    return command
+
+
+class _GroupTracker(_Tracker):
+    """The parent MLflow run of a run group and a child run per named run."""
+
+    def _parent(self, plan: RunGroupPlan, state: dict[str, Any]) -> str:  # type: ignore[override]
+        previous = state.get("parent_run_id")
+        if previous and state.get("fingerprint") == _group_fingerprint(plan):
+            try:
+                self.client.get_run(previous)
+                self.client.update_run(previous, status="RUNNING")
+                self._kill_orphans(previous)
+                return previous
+            except Exception:  # deleted or another store: start a new parent
+                logger.info("previous parent run %s not found; starting a new one", previous)
+        model, data = plan.config["model"], plan.config["data"]
+        name = f"{model['name']}/{model.get('variant') or model['name']} {data['dataset']}/{data['protocol']} fused"
+        tags = {
+            "model": str(model["name"]),
+            "variant": str(model.get("variant") or model["name"]),
+            "dataset": str(data["dataset"]),
+            "protocol": str(data["protocol"]),
+            "pipeline": plan.pipeline,
+            "run_group": "parent",
+            "runs": ",".join(plan.names),
+            "env_tag": str(plan.config["run"]["tag"]),
+        }
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def child(self, plan: Any, name: Any) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=str(name),
+            tags={"mlflow.parentRunId": self.parent_id, "run_name": str(name), "run_group": "member"},
+        )
+        return run.info.run_id
+
+
+def _group_fingerprint(plan: RunGroupPlan) -> str:
+    return fingerprint({"runs": plan.fingerprints})
+
+
+def _run_process(command: list[str], cwd: Path, env: dict[str, str], log_path: Path) -> int:
+    """Run one child ``kedro run`` to completion, its output in ``log_path``; an interrupt stops it."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            return process.wait()
+        except BaseException:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
+
+
+def run_group(plan: RunGroupPlan) -> dict[str, Any]:
+    """Train the unfinished named runs of ``plan`` one after the other, then fuse their scores."""
+    plan.state_dir.mkdir(parents=True, exist_ok=True)
+    state_path = plan.state_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    done = finished_runs(plan, state)
+    todo = [name for name in plan.names if name not in done]
+    logger.info(
+        "%s on %s/%s: runs %s, %d already finished",
+        plan.pipeline,
+        plan.config["data"]["dataset"],
+        plan.config["data"]["protocol"],
+        plan.names,
+        len(done),
+    )
+    tracker = _GroupTracker(plan, state) if plan.tracking else None  # type: ignore[arg-type]
+    state["fingerprint"] = _group_fingerprint(plan)
+    _write_json(state_path, state)
+    previous = _terminate_as_interrupt()
+    env = {**_thread_env(1), **os.environ}  # one run at a time: every core, unless the caller set threads
+    try:
+        for name in todo:
+            child = tracker.child(plan, name) if tracker else None
+            child_env = {**env, **({"MLFLOW_RUN_ID": child} if child else {})}
+            started = time.monotonic()
+            logger.info("run %s started (log: %s)", name, plan.state_dir / f"{name}.log")
+            code = _run_process(group_command(plan, name), plan.project_path, child_env, plan.state_dir / f"{name}.log")
+            if code != 0:
+                if child and tracker:
+                    tracker.child_failed(child, "FAILED")
+                raise RuntimeError(f"run {name} failed (exit {code}); see {plan.state_dir / f'{name}.log'}")
+            state.setdefault("completed", {})[name] = plan.fingerprints[name]
+            _write_json(state_path, state)
+            metrics = json.loads(plan.metrics_path(name).read_text())
+            logger.info("run %s done in %.0f s: test top-1 %.4f", name, time.monotonic() - started, metrics["top1"])
+        summary = {"runs": {}, "config_fingerprint": _group_fingerprint(plan)}
+        for name, metrics in finished_runs(plan, state).items():
+            summary["runs"][name] = {k: metrics.get(k) for k in ("top1", "top5", "mean_class_acc", "num_samples")}
+        if tracker:
+            for name, values in summary["runs"].items():
+                tracker.client.log_metric(tracker.parent_id, f"{name}_test_top1", float(values["top1"]))
+        if plan.fusion_pipeline:
+            fusion_env = {**env, **({"MLFLOW_RUN_ID": tracker.parent_id} if tracker else {})}
+            log_path = plan.state_dir / "fusion.log"
+            code = _run_process(
+                group_command(plan, None, plan.fusion_pipeline), plan.project_path, fusion_env, log_path
+            )
+            if code != 0:
+                raise RuntimeError(f"fusion ({plan.fusion_pipeline}) failed (exit {code}); see {log_path}")
+            fused = plan.project_path / "data" / "08_reporting" / f"{plan.pipeline}_fused" / plan.run_dir(None)
+            if (fused / "test_metrics.json").is_file():
+                summary["fused_top1"] = json.loads((fused / "test_metrics.json").read_text()).get("top1")
+    except RuntimeError:
+        if tracker:
+            tracker.client.set_terminated(tracker.parent_id, "FAILED")
+        raise
+    except BaseException:
+        if tracker:
+            tracker.client.set_terminated(tracker.parent_id, "KILLED")
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _write_json(plan.state_dir / "summary.json", summary)
+    if tracker:
+        tracker.client.log_artifact(tracker.parent_id, str(plan.state_dir / "summary.json"), artifact_path="run_group")
+        tracker.client.set_terminated(tracker.parent_id, "FINISHED")
+    logger.info("%s: per-run test top-1 %s; fused %s", plan.pipeline, summary["runs"], summary.get("fused_top1"))
+    return summary
+
+
+def plan_run_group(
+    project_path: Path, pipeline: str, env: str | None, runtime_params: Mapping[str, Any]
+) -> RunGroupPlan | None:
+    """The run group of ``kedro run --pipelines=<pipeline>``, or None when the family has no
+    ``runs`` blocks or a run.name is given (then it is one plain run)."""
+    from kedro.framework.project import pipelines as registered
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from skeleton_attention.experiments.config import compose
+    from skeleton_attention.mlflow_hooks import experiment_name
+    from skeleton_attention.training.data import protocol_folds
+
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env, runtime_params=dict(runtime_params)) as session:
+        context = session.load_context()
+        params = context.params
+        family, config = params.get(pipeline), params.get(f"{pipeline}_config")
+        if not isinstance(family, Mapping) or not isinstance(config, Mapping) or not family.get("runs"):
+            return None
+        if config["run"].get("name"):
+            return None
+        if config["data"].get("fold") is None:
+            try:
+                bundle = context.catalog.load("training_samples")
+            except Exception:  # no table yet: each run reports it
+                bundle = None
+            if bundle is not None and protocol_folds(bundle.table.metadata(), config["data"]["protocol"]):
+                raise ValueError(
+                    f"{pipeline}: the named runs {sorted(family['runs'])} over the cross-validated protocol "
+                    f"{config['data']['protocol']!r} are not supported together; choose one fold (run.fold=k)"
+                )
+        names = [str(name) for name in family["runs"]]
+        run = params["run"]
+        fingerprints = {name: fingerprint(compose(family, {**run, "name": name})) for name in names}
+        mlflow_config = getattr(context, "mlflow", None)
+        tracking = mlflow_config is not None and pipeline not in mlflow_config.tracking.disable_tracking.pipelines
+        fusion = pipeline.replace("train_", "fuse_", 1)
+        return RunGroupPlan(
+            pipeline=pipeline,
+            env=env,
+            runtime_params=dict(runtime_params),
+            config=dict(config),
+            names=names,
+            fingerprints=fingerprints,
+            project_path=Path(project_path),
+            fusion_pipeline=fusion if fusion in registered else None,
+            # the experiment the stream runs' and the fusion's own hook pick (mlflow_hooks)
+            experiment_name=experiment_name(
+                mlflow_config.tracking.experiment.name if mlflow_config else "skeleton-attention", config
+            ),
+            tracking=tracking,
+        )

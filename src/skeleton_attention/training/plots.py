@@ -14,6 +14,11 @@ sample, the distribution per view slot.
 A map whose name contains ``self_attention`` and whose per-sample shape is ``(H, T, T)`` or
 ``(T, T)`` is a frames x frames self-attention (query frame x key frame, one per head, SAN Fig. 5):
 its heads are tiled into one panel.
+
+Pairwise maps (relations between elements, e.g. DSTA-Net's joints x joints and frames x frames
+attention) are named with a suffix ``[joints x joints]`` or ``[frames x frames]``
+(:data:`PAIRWISE_SUFFIXES`): they are drawn as square matrices (row element attends to column
+element) on a colour scale symmetric about zero, since tanh attention can be negative.
 """
 
 from __future__ import annotations
@@ -257,6 +262,38 @@ def _draw_self_attention(fig: Figure, ax: Any, att: np.ndarray, length: int) -> 
     ax.set_ylabel(f"query frame (1..{t}, top to bottom)")
 
 
+#: name suffix of a pairwise map -> the axis label of both its axes
+PAIRWISE_SUFFIXES = {"[joints x joints]": "joint", "[frames x frames]": "frame"}
+
+
+def pairwise_axis(name: str) -> str | None:
+    """``"joint"`` or ``"frame"`` when the map ``name`` is a pairwise one, else None."""
+    for suffix, axis in PAIRWISE_SUFFIXES.items():
+        if name.endswith(suffix):
+            return axis
+    return None
+
+
+def _plot_pairwise(
+    fig: Figure, ax: Any, att: np.ndarray, axis: str, length: int, joint_names: Sequence[str] | None
+) -> None:
+    """A square map, rows attending to columns; frames cut to the valid ``length`` when it applies."""
+    if axis == "frame" and 0 < length < att.shape[0]:
+        att = att[:length, :length]
+    bound = float(np.nanmax(np.abs(att))) if att.size else 1.0
+    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    fig.colorbar(image, ax=ax, shrink=0.85)
+    labels = _joint_labels(att.shape[0], joint_names) if axis == "joint" else None
+    if labels:
+        ax.set_xticks(range(len(labels)))
+        ax.set_yticks(range(len(labels)))
+        font = 4 if len(labels) > 20 else 5
+        ax.set_xticklabels(labels, rotation=90, fontsize=font)
+        ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel(f"{axis} (attended)")
+    ax.set_ylabel(f"{axis} (attending)")
+
+
 def plot_attention(
     samples: Sequence[Mapping[str, Any]],
     joint_names: Sequence[str] | None = None,
@@ -312,6 +349,11 @@ def plot_attention(
                 ax.set_axis_off()
                 continue
             att = np.asarray(att, dtype=np.float64)
+            axis = pairwise_axis(name)
+            if axis is not None and att.ndim == 2:
+                _plot_pairwise(top, ax, att, axis, length, joint_names)
+                ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)
+                continue
             if is_self_attention(name, att):
                 _draw_self_attention(top, ax, att, length)
                 ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)

@@ -28,7 +28,8 @@ Modes (``TemporalSampling.mode``):
 Composable form: ``data.sampling`` may instead be a list of typed steps applied in order, each a
 small frozen class with an explicit train (random, from the sample's generator) and evaluation
 (deterministic) behaviour: ``cap`` (:class:`Cap`), ``resample`` (:class:`Resample`), ``crop``
-(:class:`Crop`: fixed length or ratio, optional resize) and ``segments`` (:class:`Segments`), e.g.
+(:class:`Crop`: fixed length or ratio, optional resize), ``segments`` (:class:`Segments`) and
+``stride`` (:class:`Stride`: every k-th frame, a lower frame rate), e.g.
 DSTA-Net's ``[{resample: {length: 150}}, {crop: {length: 128}}]``. Each mode above is one step
 (:meth:`TemporalSampling.as_step`), so both forms give identical frames.
 """
@@ -293,10 +294,43 @@ class Segments:
         return np.clip(np.concatenate(parts), 0.0, float(num_frames - 1))
 
 
-SamplingStep = Cap | Resample | Crop | Segments
+@dataclass(frozen=True)
+class Stride:
+    """Every ``step``-th frame: the clip at a lower frame rate (DSTA-Net's slow-temporal stream
+    differences the frames of such a clip). ``floor(T / step)`` frames (at least one); training
+    starts at a random phase in ``[0, step)``, evaluation at frame 0."""
+
+    step: int = 2
+
+    def __post_init__(self) -> None:
+        if self.step < 1:
+            raise ValueError(f"stride.step must be >= 1, got {self.step}")
+
+    def output_length(self, num_frames: int) -> int:
+        return max(1, num_frames // self.step)
+
+    def fixed_output(self, input_length: int | None) -> int | None:
+        return None if input_length is None else self.output_length(input_length)
+
+    def positions(self, num_frames: int, rng: np.random.Generator | None, train: bool) -> np.ndarray:
+        _need_rng(rng, train, "stride")
+        count = self.output_length(num_frames)
+        # phases p with p + step * (count - 1) <= T - 1 keep all count frames inside the clip
+        phases = min(self.step, num_frames - self.step * (count - 1))
+        phase = int(rng.integers(0, phases)) if train else 0  # type: ignore[union-attr]
+        return np.minimum(phase + self.step * np.arange(count, dtype=np.float64), num_frames - 1)
+
+
+SamplingStep = Cap | Resample | Crop | Segments | Stride
 
 #: config name -> step class (``sampling: [{resample: {length: 150}}, {crop: {length: 128}}]``)
-STEP_TYPES: dict[str, type] = {"cap": Cap, "resample": Resample, "crop": Crop, "segments": Segments}
+STEP_TYPES: dict[str, type] = {
+    "cap": Cap,
+    "resample": Resample,
+    "crop": Crop,
+    "segments": Segments,
+    "stride": Stride,
+}
 
 
 def _step_from_config(item: Any) -> SamplingStep:
