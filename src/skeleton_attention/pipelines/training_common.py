@@ -336,6 +336,8 @@ def evaluate_model(
                 "title": f"{sample_ids[i]}: true {names[label]}, predicted {names[pred]}",
                 "length": int(preds.lengths[i]),
                 "attention": maps,
+                # optional per-map drawing hints of the family (e.g. MANs: frame weights as curves)
+                "plot": dict(getattr(model, "attention_plot", None) or {}),
             }
         )
     logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])

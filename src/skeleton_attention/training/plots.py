@@ -8,6 +8,9 @@ Attention maps follow the model contract: per sample, time is the first axis —
 temporal attention (one weight per frame), ``(T, J)`` or ``(T, M, V)`` for a spatial one (one
 weight per joint and frame). Spatial maps are drawn as joints x frames heat maps (paper Fig. 6);
 temporal ones as a curve of beta_t with its increment beta_t - beta_{t-1} (paper Fig. 5b/c).
+A sample may carry drawing hints per map (``plot``: {name: {"kind": "curves", "labels": [...],
+"ylabel": ...}}, from the model's ``attention_plot``): a ``(T, k)`` map of kind ``curves`` is drawn
+as k labelled curves over the frames (e.g. MANs' frame weights, one per coordinate TARM).
 """
 
 from __future__ import annotations
@@ -180,7 +183,10 @@ def plot_attention(
             if att.ndim == 2 and att.shape[1] == 1:
                 att = att[:, 0]
             title = f"{sample.get('title', '')}\n{name}"
-            if att.ndim == 1:
+            hint = (sample.get("plot") or {}).get(name) or {}
+            if hint.get("kind") == "curves" and att.ndim == 2:
+                _plot_curves(ax, att, hint)
+            elif att.ndim == 1:
                 frames = np.arange(1, att.shape[0] + 1)
                 ax.plot(frames, att, color="tab:blue", label=f"{name} β_t")
                 ax.plot(frames[1:], np.diff(att), color="tab:orange", linewidth=0.8, label="Δβ_t")
@@ -204,3 +210,15 @@ def plot_attention(
                 ax.set_ylabel("joint")
             ax.set_title(title, fontsize=8)
     return fig
+
+
+def _plot_curves(ax: Any, att: np.ndarray, hint: Mapping[str, Any]) -> None:
+    """A ``(T, k)`` map as k labelled curves over the frames (hint: ``labels``, ``ylabel``)."""
+    labels = list(hint.get("labels") or [])
+    frames = np.arange(1, att.shape[0] + 1)
+    for j in range(att.shape[1]):
+        ax.plot(frames, att[:, j], linewidth=1.2, label=labels[j] if j < len(labels) else f"{j}")
+    ax.set_xlabel("frame")
+    ax.set_ylabel(str(hint.get("ylabel", "weight")), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=min(att.shape[1], 4))
