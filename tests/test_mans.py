@@ -302,3 +302,35 @@ def test_attention_plot_draws_frame_curves_per_coordinate():
     # without the hint the same map is a heat map (the generic path is unchanged)
     plain = plot_attention([{**samples[0], "plot": {}}])
     assert plain.axes[0].get_images()
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dataset", "protocol", "batch", "epochs", "bodies"),
+    [
+        ("ntu", "ntu60_xsub", 40, 50, 2),
+        ("utkinect", "utkinect_loocv", 8, 100, 1),
+        ("sbu", "sbu_fold", 8, 100, 2),
+        ("nucla", "nucla_xview", 20, 100, 1),
+    ],
+)
+def test_composed_configuration_has_the_paper_settings(dataset, protocol, batch, epochs, bodies):
+    from tests.kedro_helpers import load_config
+
+    _, params = load_config({"run": {"dataset": dataset, "protocol": protocol}})
+    config = params["train_mans_config"]
+    assert config["model"]["name"] == "mans" and config["model"]["kwargs"]["alpha"] == 16
+    assert config["training"]["optimizer"] == {
+        "name": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 0.0001,
+    }
+    assert config["training"]["schedule"] == {"name": "none"}
+    assert (config["data"]["batch_size"], config["training"]["epochs"]) == (batch, epochs)
+    assert config["data"]["num_bodies"] == bodies
+    assert config["data"]["sampling"] == {"mode": "resample", "length": 50}
+    assert config["data"]["protocol"] == protocol
