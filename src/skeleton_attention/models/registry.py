@@ -28,7 +28,7 @@ B = TypeVar("B", bound=Builder)
 
 _REGISTRY: dict[str, Builder] = {}
 _SPECS: dict[str, InputSpec] = {}
-_NOT_FAMILIES = frozenset({"base", "blocks", "registry"})
+_NOT_FAMILIES = frozenset({"backbones", "base", "blocks", "registry"})
 _discovered = False
 
 

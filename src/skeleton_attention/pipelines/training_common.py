@@ -360,6 +360,8 @@ def evaluate_model(
                 "length": int(preds.lengths[i]),
                 "attention": maps,
                 **({"kinds": kinds} if kinds else {}),
+                # optional per-map drawing hints of the family (e.g. MANs: frame weights as curves)
+                "plot": dict(getattr(model, "attention_plot", None) or {}),
             }
         )
     if preds.attention_all:

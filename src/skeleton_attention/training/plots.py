@@ -19,6 +19,9 @@ Pairwise maps (relations between elements, e.g. DSTA-Net's joints x joints and f
 attention) are named with a suffix ``[joints x joints]`` or ``[frames x frames]``
 (:data:`PAIRWISE_SUFFIXES`): they are drawn as square matrices (row element attends to column
 element) on a colour scale symmetric about zero, since tanh attention can be negative.
+A sample may carry drawing hints per map (``plot``: {name: {"kind": "curves", "labels": [...],
+"ylabel": ...}}, from the model's ``attention_plot``): a ``(T, k)`` map of kind ``curves`` is drawn
+as k labelled curves over the frames (e.g. MANs' frame weights, one per coordinate TARM).
 """
 
 from __future__ import annotations
@@ -369,7 +372,10 @@ def plot_attention(
             att = att.reshape(att.shape[0], -1) if att.ndim >= 2 else att
             if att.ndim == 2 and att.shape[1] == 1:
                 att = att[:, 0]
-            if kind == "frames" or att.ndim == 1:
+            hint = (sample.get("plot") or {}).get(name) or {}
+            if hint.get("kind") == "curves" and att.ndim == 2:
+                _plot_curves(ax, att, hint)
+            elif kind == "frames" or att.ndim == 1:
                 _draw_curves(ax, att, name)
             elif not np.isfinite(att).any():  # e.g. the spatial map of an absent view
                 ax.text(0.5, 0.5, "absent view", ha="center", va="center", transform=ax.transAxes)
@@ -391,3 +397,15 @@ def plot_attention(
                 ax.set_xlabel("frame")
                 ax.set_ylabel("joint")
     return fig
+
+
+def _plot_curves(ax: Any, att: np.ndarray, hint: Mapping[str, Any]) -> None:
+    """A ``(T, k)`` map as k labelled curves over the frames (hint: ``labels``, ``ylabel``)."""
+    labels = list(hint.get("labels") or [])
+    frames = np.arange(1, att.shape[0] + 1)
+    for j in range(att.shape[1]):
+        ax.plot(frames, att[:, j], linewidth=1.2, label=labels[j] if j < len(labels) else f"{j}")
+    ax.set_xlabel("frame")
+    ax.set_ylabel(str(hint.get("ylabel", "weight")), fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncols=min(att.shape[1], 4))
