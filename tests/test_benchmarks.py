@@ -6,6 +6,7 @@ come from full runs recorded in docs/results.md (timing assertions do not belong
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +47,15 @@ def test_train_benchmark_runs_both_paths():
 def test_provenance_benchmark_measures_both_fingerprints(shared_data):
     out = _run("benchmarks/bench_provenance.py", "--raw", str(shared_data / "ntu_raw"), "--pattern", "*.skeleton")
     assert "stat" in out and "sha256" in out and "files" in out
+
+
+@pytest.mark.slow
+def test_train_benchmark_takes_any_family_including_multi_view():
+    sizes = {"hidden_size": 16, "attention_hidden_size": 8, "spatial_fc_size": 8, "bilstm_size": 8, "view_fc_size": 8}
+    kwargs = json.dumps(sizes)
+    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--samples", "8", "--frames", "12",
+               "--batch", "4", "--epochs", "1", "--warmup", "0", "--model", "view_attention",
+               "--model-kwargs", kwargs, "--views", "3", "--optimizer", "sgd", "--lr", "0.01")
+    assert out.splitlines()[0].startswith("view_attention {")
+    paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
+    assert paths == ["plain", "trainer"]
