@@ -46,9 +46,12 @@ except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, str(REPO_ROOT / "src"))
 
 
-def _dataset(samples: int, frames: int, seed: int, *, views: int, fixed_length: bool, classes: int):
+def _dataset(
+    samples: int, frames: int, seed: int, *, views: int, fixed_length: bool, classes: int, streams: tuple[str, ...]
+):
     """Random NTU-shaped items as the project's datasets yield them: ``x`` (M, T, V, C), or
-    (views, M, T, V, C) with a ``view_mask`` that drops one view of every fourth sample."""
+    (views, M, T, V, C) with a ``view_mask`` that drops one view of every fourth sample; one
+    ``x_<stream>`` each when the model reads several streams."""
     import numpy as np
     from torch.utils.data import Dataset
 
@@ -67,7 +70,9 @@ def _dataset(samples: int, frames: int, seed: int, *, views: int, fixed_length: 
 
         def __getitem__(self, i: int):
             n = int(self.lengths[i])
-            item = {"x": self.x[i, ..., :n, :, :], "length": n, "label": int(self.labels[i]), "index": i}
+            keys = ["x"] if len(streams) == 1 else [f"x_{name}" for name in streams]
+            item = {key: self.x[i, ..., :n, :, :] for key in keys}
+            item.update({"length": n, "label": int(self.labels[i]), "index": i})
             if views > 1:
                 mask = np.ones(views, dtype=bool)
                 if i % 4 == 3:
@@ -162,7 +167,10 @@ def measure(spec: dict) -> dict:
     torch.manual_seed(0)
     input_spec = model_input_spec(spec["model"])
     views = int(spec["views"]) if input_spec.multi_view else 1
+    streams = tuple(input_spec.streams or ("joint",))
     description = DataDescription(
+        streams=streams,
+        channels=(3,) * len(streams),
         num_classes=60,
         num_joints=25,
         num_bodies=2,
@@ -173,7 +181,8 @@ def measure(spec: dict) -> dict:
     )
     model = build_model(spec["model"], description, **spec["model_kwargs"]).to(device)
     dataset = _dataset(
-        spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60
+        spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
+        streams=streams,
     )
     optimizer_config = {"name": spec["optimizer"], "lr": spec["lr"]}
     train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
