@@ -88,7 +88,8 @@ def test_four_streams_and_their_fusion_from_one_command(dsta_project):
 
     mlflow.set_tracking_uri(f"sqlite:///{dsta_project / 'mlflow.db'}")
     client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name("skeleton-attention")
+    # the streams, their parent and the fusion share the data set's experiment (mlflow_hooks.experiment_name)
+    experiment = client.get_experiment_by_name("skeleton-attention/ntu/ntu60_xsub")
     parents = client.search_runs([experiment.experiment_id], filter_string="tags.run_group = 'parent'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
