@@ -51,7 +51,14 @@ EMBEDDED_METRICS = f"data/08_reporting/train_sta_lstm/{EMBEDDED_RUN}/metrics.jso
 def _user_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell: no telemetry switches, no pytest marker (MLflow treats
     PYTEST_CURRENT_TEST as a test run and would stay quiet anyway), this checkout's package first."""
-    env = {k: v for k, v in os.environ.items() if k not in TELEMETRY_VARIABLES and k != "PYTEST_CURRENT_TEST"}
+    # an in-process test's mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into os.environ; a
+    # user's shell has no such leftover, so the run logs to the project's own mlflow.db
+    leftovers = {"MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in TELEMETRY_VARIABLES and k != "PYTEST_CURRENT_TEST" and k not in leftovers
+    }
     env["PYTHONPATH"] = str(REPO_ROOT / "src")
     return {**env, **extra}
 
