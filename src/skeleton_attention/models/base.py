@@ -280,3 +280,24 @@ def check_multiview_batch(
     if t == 0 or not bool(mask.any(dim=1).all()) or not bool(view_mask.any(dim=1).all()):
         raise ValueError("every sample needs at least one valid frame and one present view")
     return x, mask, view_mask
+
+
+def check_variant(
+    variants: Mapping[str, Mapping[str, Any]], variant: str, kwargs: Mapping[str, Any], *, family: str
+) -> Mapping[str, Any]:
+    """The settings of ``variant`` (a paper ablation); an unknown variant or a keyword argument that
+    contradicts one of its settings is an error. Builders merge the result over ``kwargs``."""
+    if variant not in variants:
+        raise ValueError(f"unknown {family} variant {variant!r}; known: {sorted(variants)}")
+    for key, value in variants[variant].items():
+        if key in kwargs and kwargs[key] != value:
+            raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
+    return variants[variant]
+
+
+def reject_dimension_kwargs(kwargs: Mapping[str, Any], dimensions: Sequence[str], *, family: str) -> None:
+    """A builder given a :class:`DataDescription` takes its dimensions from it, never also from kwargs."""
+    given = sorted(set(dimensions) & set(kwargs))
+    if given:
+        raise ValueError(f"{family} takes its dimensions from data=, not from {given}")
+

@@ -44,6 +44,8 @@ from skeleton_attention.models.base import (
     ModelOutput,
     SkeletonModel,
     check_sequence_batch,
+    check_variant,
+    reject_dimension_kwargs,
 )
 from skeleton_attention.models.registry import register_model
 
@@ -438,15 +440,11 @@ def _body_mean(x: Tensor, present: Tensor) -> Tensor:
 def build_dsta_net(data: DataDescription | None = None, *, variant: str = "dsta", **kwargs: Any) -> DSTANet:
     """Build one of the :data:`VARIANTS` (Table 1) for ``data``; other keyword arguments go to
     :class:`DSTANet`. Without ``data`` the dimensions are passed directly."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown DSTA-Net variant {variant!r}; known: {sorted(VARIANTS)}")
-    for key, value in VARIANTS[variant].items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
+    check_variant(VARIANTS, variant, kwargs, family="DSTA-Net")
     if data is not None:
-        given = sorted({"num_classes", "num_joints", "num_bodies", "in_channels", "num_frames"} & set(kwargs))
-        if given:
-            raise ValueError(f"DSTA-Net takes its dimensions from data=, not from {given}")
+        reject_dimension_kwargs(
+            kwargs, ("num_classes", "num_joints", "num_bodies", "in_channels", "num_frames"), family="DSTA-Net"
+        )
         if data.multi_view or len(data.streams) != 1:
             raise ValueError(
                 f"DSTA-Net reads one single-view stream per model (one model per stream, scores fused); "

@@ -48,6 +48,8 @@ from skeleton_attention.models.base import (
     ModelOutput,
     SkeletonModel,
     check_sequence_batch,
+    check_variant,
+    reject_dimension_kwargs,
 )
 from skeleton_attention.models.registry import register_model
 from skeleton_attention.models.sta_lstm import TemporalAttention
@@ -260,15 +262,11 @@ class MANs(SkeletonModel):
 @register_model("mans", input_spec=MANs.input_spec)
 def build_mans(data: DataDescription | None = None, *, variant: str = "mans", **kwargs: Any) -> MANs:
     """Build one of the :data:`VARIANTS` for ``data``; other keyword arguments go to :class:`MANs`."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown MANs variant {variant!r}; known: {sorted(VARIANTS)}")
-    for key, value in VARIANTS[variant].items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
+    check_variant(VARIANTS, variant, kwargs, family="MANs")
     if data is not None:
-        given = sorted({"num_classes", "num_joints", "num_bodies", "in_channels", "num_frames"} & set(kwargs))
-        if given:
-            raise ValueError(f"MANs takes its dimensions from data=, not from {given}")
+        reject_dimension_kwargs(
+            kwargs, ("num_classes", "num_joints", "num_bodies", "in_channels", "num_frames"), family="MANs"
+        )
         if data.multi_view or len(data.streams) != 1:
             raise ValueError(
                 f"MANs reads one single-view stream; got {list(data.streams)}, multi_view={data.multi_view}"

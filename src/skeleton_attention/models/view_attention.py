@@ -47,6 +47,8 @@ from skeleton_attention.models.base import (
     SkeletonModel,
     check_multiview_batch,
     check_sequence_batch,
+    check_variant,
+    reject_dimension_kwargs,
 )
 from skeleton_attention.models.blocks import SpatialAttention, TemporalAttention, init_gaussian_, init_pytorch_
 from skeleton_attention.models.registry import register_model
@@ -382,15 +384,13 @@ class ViewAttentionLSTM(SkeletonModel):
 
 
 def _build(data: DataDescription | None, variant: str, multi_view: bool, kwargs: dict[str, Any]) -> ViewAttentionLSTM:
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown view-attention variant {variant!r}; known: {sorted(VARIANTS)}")
-    for key, value in VARIANTS[variant].items():
-        if key in kwargs and kwargs[key] != value:
-            raise ValueError(f"variant {variant!r} sets {key}={value!r}, which conflicts with {key}={kwargs[key]!r}")
+    check_variant(VARIANTS, variant, kwargs, family="view-attention")
     if data is not None:
-        given = sorted({"num_classes", "num_joints", "num_bodies", "in_channels", "num_views"} & set(kwargs))
-        if given:
-            raise ValueError(f"the view-attention network takes its dimensions from data=, not from {given}")
+        reject_dimension_kwargs(
+            kwargs,
+            ("num_classes", "num_joints", "num_bodies", "in_channels", "num_views"),
+            family="the view-attention network",
+        )
         if len(data.streams) != 1:
             raise ValueError(f"the view-attention network reads one stream; got streams {list(data.streams)}")
         if data.multi_view != multi_view:
