@@ -295,12 +295,16 @@ class _Scorer:
         # the timing is decided by the joints both cameras see
         return float(np.mean(r**2 / (r**2 + self.time_scale**2)))
 
-    def _score_one(self, frames, offset, rate, perm, iterations) -> _Fit | None:
-        """One candidate with :func:`robust_rigid_fit` (the ``trimmed`` fit, which is not batched)."""
+    def _score_one(self, frames, offset, rate, perm, iterations=None) -> _Fit | None:
+        """One candidate with :func:`robust_rigid_fit`: the ``trimmed`` fit (not batched), and the
+        plain reference the batched scoring is tested and benchmarked against."""
         p, q = self.pairs(frames, offset, rate, perm)
         if len(p) < self.min_points:
             return None
-        rot, trans, r = robust_rigid_fit(p, q, robust=self.robust, iterations=iterations)
+        if self.mode == "body":
+            rot, trans, r = np.eye(3), np.zeros(3), np.linalg.norm(p - q, axis=1)
+        else:
+            rot, trans, r = robust_rigid_fit(p, q, robust=self.robust, iterations=iterations or self.search_iterations)
         return _Fit(self._cost(r), float(offset), float(rate), rot, trans, tuple(perm))
 
     def score_many(self, frames, candidates, iterations=None) -> list[_Fit | None]:
