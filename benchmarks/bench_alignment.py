@@ -47,8 +47,8 @@ from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
 COLUMNS = ("set", "code", "recordings", "views", "align ms/rec", "load views ms/rec", "rest of preparation ms/rec",
-           "align / rest", "align speed-up", "choices differing", "max |d residual| m", "max |d rotation|",
-           "max |d coords|")
+           "align / rest", "align speed-up", "choices differing", "max diff residual m", "max diff rotation",
+           "max diff coords")
 
 
 # ---------------------------------------------------------------------------------------------

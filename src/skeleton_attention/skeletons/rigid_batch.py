@@ -125,19 +125,22 @@ def batched_robust_fit(
     rows = np.arange(len(p))  # the candidates still iterating; the arrays below hold only those
     out_rot, out_t, out_r = rot.copy(), t.copy(), r.copy()
     for _ in range(iterations):
-        w = weights / np.maximum(r, delta)
+        w = np.maximum(r, delta)
+        np.divide(weights, w, out=w)
         new_rot, new_tc = _kabsch_from_sums(_weighted_sums(x, w))
         new_t = _to_original(new_rot, new_tc, cp, cq)
         change = np.abs(new_rot - rot).max(axis=(1, 2)) + np.abs(new_t - t).max(axis=1)
         rot, tc, t = new_rot, new_tc, new_t
         r = _residuals(rot, tc, x)
-        out_rot[rows], out_t[rows], out_r[rows] = rot, t, r
         going = change >= tol
-        if not going.any():
-            break
-        if not going.all():  # drop the converged candidates from every array (fewer rows from now on)
+        if not going.all():  # converged candidates keep this fit and leave every array
+            done = rows[~going]
+            out_rot[done], out_t[done], out_r[done] = rot[~going], t[~going], r[~going]
             rows, rot, tc, t, r = rows[going], rot[going], tc[going], t[going], r[going]
             x, weights, cp, cq = x[going], weights[going], cp[going], cq[going]
+            if rows.size == 0:
+                break
+    out_rot[rows], out_t[rows], out_r[rows] = rot, t, r
     return out_rot, out_t, _scatter(out_r, columns, num_points)
 
 
