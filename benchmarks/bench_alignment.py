@@ -46,9 +46,21 @@ from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
 
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
-COLUMNS = ("set", "code", "recordings", "views", "align ms/rec", "load views ms/rec", "rest of preparation ms/rec",
-           "align / rest", "align speed-up", "choices differing", "max diff residual m", "max diff rotation",
-           "max diff coords")
+COLUMNS = (
+    "set",
+    "code",
+    "recordings",
+    "views",
+    "align ms/rec",
+    "load views ms/rec",
+    "rest of preparation ms/rec",
+    "align / rest",
+    "align speed-up",
+    "choices differing",
+    "max diff residual m",
+    "max diff rotation",
+    "max diff coords",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,8 +72,9 @@ def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
     """``groups`` synthetic recordings of cameras 1-3 (one performer, replication 1, classes 1..groups)."""
     from skeleton_attention.skeletons.synthetic import write_synthetic_ntu
 
-    files = write_synthetic_ntu(folder, num_classes=groups, performers=(1,), replications=(1,),
-                                cameras=(1, 2, 3), seed=0, write_manifest=False)
+    files = write_synthetic_ntu(
+        folder, num_classes=groups, performers=(1,), replications=(1,), cameras=(1, 2, 3), seed=0, write_manifest=False
+    )
     return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])
 
 
@@ -118,8 +131,15 @@ def _nucla_aligner(params: Mapping[str, Any]):
         return {c: v for c, v in views.items() if c not in copies}
 
     def align(views):
-        aligned = multiview_frame(views, frame, reference_camera=reference, cameras=cameras, layout=KINECT20,
-                                  normalize_params=normalize, **multiview)
+        aligned = multiview_frame(
+            views,
+            frame,
+            reference_camera=reference,
+            cameras=cameras,
+            layout=KINECT20,
+            normalize_params=normalize,
+            **multiview,
+        )
         return aligned, naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
 
     return load, align
@@ -149,8 +169,9 @@ def _rest_of_preparation(paths: Sequence[Path], params: Mapping[str, Any], kind:
         for path in paths:
             for seq, splits in processor(path).samples:
                 seq = normalize_sequence(seq, params["normalize"])
-                writer.write(sequence_to_row(seq, compute_streams(seq.coords, get_layout(seq.layout), names=streams),
-                                             splits))
+                writer.write(
+                    sequence_to_row(seq, compute_streams(seq.coords, get_layout(seq.layout), names=streams), splits)
+                )
 
 
 def _use_unbatched_scorer() -> None:
@@ -164,9 +185,14 @@ def _use_unbatched_scorer() -> None:
 
 
 def _summary(aligned) -> dict[str, Any]:
-    return {"offsets": dict(aligned.offsets), "rates": dict(aligned.rates), "order": dict(aligned.body_order),
-            "residuals": dict(aligned.residuals), "rotations": {c: np.asarray(r) for c, r in aligned.rotations.items()},
-            "coords": aligned.coords}
+    return {
+        "offsets": dict(aligned.offsets),
+        "rates": dict(aligned.rates),
+        "order": dict(aligned.body_order),
+        "residuals": dict(aligned.residuals),
+        "rotations": {c: np.asarray(r) for c, r in aligned.rotations.items()},
+        "coords": aligned.coords,
+    }
 
 
 def worker(code: str, spec_file: Path, out_file: Path) -> None:
@@ -192,9 +218,14 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
             start = time.process_time()
             _rest_of_preparation([p for g in paths for p in g], params[f"prepare_{kind}"], kind, Path(tmp))
             rest_s = time.process_time() - start
-        out[name] = {"recordings": len(paths), "views": sum(len(g) for g in paths), "align_s": align_s,
-                     "load_s": load_s, "rest_s": rest_s,
-                     "results": [[_summary(a) for a in pair if a is not None] for pair in results]}
+        out[name] = {
+            "recordings": len(paths),
+            "views": sum(len(g) for g in paths),
+            "align_s": align_s,
+            "load_s": load_s,
+            "rest_s": rest_s,
+            "results": [[_summary(a) for a in pair if a is not None] for pair in results],
+        }
     out_file.write_bytes(pickle.dumps(out))
 
 
@@ -229,8 +260,16 @@ def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], r
         for _ in range(rounds):
             for label, src in codes.items():
                 out = Path(tmp) / "out.pkl"
-                command = [sys.executable, __file__, "--_worker", label.split()[0], "--_spec", str(spec),
-                           "--_out", str(out)]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--_worker",
+                    label.split()[0],
+                    "--_spec",
+                    str(spec),
+                    "--_out",
+                    str(out),
+                ]
                 subprocess.run(command, check=True, env=code_env(src))
                 result = pickle.loads(out.read_bytes())
                 kept = best.setdefault(label, result)
@@ -296,8 +335,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     print()
     print(format_table(best))
     print()
-    print("align speed-up: the last code's alignment time over this code's; differences: against the "
-          f"first other code ({list(codes)[1] if len(codes) > 1 else 'none'} for new, new for the others)")
+    print(
+        "align speed-up: the last code's alignment time over this code's; differences: against the "
+        f"first other code ({list(codes)[1] if len(codes) > 1 else 'none'} for new, new for the others)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,9 @@ def baseline_tree(ref: str | None) -> Iterator[Path | None]:
         yield None
         return
     with tempfile.TemporaryDirectory(prefix="baseline_") as tmp:
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", ref, "src"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "archive", ref, "src"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         skeletons = PACKAGE / "skeletons"
         source = REPO_ROOT / skeletons / "_ntu_fast.c"
@@ -71,5 +72,7 @@ def machine_line() -> str:
     import pyarrow as pa
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"python {sys.version.split()[0]}, numpy {np.__version__}, pyarrow {pa.__version__}, "
-            f"{os.cpu_count()} CPUs, load average {load}")
+    return (
+        f"python {sys.version.split()[0]}, numpy {np.__version__}, pyarrow {pa.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {load}"
+    )

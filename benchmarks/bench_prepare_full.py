@@ -30,8 +30,12 @@ from bench_common import code_env, peak_rss_mib
 #: files in NTU RGB+D 120 (56,880 of NTU 60 + 57,065 new ones; 535 of them on the missing list)
 NTU120_FILES = 113_945
 #: 14 classes x 8 performers x 2 replications x 3 cameras = 672 files per setup
-SYNTHETIC_LAYOUT: dict[str, Any] = {"num_classes": 14, "performers": (1, 2, 3, 4, 5, 8, 9, 13),
-                                    "replications": (1, 2), "cameras": (1, 2, 3)}
+SYNTHETIC_LAYOUT: dict[str, Any] = {
+    "num_classes": 14,
+    "performers": (1, 2, 3, 4, 5, 8, 9, 13),
+    "replications": (1, 2),
+    "cameras": (1, 2, 3),
+}
 
 
 def write_synthetic_files(folder: Path, n_files: int, seed: int = 0) -> list[Path]:
@@ -39,8 +43,9 @@ def write_synthetic_files(folder: Path, n_files: int, seed: int = 0) -> list[Pat
     for fewer files the first classes of one setup (48 files per class)."""
     from skeleton_attention.skeletons.synthetic import write_synthetic_ntu
 
-    per_class = len(SYNTHETIC_LAYOUT["performers"]) * len(SYNTHETIC_LAYOUT["replications"]) * len(
-        SYNTHETIC_LAYOUT["cameras"])
+    per_class = (
+        len(SYNTHETIC_LAYOUT["performers"]) * len(SYNTHETIC_LAYOUT["replications"]) * len(SYNTHETIC_LAYOUT["cameras"])
+    )
     per_setup = SYNTHETIC_LAYOUT["num_classes"] * per_class
     layout = dict(SYNTHETIC_LAYOUT)
     if n_files < per_setup:
@@ -90,8 +95,7 @@ class TreeMemorySampler:
         self._thread.join()
 
 
-def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, Any], workers: int
-                     ) -> dict[str, Any]:
+def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, Any], workers: int) -> dict[str, Any]:
     """``prepare_ntu`` without Kedro: ingest (``process_ntu_file`` over a pool of ``workers``
     processes) into the intermediate bundle, then ``featurize`` into the feature bundle, both
     written with ``write_bundle`` (as ``pipelines/preparation.py`` wires them). Returns the
@@ -101,13 +105,23 @@ def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, 
     from skeleton_attention.skeletons.prepare import NTU_PROTOCOLS, featurize, process_ntu_file
 
     counter = IngestCounter()
-    spec = BundleSpec(protocols=NTU_PROTOCOLS, streams=("joint",), row_group_size=int(params["row_group_size"]),
-                      info={"stage": "intermediate", "coordinates": "camera", "dataset": "ntu"})
+    spec = BundleSpec(
+        protocols=NTU_PROTOCOLS,
+        streams=("joint",),
+        row_group_size=int(params["row_group_size"]),
+        info={"stage": "intermediate", "coordinates": "camera", "dataset": "ntu"},
+    )
     source = BundleSource(spec=spec, records=())
 
     def records() -> Iterator[object]:
-        yield from ingest(paths, partial(process_ntu_file, denoise=params["denoise"]), workers=workers,
-                          chunksize=int(params["chunksize"]), counter=counter, description="bench ingest")
+        yield from ingest(
+            paths,
+            partial(process_ntu_file, denoise=params["denoise"]),
+            workers=workers,
+            chunksize=int(params["chunksize"]),
+            counter=counter,
+            description="bench ingest",
+        )
         source.inputs_seen = counter.inputs_seen
 
     source.records = records()
@@ -117,13 +131,17 @@ def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, 
 
     streams = tuple(params["streams"])
     table = PreparedBundle(out_dir / "intermediate").table
-    feature_spec = BundleSpec(protocols=table.protocols, streams=streams,
-                              row_group_size=int(params["row_group_size"]),
-                              info={"stage": "feature", "normalize": dict(params["normalize"])})
+    feature_spec = BundleSpec(
+        protocols=table.protocols,
+        streams=streams,
+        row_group_size=int(params["row_group_size"]),
+        info={"stage": "feature", "normalize": dict(params["normalize"])},
+    )
     start = time.perf_counter()
     records_in = featurize(table, params["normalize"], streams, row_order=params.get("row_order"))
-    features = write_bundle(out_dir / "features", BundleSource(spec=feature_spec, records=records_in,
-                                                               inputs_seen=len(table)))
+    features = write_bundle(
+        out_dir / "features", BundleSource(spec=feature_spec, records=records_in, inputs_seen=len(table))
+    )
     features_s = time.perf_counter() - start
     return {"ingest_s": ingest_s, "features_s": features_s, "intermediate": intermediate, "features": features}
 
@@ -165,26 +183,45 @@ def full_worker(paths_file: Path, n_files: int, workers: int, params: Mapping[st
         cpu_start, children_start = time.process_time(), os.times()
         result = full_preparation(paths, Path(tmp), params, workers)
         children = os.times()
-        cpu_children = (children.children_user - children_start.children_user
-                        + children.children_system - children_start.children_system)
+        cpu_children = (
+            children.children_user
+            - children_start.children_user
+            + children.children_system
+            - children_start.children_system
+        )
         cpu_main = time.process_time() - cpu_start
         features = Path(tmp) / "features" / "samples.parquet"
         parquet_bytes = features.stat().st_size
         intermediate_bytes = (Path(tmp) / "intermediate" / "samples.parquet").stat().st_size
         digest = table_digest(features)
-    print(json.dumps({
-        "files": len(paths), "raw_mib": sum(p.stat().st_size for p in paths) / 2**20, "workers": workers,
-        "samples": result["features"]["samples"], "quarantined": result["intermediate"]["quarantined"],
-        "ingest_s": result["ingest_s"], "features_s": result["features_s"], "parser_cpu_s": parse_s,
-        "cpu_main_s": cpu_main, "cpu_workers_s": cpu_children,
-        "parquet_mib": parquet_bytes / 2**20, "intermediate_mib": intermediate_bytes / 2**20,
-        "rss_start_mib": rss_start, "peak_main_mib": peak_rss_mib(),
-        "peak_worker_mib": memory.peak_worker_mib, "peak_tree_mib": memory.peak_tree_mib, "digest": digest,
-    }))
+    print(
+        json.dumps(
+            {
+                "files": len(paths),
+                "raw_mib": sum(p.stat().st_size for p in paths) / 2**20,
+                "workers": workers,
+                "samples": result["features"]["samples"],
+                "quarantined": result["intermediate"]["quarantined"],
+                "ingest_s": result["ingest_s"],
+                "features_s": result["features_s"],
+                "parser_cpu_s": parse_s,
+                "cpu_main_s": cpu_main,
+                "cpu_workers_s": cpu_children,
+                "parquet_mib": parquet_bytes / 2**20,
+                "intermediate_mib": intermediate_bytes / 2**20,
+                "rss_start_mib": rss_start,
+                "peak_main_mib": peak_rss_mib(),
+                "peak_worker_mib": memory.peak_worker_mib,
+                "peak_tree_mib": memory.peak_tree_mib,
+                "digest": digest,
+            }
+        )
+    )
 
 
-def run_full(script: Path, sizes: Sequence[int], workers: int, folder: Path | None,
-             codes: Mapping[str, Path | None]) -> tuple[list[dict], float]:
+def run_full(
+    script: Path, sizes: Sequence[int], workers: int, folder: Path | None, codes: Mapping[str, Path | None]
+) -> tuple[list[dict], float]:
     """Write the synthetic files (unless ``folder`` holds enough) and run each size with each code
     (label -> ``src`` folder, None = this tree) in a fresh process, the codes taking turns.
     Returns the results and the seconds spent writing the files."""
@@ -203,17 +240,41 @@ def run_full(script: Path, sizes: Sequence[int], workers: int, folder: Path | No
         results = []
         for n_files in sizes:
             for label, src in codes.items():
-                command = [sys.executable, str(script), "--_full", str(n_files), "--_paths-file", str(paths_file),
-                           "--workers", str(workers)]
+                command = [
+                    sys.executable,
+                    str(script),
+                    "--_full",
+                    str(n_files),
+                    "--_paths-file",
+                    str(paths_file),
+                    "--workers",
+                    str(workers),
+                ]
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=code_env(src))
                 results.append({"code": label, **json.loads(out.stdout.strip().splitlines()[-1])})
     return results, write_s
 
 
-FULL_COLUMNS = ("code", "files", "raw MiB", "samples", "ingest s", "features s", "total s (wall)", "files/s (wall)",
-                "CPU s (tree)", "files/s per core", "parser files/s per core", "end-to-end / parser",
-                "Parquet MiB", "Parquet / raw", "peak RSS tree MiB", "peak RSS main MiB", "peak RSS worker MiB",
-                "values digest")
+FULL_COLUMNS = (
+    "code",
+    "files",
+    "raw MiB",
+    "samples",
+    "ingest s",
+    "features s",
+    "total s (wall)",
+    "files/s (wall)",
+    "CPU s (tree)",
+    "files/s per core",
+    "parser files/s per core",
+    "end-to-end / parser",
+    "Parquet MiB",
+    "Parquet / raw",
+    "peak RSS tree MiB",
+    "peak RSS main MiB",
+    "peak RSS worker MiB",
+    "values digest",
+)
 
 
 def format_full_table(title: str, results: list[dict]) -> str:

@@ -41,7 +41,7 @@ def _fill_null_frames(coords, valid=None):
     for m in range(x.shape[0]):
         present = np.flatnonzero(valid[m])
         if present.size:
-            block = x[m, present[0]: present[-1] + 1].copy()
+            block = x[m, present[0] : present[-1] + 1].copy()
             x[m] = np.concatenate([block] * int(np.ceil(x.shape[1] / len(block))), axis=0)[: x.shape[1]]
     return x
 
@@ -57,8 +57,17 @@ def _rotation_to_z(v):
     return (np.eye(3) + k + k @ k / (1.0 + float(v @ z))) @ flip
 
 
-def _pre_normalize(coords, layout, *, fill_null_frames=True, center="per_frame", align_spine=True,
-                   align_shoulders=True, scale="none", eps=1e-6):
+def _pre_normalize(
+    coords,
+    layout,
+    *,
+    fill_null_frames=True,
+    center="per_frame",
+    align_spine=True,
+    align_shoulders=True,
+    scale="none",
+    eps=1e-6,
+):
     x = np.asarray(coords).astype(np.float64)
     length = normalize.reference_length(x, layout, _joint_valid_mask(x), eps) if scale == "spine" else None
     if fill_null_frames:
@@ -66,8 +75,9 @@ def _pre_normalize(coords, layout, *, fill_null_frames=True, center="per_frame",
     valid = _joint_valid_mask(x)
     origin = normalize.centre_origin(x, layout.center, valid, center)
     xyz = x[..., :3] - origin[None, :, None, :]
-    rot = normalize.body_frame_rotation(xyz, layout, valid, align_spine=align_spine,
-                                        align_shoulders=align_shoulders, eps=eps)
+    rot = normalize.body_frame_rotation(
+        xyz, layout, valid, align_spine=align_spine, align_shoulders=align_shoulders, eps=eps
+    )
     xyz = xyz @ rot.T
     if length is not None:
         xyz = xyz / length
@@ -89,8 +99,9 @@ def _plain_implementations(monkeypatch) -> None:
     monkeypatch.setattr(normalize, "_rotation_to_z", _rotation_to_z)
     monkeypatch.setattr(normalize, "pre_normalize", _pre_normalize)
     monkeypatch.setattr(streams, "_combine", _combine)
-    monkeypatch.setitem(streams._STREAMS, "joint",
-                        lambda x, layout, ok: np.array(np.where(ok[..., None], x, 0.0), dtype=np.float32))
+    monkeypatch.setitem(
+        streams._STREAMS, "joint", lambda x, layout, ok: np.array(np.where(ok[..., None], x, 0.0), dtype=np.float32)
+    )
     monkeypatch.setattr(denoise, "_column_variance", lambda points: np.var(points, axis=0))
     monkeypatch.setattr(denoise, "_repeated_ids", lambda frames, ids: True)  # the per-record loop
     monkeypatch.setattr(table, "parquet_write_options", lambda schema: {"compression": "zstd"})
@@ -128,9 +139,16 @@ def _assert_same_values(a: pa.Table, b: pa.Table) -> None:
 
 def test_prepared_table_is_the_one_the_plain_implementation_writes(tmp_path, ntu_raw, monkeypatch):
     # spurious bodies (several tracks, the spread rule), dropped frames (filling), two-person classes
-    synthetic = write_synthetic_ntu(tmp_path / "raw", num_classes=3, performers=(1, 2), replications=(1,),
-                                    cameras=(1, 2), spurious_body_rate=0.5, dropped_frame_rate=0.05,
-                                    write_manifest=False)
+    synthetic = write_synthetic_ntu(
+        tmp_path / "raw",
+        num_classes=3,
+        performers=(1, 2),
+        replications=(1,),
+        cameras=(1, 2),
+        spurious_body_rate=0.5,
+        dropped_frame_rate=0.05,
+        write_manifest=False,
+    )
     files = synthetic + sorted(ntu_raw.glob("*A02[4-9].skeleton")) + sorted(ntu_raw.glob("*A05[0-3].skeleton"))
     fast_reports = _prepare(files, tmp_path / "fast.parquet")
     with monkeypatch.context() as patch:
@@ -170,10 +188,10 @@ def test_batched_fit_equals_one_fit_at_a_time():
     rng = np.random.default_rng(0)
     fits = []
     for k in range(5):
-        p = rng.normal(size=(200, 3)) + [0.0, 0.0, 3.0]
+        p = rng.normal(size=(200, 3)) + np.array([0.0, 0.0, 3.0])
         angle = 0.3 * k
         rot = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
-        q = p @ rot.T + [0.5, -0.1, 0.2] + rng.normal(scale=0.01, size=p.shape)
+        q = p @ rot.T + np.array([0.5, -0.1, 0.2]) + rng.normal(scale=0.01, size=p.shape)
         q[rng.choice(200, 20, replace=False)] += rng.normal(scale=0.5, size=(20, 3))  # tracking failures
         fits.append((p, q))
     mask = np.ones((5, 200), dtype=bool)
@@ -220,13 +238,19 @@ def test_batched_alignment_search_equals_the_plain_search(shared_data, monkeypat
     ntu = defaultdict(dict)
     for path in sorted((shared_data / "ntu_multiview").glob("*.skeleton")):
         ntu[path.stem[16:]][int(path.stem[5:8])] = load_ntu_view(path, denoise_params=PARAMS["prepare_ntu"]["denoise"])
-    nucla_params = {k: v for k, v in PARAMS["prepare_nucla"]["multiview"].items()
-                    if k not in ("frame", "cameras", "normalize", "copied_views", "copy_min_share")}
+    nucla_params = {
+        k: v
+        for k, v in PARAMS["prepare_nucla"]["multiview"].items()
+        if k not in ("frame", "cameras", "normalize", "copied_views", "copy_min_share")
+    }
     max_offset = PARAMS["prepare_ntu"]["multiview"]["max_offset"]
-    cases = [dict(views={c: v for c, (v, _) in g.items()}, tracked={c: t for c, (_, t) in g.items()},
-                  max_offset=max_offset) for g in ntu.values()]
-    cases += [dict(views=views, layout=KINECT20, **nucla_params) for views in _nucla_recordings(
-        shared_data / "nucla_raw", 4)]
+    cases = [
+        dict(views={c: v for c, (v, _) in g.items()}, tracked={c: t for c, (_, t) in g.items()}, max_offset=max_offset)
+        for g in ntu.values()
+    ]
+    cases += [
+        dict(views=views, layout=KINECT20, **nucla_params) for views in _nucla_recordings(shared_data / "nucla_raw", 4)
+    ]
     cases.append({**cases[0], "estimate_rate": True, "rate_steps": 3, "max_offset": 4})  # a rate grid too
     fast = [alignment.multiview_frame(frame=frame, **case) for case in cases]
     with monkeypatch.context() as patch:
