@@ -90,9 +90,14 @@ class TreeMemorySampler:
         self._thread.start()
         return self
 
+    def stop(self) -> None:
+        """Stop sampling (the peaks keep their values)."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        self.stop()
 
 
 def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, Any], workers: int) -> dict[str, Any]:
@@ -147,20 +152,22 @@ def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, 
 
 
 def table_digest(path: Path) -> str:
-    """SHA-256 of a sample table's values, rows sorted by sample id (independent of the encoding)."""
+    """SHA-256 of a sample table's values in row order, one row group at a time (bounded memory;
+    independent of the Parquet encoding). Both codes write rows in the same seeded order."""
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
-    table = table.take(table.column("sample_id").to_numpy(zero_copy_only=False).argsort(kind="stable"))
     digest = hashlib.sha256()
-    for name in table.column_names:
-        column = table.column(name).combine_chunks()
-        digest.update(name.encode())
-        if hasattr(column, "flatten") and str(column.type).startswith("list"):
-            digest.update(column.offsets.to_numpy().tobytes())
-            digest.update(column.flatten().to_numpy().tobytes())
-        else:
-            digest.update(json.dumps(column.to_pylist(), default=str).encode())
+    parquet = pq.ParquetFile(path)
+    for group in range(parquet.num_row_groups):
+        batch = parquet.read_row_group(group)
+        for name in batch.column_names:
+            column = batch.column(name).combine_chunks()
+            digest.update(name.encode())
+            if hasattr(column, "flatten") and str(column.type).startswith("list"):
+                digest.update(column.offsets.to_numpy().tobytes())
+                digest.update(column.flatten().to_numpy().tobytes())
+            else:
+                digest.update(json.dumps(column.to_pylist(), default=str).encode())
     return digest.hexdigest()[:12]
 
 
@@ -190,9 +197,11 @@ def full_worker(paths_file: Path, n_files: int, workers: int, params: Mapping[st
             - children_start.children_system
         )
         cpu_main = time.process_time() - cpu_start
+        peak_main = peak_rss_mib()  # before the digest reads the table back
         features = Path(tmp) / "features" / "samples.parquet"
         parquet_bytes = features.stat().st_size
         intermediate_bytes = (Path(tmp) / "intermediate" / "samples.parquet").stat().st_size
+        memory.stop()
         digest = table_digest(features)
     print(
         json.dumps(
@@ -210,10 +219,11 @@ def full_worker(paths_file: Path, n_files: int, workers: int, params: Mapping[st
                 "parquet_mib": parquet_bytes / 2**20,
                 "intermediate_mib": intermediate_bytes / 2**20,
                 "rss_start_mib": rss_start,
-                "peak_main_mib": peak_rss_mib(),
+                "peak_main_mib": peak_main,
                 "peak_worker_mib": memory.peak_worker_mib,
                 "peak_tree_mib": memory.peak_tree_mib,
                 "digest": digest,
+                "load": os.getloadavg()[0],
             }
         )
     )
@@ -274,6 +284,7 @@ FULL_COLUMNS = (
     "peak RSS main MiB",
     "peak RSS worker MiB",
     "values digest",
+    "load (1 min)",
 )
 
 
@@ -288,7 +299,8 @@ def format_full_table(title: str, results: list[dict]) -> str:
             f"| {r['code']} | {r['files']} | {r['raw_mib']:.0f} | {r['samples']} | {r['ingest_s']:.1f} | "
             f"{r['features_s']:.1f} | {wall:.1f} | {r['files'] / wall:.0f} | {cpu:.1f} | {e2e:.0f} | {parser:.0f} | "
             f"{e2e / parser:.2f} | {r['parquet_mib']:.1f} | {r['parquet_mib'] / r['raw_mib']:.2f} | "
-            f"{r['peak_tree_mib']:.0f} | {r['peak_main_mib']:.0f} | {r['peak_worker_mib']:.0f} | {r['digest']} |"
+            f"{r['peak_tree_mib']:.0f} | {r['peak_main_mib']:.0f} | {r['peak_worker_mib']:.0f} | {r['digest']} | "
+            f"{r['load']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -308,15 +320,15 @@ def extrapolate(results: list[dict], target: int = NTU120_FILES) -> list[str]:
             return key(b) + slope * (target - b["files"]), slope
 
         wall, wall_slope = at(lambda r: r["ingest_s"] + r["features_s"])
-        cpu, _ = at(lambda r: r["cpu_main_s"] + r["cpu_workers_s"])
+        cpu, cpu_slope = at(lambda r: r["cpu_main_s"] + r["cpu_workers_s"])
         tree, tree_slope = at(lambda r: r["peak_tree_mib"])
         main, main_slope = at(lambda r: r["peak_main_mib"])
         parquet, _ = at(lambda r: r["parquet_mib"])
         lines.append(
-            f"- {code}: measured slope {1000 * wall_slope:.2f} s (wall) per 1000 files between {a['files']} and "
-            f"{b['files']} files -> {target:,} files: {wall / 60:.1f} min wall ({cpu / 60:.1f} CPU-min), "
-            f"Parquet {parquet / 1024:.1f} GiB; peak RSS slope {1000 * tree_slope:+.1f} MiB (tree) and "
-            f"{1000 * main_slope:+.1f} MiB (main) per 1000 files -> {tree:.0f} MiB tree, {main:.0f} MiB main "
-            "(a linear extrapolation of two sizes, not a measurement)"
+            f"- {code}: measured slopes between {a['files']} and {b['files']} files: {1000 * cpu_slope:.2f} CPU-s and "
+            f"{1000 * wall_slope:.2f} s wall per 1000 files -> {target:,} files: {cpu / 60:.1f} CPU-min "
+            f"({wall / 60:.1f} min wall at this run's load), Parquet {parquet / 1024:.1f} GiB; peak RSS slope "
+            f"{1000 * tree_slope:+.1f} MiB (tree) and {1000 * main_slope:+.1f} MiB (main) per 1000 files -> "
+            f"{tree:.0f} MiB tree, {main:.0f} MiB main (a linear extrapolation of two sizes, not a measurement)"
         )
     return lines
