@@ -69,13 +69,22 @@ COLUMNS = (
 
 
 def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
-    """``groups`` synthetic recordings of cameras 1-3 (one performer, replication 1, classes 1..groups)."""
-    from skeleton_attention.skeletons.synthetic import write_synthetic_ntu
+    """``groups`` synthetic recordings of cameras 1-3 (replication 1; the generator's 14 classes, then
+    further performers)."""
+    from skeleton_attention.skeletons.synthetic import SYNTHETIC_ACTIONS, write_synthetic_ntu
 
+    classes = min(groups, len(SYNTHETIC_ACTIONS))
+    performers = tuple(range(1, -(-groups // classes) + 1))
     files = write_synthetic_ntu(
-        folder, num_classes=groups, performers=(1,), replications=(1,), cameras=(1, 2, 3), seed=0, write_manifest=False
+        folder,
+        num_classes=classes,
+        performers=performers,
+        replications=(1,),
+        cameras=(1, 2, 3),
+        seed=0,
+        write_manifest=False,
     )
-    return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])
+    return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
 
 
 def _by_recording(files: Sequence[Path], key: Callable[[Path], str]) -> list[list[Path]]:
