@@ -1,7 +1,8 @@
 """The benchmark scripts stay runnable: each runs once at toy sizes and prints its comparison table.
 
 Only that they run and compare against their baseline is checked here; the speed numbers themselves
-come from full runs recorded in docs/results.md (timing assertions do not belong in unit tests).
+come from full runs recorded in docs/results.md and docs/performance.md (timing assertions do not belong
+in unit tests).
 """
 
 from __future__ import annotations
