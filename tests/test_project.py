@@ -10,7 +10,6 @@ import yaml
 
 from tests.kedro_helpers import REPO_ROOT, load_config
 
-
 DVC_FILES = ("dvc.yaml", "real/dvc.yaml")
 
 
@@ -25,7 +24,7 @@ def _kedro_command(path: str, stage: dict) -> tuple[str, dict[str, str], str]:
     for entry in document.get("vars", []):
         if isinstance(entry, dict):
             for key, value in entry.items():
-                command = command.replace("${%s}" % key, str(value))
+                command = command.replace("${" + key + "}", str(value))
     words = command.split()
     assert "kedro" in words[0] and words[1] == "run", command
     pipeline = next(w.split("=", 1)[1] for w in words if w.startswith("--pipelines="))

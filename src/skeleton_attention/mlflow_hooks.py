@@ -230,3 +230,83 @@ def close_ended_runs() -> None:
         if status == "RUNNING":
             return
         mlflow.end_run(status=status)
+
+
+class MlflowTerminationHooks:
+    """A training run stopped by SIGTERM (``kill``, a scheduler) or SIGINT (Ctrl-C) ends KILLED in the
+    MLflow store, not RUNNING or FINISHED.
+
+    Without this, SIGTERM ends the process without any Python clean-up (the run stays RUNNING for
+    ever), and Ctrl-C raises ``KeyboardInterrupt``, which Kedro does not pass to ``on_pipeline_error``
+    (it is no ``Exception``), so kedro-mlflow never ends the run and MLflow's own ``atexit`` handler
+    ends it FINISHED, as if it had completed. kedro-mlflow has no signal handling of its own.
+
+    While a tracked pipeline runs (its MLflow run is active; kedro-mlflow started it first, this hook
+    is ``trylast``), SIGTERM and SIGINT raise ``SystemExit(128 + signal)`` / ``KeyboardInterrupt`` in
+    the main thread, so the interpreter unwinds as on Ctrl-C, and an ``atexit`` handler ends every
+    active run KILLED. It is registered after MLflow's, and ``atexit`` runs last-in first-out, so it
+    runs first and MLflow's finds no run left to end. A forked child (a DataLoader worker inherits the
+    handler) dies of the signal as before. The previous handlers are restored when the pipeline ends.
+    The cross-validation driver (experiments/driver.py) handles its parent and fold runs itself.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._pid: int | None = None
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        import os
+        import signal
+        import threading
+
+        import mlflow
+
+        if mlflow.active_run() is None or threading.current_thread() is not threading.main_thread():
+            return
+        self._pid = os.getpid()
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, self._on_signal)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        while self._previous:
+            number, previous = self._previous.popitem()
+            signal.signal(number, previous)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        import atexit
+        import os
+        import signal
+
+        if os.getpid() != self._pid:  # a forked worker: die of the signal, as without this hook
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._restore()  # a second signal acts as it would without this hook
+        atexit.register(end_active_runs, "KILLED")
+        logger.warning("signal %d: stopping; the MLflow run ends KILLED", signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+
+def end_active_runs(status: str) -> None:
+    """End every run on MLflow's active-run stack with ``status`` (kedro-mlflow may have pushed the
+    same run several times: ``close_ended_runs``)."""
+    import mlflow
+
+    while mlflow.active_run() is not None:
+        mlflow.end_run(status=status)

@@ -499,9 +499,7 @@ def training_pipeline(
                 name="report",
             ),
             node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),
-            node(
-                prediction_table, inputs=["test_scores", "trained_model"], outputs="predictions", name="prediction_table"
-            ),
+            node(prediction_table, ["test_scores", "trained_model"], "predictions", name="prediction_table"),
         ]
     )
     return pipeline(base, namespace=run_key, inputs={"samples": samples}, parameters={p: p})
