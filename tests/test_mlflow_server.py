@@ -117,7 +117,7 @@ def test_runs_read_back_from_a_live_tracking_server(embedded_project, mlflow_ser
     run = runs[0]
     tags, metrics = _flat(run["data"].get("tags")), _flat(run["data"].get("metrics"))
     assert run["info"]["status"] == "FINISHED"
-    assert run["info"]["run_name"] == "sta_lstm/sta_lstm ntu/ntu60_xsub joint s0 [embedded]"
+    assert run["info"]["run_name"] == "sta_lstm joint s0 ntu/ntu60_xsub [embedded]"
     assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed", "env_tag", "fold")} == {
         "model": "sta_lstm", "variant": "sta_lstm", "dataset": "ntu", "protocol": "ntu60_xsub", "stream": "joint",
         "seed": "0", "env_tag": "embedded", "fold": "",

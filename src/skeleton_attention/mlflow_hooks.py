@@ -11,9 +11,10 @@ kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are
 the project's, so pluggy calls them first; ``trylast`` makes the order explicit). This hook then
 finds the training nodes of the pipeline (tag ``training``), reads their parameters block and sets
 
-* the run name ``<model>/<variant> <dataset>/<protocol>[/fold<k>] <streams> s<seed> [<name>] [<tag>]``,
-  e.g. ``sta_lstm/sta_lstm sbu/sbu_fold/fold2 joint s0`` (a cross-validation's parent run:
-  ``.../sbu_fold/cv ...``);
+* the run name ``<model>[/<variant>] [<name>] [fold<k>] <streams> s<seed> <dataset>/<protocol> [<tag>]``,
+  e.g. ``sta_lstm/ta_lstm ta_lstm fold2 joint s0 sbu/sbu_fold`` (a cross-validation's parent run:
+  ``cv`` in place of ``fold<k>``; the variant is left out when it is the model's name). What tells
+  runs of one experiment apart comes first: the UI's runs table cuts names after ~25 characters;
 * tags ``model, variant, dataset, protocol, fold, stream, seed, run_name, env_tag, pipeline``.
 
 Nothing happens when no MLflow run is active (tracking disabled for the pipeline) or the pipeline
@@ -83,20 +84,21 @@ def _streams(data: Mapping[str, Any]) -> str:
 
 def run_name(params: Mapping[str, Any], *, cross_validation: bool = False) -> str:
     """A readable MLflow run name from a composed training configuration (module docstring); the
-    parent run of a cross-validation has ``/cv`` where a fold run has ``/fold<k>``."""
+    parent run of a cross-validation has ``cv`` where a fold run has ``fold<k>``."""
     model = params.get("model", {})
     data = params.get("data", {})
     run = params.get("run") or {}
     name = str(model.get("name", "model"))
     variant = str(model.get("variant") or name)
-    where = "/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p)
-    if data.get("fold") is not None:
-        where += f"/fold{data['fold']}"
-    elif cross_validation:
-        where += "/cv"
-    parts = [f"{name}/{variant}", where, _streams(data), f"s{params.get('seed', 0)}"]
+    parts = [name if variant == name else f"{name}/{variant}"]
     if run.get("name"):
         parts.append(str(run["name"]))
+    if data.get("fold") is not None:
+        parts.append(f"fold{data['fold']}")
+    elif cross_validation:
+        parts.append("cv")
+    parts += [_streams(data), f"s{params.get('seed', 0)}"]
+    parts.append("/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p))
     if run.get("tag") and run["tag"] != "base":
         parts.append(f"[{run['tag']}]")
     return " ".join(parts)
