@@ -129,6 +129,16 @@ def test_runs_read_back_from_a_live_tracking_server(embedded_project, mlflow_ser
     assert metrics["best_val_ce"] == pytest.approx(flat["best_val_ce"])
     assert {"val_ce", "val_acc", "train_loss"} <= set(metrics)
 
+    # register-best over the server's REST API: the one training run, ranked by its validation top-1
+    from skeleton_attention.model_registry import register_best
+
+    (registered,) = register_best(mlflow_server, "skeleton-attention")
+    assert registered.name == "skeleton-attention.embedded.ntu.ntu60_xsub.sta_lstm" and registered.created
+    assert registered.candidate.run_id == run["info"]["run_id"]
+    assert registered.candidate.best_epoch == flat["best_epoch"]
+    # val_acc at best_epoch is the selected model's validation accuracy, as the evaluation computed it
+    assert registered.candidate.val_top1 == pytest.approx(flat["val_top1"])
+
     (report,) = _runs(mlflow_server, "skeleton-attention/report")
     assert report["info"]["status"] == "FINISHED"
     assert _flat(report["data"].get("metrics"))["report.runs"] == 1
