@@ -97,3 +97,18 @@ def test_the_command_reads_the_project_settings_and_dry_run_changes_nothing(stor
     assert "skeleton-attention.base.sbu.sbu_fold.sta_lstm: would register" in out
     assert "validation top-1 0.7000 at epoch 1, best of 1" in out
     assert mlflow.MlflowClient(uri).search_registered_models() == []
+
+
+def test_the_callback_logs_the_kept_models_validation_accuracy(store):
+    """``val_top1`` is ``val_acc`` of the kept (best) epoch, not of the last one."""
+    from types import SimpleNamespace
+
+    from skeleton_attention.training.callbacks import MlflowCallback
+
+    _, mlflow = store
+    history = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.8}, {"epoch": 3, "val_acc": 0.9}]
+    result = SimpleNamespace(history=history, best_epoch=2, best_metric=0.3, monitor="val_ce")
+    with mlflow.start_run() as run:
+        MlflowCallback().on_fit_end(None, result)
+    metrics = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
+    assert metrics == {"best_epoch": 2.0, "best_val_ce": 0.3, "val_top1": 0.8}
