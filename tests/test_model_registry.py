@@ -112,3 +112,5 @@ def test_the_callback_logs_the_kept_models_validation_accuracy(store):
         MlflowCallback().on_fit_end(None, result)
     metrics = mlflow.MlflowClient().get_run(run.info.run_id).data.metrics
     assert metrics == {"best_epoch": 2.0, "best_val_ce": 0.3, "val_top1": 0.8}
+    steps = {m.step for key in metrics for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, key)}
+    assert steps == {3}  # the last epoch: the running best_val_ce series does not jump back to step 0

@@ -121,7 +121,10 @@ class MlflowCallback(Callback):
         selected = [m for m in result.history if int(m.get("epoch", -1)) == int(result.best_epoch)]
         if selected and isinstance(selected[-1].get("val_acc"), int | float):
             final[f"{self.prefix}val_top1"] = float(selected[-1]["val_acc"])
-        mlflow.log_metrics(final)
+        # at the last epoch's step: best_<monitor> is also a per-epoch series (the running best), and
+        # a summary at step 0 would draw a line back to the start of its chart
+        last = int(result.history[-1]["epoch"]) if result.history else 0
+        mlflow.log_metrics(final, step=last)
 
 
 class HistoryRecorder(Callback):
