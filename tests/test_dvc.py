@@ -98,7 +98,8 @@ def test_dvc_exp_run_set_param_changes_exactly_the_key_in_kedro_parameter_files(
     outcomes = {}
     for file, key in _declared_params():
         original = yaml.safe_load((REPO_ROOT / file).read_text())
-        path, value = _leaf(original[key], [key])
+        block = original[key]
+        path, value = _leaf(block, [key]) if isinstance(block, dict) else ([key], block + 1)
         copy_path = tmp_path / file.replace("/", "_")
         shutil.copy(REPO_ROOT / file, copy_path)
         try:
