@@ -129,6 +129,7 @@ def test_runs_read_back_from_a_live_tracking_server(embedded_project, mlflow_ser
     assert metrics["best_val_ce"] == pytest.approx(flat["best_val_ce"])
     assert metrics["val_top1"] == pytest.approx(flat["val_top1"])  # the kept model's, not the last epoch's
     assert {"val_ce", "val_acc", "train_loss"} <= set(metrics)
+    assert tags["runner"] == "SequentialRunner"  # not kedro-mlflow's object repr, which differs in every run
 
     # register-best over the server's REST API: the one training run, ranked by its validation top-1
     from skeleton_attention.model_registry import register_best

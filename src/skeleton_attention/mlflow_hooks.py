@@ -148,6 +148,12 @@ class MlflowRunHooks:
             return
         if mlflow.active_run() is None:
             return
+        runner = run_params.get("runner")
+        if isinstance(runner, str) and " object at 0x" in runner:
+            # kedro-mlflow tags the run with every run parameter; the runner's is an object repr
+            # ("<kedro.runner.sequential_runner.SequentialRunner object at 0x7f...>"), different in
+            # every run, so the compare view lists it as a difference: keep the class name
+            mlflow.set_tag("runner", runner.strip("<>").split(" object at ")[0].rsplit(".", 1)[-1])
         specs = training_parameters(pipeline, catalog)
         if not specs:
             return
