@@ -35,6 +35,16 @@ while True:  # training
 """
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An sqlite store with MLflow's tables, made once: creating them (migrations) is the slow part."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 def _run_and_signal(tmp_path: Path, signum: int, hooked: bool) -> tuple[int, str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -65,7 +75,10 @@ def _run_and_signal(tmp_path: Path, signum: int, hooked: bool) -> tuple[int, str
     [(signal.SIGTERM, True, "KILLED"), (signal.SIGINT, True, "KILLED"), (signal.SIGTERM, False, "RUNNING")],
     ids=["sigterm", "sigint", "sigterm-without-hook"],
 )
-def test_a_signalled_run_ends_killed(tmp_path, signum, hooked, status):
+def test_a_signalled_run_ends_killed(tmp_path, empty_store, signum, hooked, status):
+    import shutil
+
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
     code, found = _run_and_signal(tmp_path, signum, hooked)
     assert found == status
     if hooked and signum == signal.SIGTERM:

@@ -37,10 +37,23 @@ def _log_run(mlflow, name: str, *, val_acc: list[float], best_epoch: int, test_t
     return run.info.run_id
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory):
+    """An sqlite store with MLflow's tables, made once: creating them (migrations) is the slow part."""
     import mlflow
 
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    mlflow.MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, empty_store):
+    import shutil
+
+    import mlflow
+
+    shutil.copy(empty_store, tmp_path / "mlflow.db")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
