@@ -176,11 +176,11 @@ def test_two_fold_cross_validation_interrupted_resumed_and_logged_as_parent_and_
     parent = parents[0]
     assert parent.data.metrics["cv_top1_mean"] == pytest.approx(summary["top1_mean"])
     assert parent.data.metrics["test.top1"] == pytest.approx(summary["top1_mean"])  # the runs table's column
-    assert parent.info.run_name == "sta_lstm/sta_lstm toy/toy_fold/cv joint s0"
+    assert parent.info.run_name == "sta_lstm cv joint s0 toy/toy_fold"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     finished = [r for r in children if r.info.status == "FINISHED"]
     assert sorted(r.data.tags["fold"] for r in finished) == ["1", "2"]
-    assert {r.info.run_name for r in finished} == {f"sta_lstm/sta_lstm toy/toy_fold/fold{k} joint s0" for k in (1, 2)}
+    assert {r.info.run_name for r in finished} == {f"sta_lstm fold{k} joint s0 toy/toy_fold" for k in (1, 2)}
     for child in finished:
         assert child.data.metrics["test.top1"] == pytest.approx(per_fold[int(child.data.tags["fold"]) - 1]["top1"])
 

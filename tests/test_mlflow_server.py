@@ -117,7 +117,7 @@ def test_runs_read_back_from_a_live_tracking_server(embedded_project, mlflow_ser
     run = runs[0]
     tags, metrics = _flat(run["data"].get("tags")), _flat(run["data"].get("metrics"))
     assert run["info"]["status"] == "FINISHED"
-    assert run["info"]["run_name"] == "sta_lstm/sta_lstm ntu/ntu60_xsub joint s0 [embedded]"
+    assert run["info"]["run_name"] == "sta_lstm joint s0 ntu/ntu60_xsub [embedded]"
     assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed", "env_tag", "fold")} == {
         "model": "sta_lstm", "variant": "sta_lstm", "dataset": "ntu", "protocol": "ntu60_xsub", "stream": "joint",
         "seed": "0", "env_tag": "embedded", "fold": "",
@@ -127,7 +127,19 @@ def test_runs_read_back_from_a_live_tracking_server(embedded_project, mlflow_ser
     assert metrics["test.top1"] == pytest.approx(written["top1"]) == pytest.approx(flat["test_top1"])
     assert metrics["test.top5"] == pytest.approx(written["top5"])
     assert metrics["best_val_ce"] == pytest.approx(flat["best_val_ce"])
+    assert metrics["val_top1"] == pytest.approx(flat["val_top1"])  # the kept model's, not the last epoch's
     assert {"val_ce", "val_acc", "train_loss"} <= set(metrics)
+    assert tags["runner"] == "SequentialRunner"  # not kedro-mlflow's object repr, which differs in every run
+
+    # register-best over the server's REST API: the one training run, ranked by its validation top-1
+    from skeleton_attention.model_registry import register_best
+
+    (registered,) = register_best(mlflow_server, "skeleton-attention")
+    assert registered.name == "skeleton-attention.embedded.ntu.ntu60_xsub.sta_lstm" and registered.created
+    assert registered.candidate.run_id == run["info"]["run_id"]
+    assert registered.candidate.best_epoch == flat["best_epoch"]
+    # val_acc at best_epoch is the selected model's validation accuracy, as the evaluation computed it
+    assert registered.candidate.val_top1 == pytest.approx(flat["val_top1"])
 
     (report,) = _runs(mlflow_server, "skeleton-attention/report")
     assert report["info"]["status"] == "FINISHED"

@@ -10,28 +10,67 @@ import yaml
 
 from tests.kedro_helpers import REPO_ROOT, load_config
 
-
-def _dvc_stages() -> dict:
-    return yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
+DVC_FILES = ("dvc.yaml", "real/dvc.yaml")
 
 
-def test_every_dvc_stage_runs_a_registered_pipeline_with_existing_deps_and_params():
+def _dvc_stages(path: str = "dvc.yaml") -> dict:
+    return yaml.safe_load((REPO_ROOT / path).read_text())["stages"]
+
+
+def _kedro_command(path: str, stage: dict) -> tuple[str, dict[str, str], str]:
+    """``(pipeline, --params as a dict, environment tag)`` of a stage's ``kedro run`` command."""
+    document = yaml.safe_load((REPO_ROOT / path).read_text())
+    command = stage["cmd"]
+    for entry in document.get("vars", []):
+        if isinstance(entry, dict):
+            for key, value in entry.items():
+                command = command.replace("${" + key + "}", str(value))
+    words = command.split()
+    assert "kedro" in words[0] and words[1] == "run", command
+    pipeline = next(w.split("=", 1)[1] for w in words if w.startswith("--pipelines="))
+    params = next((w.split("=", 1)[1] for w in words if w.startswith("--params=")), "")
+    runtime = dict(item.split("=", 1) for item in params.split(",") if item)
+    tag = "embedded" if "--env=embedded" in words else "base"
+    return pipeline, runtime, tag
+
+
+@pytest.mark.parametrize("path", DVC_FILES)
+def test_every_dvc_stage_runs_a_registered_pipeline_with_existing_deps_and_params(path):
     import importlib
 
-    for name, stage in _dvc_stages().items():
-        pipeline = stage["cmd"].split("--pipelines=")[1].split()[0]
-        assert pipeline == name
+    from skeleton_attention.experiments.config import run_dir
+
+    _, params = load_config()
+    defaults = yaml.safe_load((REPO_ROOT / "conf/base/globals.yml").read_text())["default_protocol"]
+    for name, stage in _dvc_stages(path).items():
+        pipeline, runtime, tag = _kedro_command(path, stage)
+        assert name == pipeline or name.startswith(pipeline + "_"), f"{path}:{name} runs {pipeline}"
         importlib.import_module(f"skeleton_attention.pipelines.{pipeline}").create_pipeline()
         for dep in stage["deps"]:
-            if not dep.startswith("data/"):
+            if not dep.startswith(("data/", "${")):
                 assert (REPO_ROOT / dep).exists(), f"{name}: dependency {dep} does not exist"
         for entry in stage.get("params", []):
-            for path, keys in entry.items():
-                params = yaml.safe_load((REPO_ROOT / path).read_text())
-                assert all(key in params for key in keys), f"{name}: {keys} not all in {path}"
+            for file, keys in entry.items():
+                declared = yaml.safe_load((REPO_ROOT / file).read_text())
+                assert all(key in declared for key in keys), f"{name}: {keys} not all in {file}"
         for metric in stage.get("metrics", []):
-            (path,) = metric
-            assert path.startswith("metrics/"), "DVC metrics must live outside git-ignored data/"
+            (metric_path,) = metric
+            assert metric_path.startswith("metrics/"), "DVC metrics must live outside git-ignored data/"
+        if not pipeline.startswith("train_"):
+            continue
+        # the outputs declared are where Kedro writes this command's run (catalog_train.yml)
+        dataset = runtime.get("run.dataset", params["run"]["dataset"])
+        protocol = runtime.get("run.protocol") or defaults[dataset]
+        fold = runtime.get("run.fold")
+        run = run_dir(tag, dataset, protocol, int(fold) if fold else None, runtime.get("run.name"))
+        assert f"data/04_feature/{dataset}" in stage["deps"], f"{name}: trains on {dataset}"
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+        for out in outs + [next(iter(m)) for m in stage.get("metrics", [])]:
+            where = out.split("/", 2)[2] if out.startswith("data/") else out.split("/", 1)[1]
+            assert any(where.startswith(f"{family}/{run}") for family in (pipeline, f"{pipeline}_fused")), (
+                f"{path}:{name}: {out} is not under the run directory {run}"
+            )
+        assert any(o.startswith(f"data/08_reporting/{pipeline}/{run}") for o in outs), f"{name}: no reports"
 
 
 def test_embedded_environment_overrides_single_keys_of_the_paper_configuration():

@@ -138,7 +138,7 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     runs = mlflow.search_runs(experiment_names=["skeleton-attention/utkinect/utkinect_xsub"], output_format="list")
     assert len(runs) == 1
     run = runs[0]
-    assert run.info.run_name == run_name(params) == "sta_lstm/sta_lstm utkinect/utkinect_xsub joint s0"
+    assert run.info.run_name == run_name(params) == "sta_lstm joint s0 utkinect/utkinect_xsub"
     tags = run.data.tags
     assert {k: tags[k] for k in ("model", "variant", "dataset", "protocol", "stream", "seed")} == {
         "model": "sta_lstm",
@@ -178,9 +178,10 @@ def test_pipeline_structure_and_namespaces():
     pipe = training_pipeline(run_key="train_demo", samples="msr_samples", params="train_demo")
     assert pipe.inputs() == {"msr_samples", "params:train_demo"}
     assert {n.name for n in pipe.nodes} == {
-        f"train_demo.{n}" for n in ("split_samples", "train_model", "evaluate_model", "report", "export_model")
+        f"train_demo.{n}"
+        for n in ("split_samples", "train_model", "evaluate_model", "report", "export_model", "prediction_table")
     }
-    assert "train_demo.dvc_metrics" in pipe.outputs()
+    assert {"train_demo.dvc_metrics", "train_demo.predictions"} <= pipe.outputs()
     with pytest.raises(ValueError, match="start with 'train_'"):
         training_pipeline(run_key="demo", samples="x", params="y")
 

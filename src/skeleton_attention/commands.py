@@ -3,6 +3,7 @@ one-line summary of a training run.
 
     skeleton-attention check-views /data/nturgb+d_skeletons     # multi-view alignment residuals
     skeleton-attention summary data/08_reporting/train_sta_lstm/embedded/ntu/ntu60_xsub/metrics.json  # one line
+    skeleton-attention register-best   # best model of each family (validation top-1) -> MLflow model registry
 
 A user error (a missing path, an unreadable file) is one line on stderr and exit status 2, never a
 traceback.
@@ -65,6 +66,32 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def mlflow_settings(conf_source: str, env: str) -> tuple[str, str]:
+    """``(tracking URI, base experiment name)`` as kedro-mlflow reads them from ``conf/<env>/mlflow.yml``."""
+    from kedro.config import OmegaConfigLoader
+
+    from skeleton_attention.settings import CONFIG_LOADER_ARGS
+
+    if not Path(conf_source, "base").is_dir():
+        raise UserError(f"no Kedro configuration at {conf_source}/base (run in the project root, or --conf-source)")
+    args = {**CONFIG_LOADER_ARGS, "default_run_env": env, "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]}}
+    config = OmegaConfigLoader(conf_source, **args)["mlflow"]
+    return str(config["server"]["mlflow_tracking_uri"]), str(config["tracking"]["experiment"]["name"])
+
+
+def _register_best(args: argparse.Namespace) -> int:
+    from skeleton_attention.model_registry import describe, register_best
+
+    uri, base = mlflow_settings(args.conf_source, args.env)
+    outcomes = register_best(args.tracking_uri or uri, args.experiment or base, dry_run=args.dry_run)
+    for outcome in outcomes:
+        print(describe(outcome))
+    if not outcomes:
+        print(f"no finished training run with a logged model under experiments {args.experiment or base}/* "
+              f"in {args.tracking_uri or uri}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from skeleton_attention.skeletons.views import CHECK_VIEWS_DESCRIPTION, add_report_arguments
 
@@ -86,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--details", default=None, help="where that run's plots and reports are, to name them")
     summary.set_defaults(run=_summary)
+    register = commands.add_parser(
+        "register-best",
+        help="register the best model of each family (highest validation top-1) in MLflow's model registry",
+        description="For every experiment (data set and protocol), environment and model family, register "
+        "the logged model of the finished run with the highest validation top-1 (never a test metric) "
+        "under <experiment base>.<env>.<dataset>.<protocol>.<model>, alias 'best' (docs/reporting.md).",
+    )
+    register.add_argument("--tracking-uri", default=None, help="default: conf/<env>/mlflow.yml (MLFLOW_TRACKING_URI)")
+    register.add_argument("--experiment", default=None, help="base experiment name; default: conf/<env>/mlflow.yml")
+    register.add_argument("--env", default="local", help="Kedro environment whose mlflow.yml is read")
+    register.add_argument("--conf-source", default="conf", help="the project's conf/ folder")
+    register.add_argument("--dry-run", action="store_true", help="print what would be registered, change nothing")
+    register.set_defaults(run=_register_best)
     return parser
 
 

@@ -11,9 +11,10 @@ kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are
 the project's, so pluggy calls them first; ``trylast`` makes the order explicit). This hook then
 finds the training nodes of the pipeline (tag ``training``), reads their parameters block and sets
 
-* the run name ``<model>/<variant> <dataset>/<protocol>[/fold<k>] <streams> s<seed> [<name>] [<tag>]``,
-  e.g. ``sta_lstm/sta_lstm sbu/sbu_fold/fold2 joint s0`` (a cross-validation's parent run:
-  ``.../sbu_fold/cv ...``);
+* the run name ``<model>[/<variant>] [<name>] [fold<k>] <streams> s<seed> <dataset>/<protocol> [<tag>]``,
+  e.g. ``sta_lstm/ta_lstm ta_lstm fold2 joint s0 sbu/sbu_fold`` (a cross-validation's parent run:
+  ``cv`` in place of ``fold<k>``; the variant is left out when it is the model's name). What tells
+  runs of one experiment apart comes first: the UI's runs table cuts names after ~25 characters;
 * tags ``model, variant, dataset, protocol, fold, stream, seed, run_name, env_tag, pipeline``.
 
 Nothing happens when no MLflow run is active (tracking disabled for the pipeline) or the pipeline
@@ -83,20 +84,21 @@ def _streams(data: Mapping[str, Any]) -> str:
 
 def run_name(params: Mapping[str, Any], *, cross_validation: bool = False) -> str:
     """A readable MLflow run name from a composed training configuration (module docstring); the
-    parent run of a cross-validation has ``/cv`` where a fold run has ``/fold<k>``."""
+    parent run of a cross-validation has ``cv`` where a fold run has ``fold<k>``."""
     model = params.get("model", {})
     data = params.get("data", {})
     run = params.get("run") or {}
     name = str(model.get("name", "model"))
     variant = str(model.get("variant") or name)
-    where = "/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p)
-    if data.get("fold") is not None:
-        where += f"/fold{data['fold']}"
-    elif cross_validation:
-        where += "/cv"
-    parts = [f"{name}/{variant}", where, _streams(data), f"s{params.get('seed', 0)}"]
+    parts = [name if variant == name else f"{name}/{variant}"]
     if run.get("name"):
         parts.append(str(run["name"]))
+    if data.get("fold") is not None:
+        parts.append(f"fold{data['fold']}")
+    elif cross_validation:
+        parts.append("cv")
+    parts += [_streams(data), f"s{params.get('seed', 0)}"]
+    parts.append("/".join(str(p) for p in (data.get("dataset"), data.get("protocol", "?")) if p))
     if run.get("tag") and run["tag"] != "base":
         parts.append(f"[{run['tag']}]")
     return " ".join(parts)
@@ -146,6 +148,12 @@ class MlflowRunHooks:
             return
         if mlflow.active_run() is None:
             return
+        runner = run_params.get("runner")
+        if isinstance(runner, str) and " object at 0x" in runner:
+            # kedro-mlflow tags the run with every run parameter; the runner's is an object repr
+            # ("<kedro.runner.sequential_runner.SequentialRunner object at 0x7f...>"), different in
+            # every run, so the compare view lists it as a difference: keep the class name
+            mlflow.set_tag("runner", runner.strip("<>").split(" object at ")[0].rsplit(".", 1)[-1])
         specs = training_parameters(pipeline, catalog)
         if not specs:
             return
@@ -229,4 +237,84 @@ def close_ended_runs() -> None:
         status = mlflow.MlflowClient().get_run(active.info.run_id).info.status
         if status == "RUNNING":
             return
+        mlflow.end_run(status=status)
+
+
+class MlflowTerminationHooks:
+    """A training run stopped by SIGTERM (``kill``, a scheduler) or SIGINT (Ctrl-C) ends KILLED in the
+    MLflow store, not RUNNING or FINISHED.
+
+    Without this, SIGTERM ends the process without any Python clean-up (the run stays RUNNING for
+    ever), and Ctrl-C raises ``KeyboardInterrupt``, which Kedro does not pass to ``on_pipeline_error``
+    (it is no ``Exception``), so kedro-mlflow never ends the run and MLflow's own ``atexit`` handler
+    ends it FINISHED, as if it had completed. kedro-mlflow has no signal handling of its own.
+
+    While a tracked pipeline runs (its MLflow run is active; kedro-mlflow started it first, this hook
+    is ``trylast``), SIGTERM and SIGINT raise ``SystemExit(128 + signal)`` / ``KeyboardInterrupt`` in
+    the main thread, so the interpreter unwinds as on Ctrl-C, and an ``atexit`` handler ends every
+    active run KILLED. It is registered after MLflow's, and ``atexit`` runs last-in first-out, so it
+    runs first and MLflow's finds no run left to end. A forked child (a DataLoader worker inherits the
+    handler) dies of the signal as before. The previous handlers are restored when the pipeline ends.
+    The cross-validation driver (experiments/driver.py) handles its parent and fold runs itself.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._pid: int | None = None
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        import os
+        import signal
+        import threading
+
+        import mlflow
+
+        if mlflow.active_run() is None or threading.current_thread() is not threading.main_thread():
+            return
+        self._pid = os.getpid()
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self._previous[number] = signal.signal(number, self._on_signal)
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        while self._previous:
+            number, previous = self._previous.popitem()
+            signal.signal(number, previous)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        import atexit
+        import os
+        import signal
+
+        if os.getpid() != self._pid:  # a forked worker: die of the signal, as without this hook
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self._restore()  # a second signal acts as it would without this hook
+        atexit.register(end_active_runs, "KILLED")
+        logger.warning("signal %d: stopping; the MLflow run ends KILLED", signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + signum)
+
+
+def end_active_runs(status: str) -> None:
+    """End every run on MLflow's active-run stack with ``status`` (kedro-mlflow may have pushed the
+    same run several times: ``close_ended_runs``)."""
+    import mlflow
+
+    while mlflow.active_run() is not None:
         mlflow.end_run(status=status)

@@ -8,9 +8,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from skeleton_attention.experiments.config import compose, run_dir
 from skeleton_attention.hooks import FailureSummaryHooks, ProgressHooks
-from skeleton_attention.mlflow_hooks import MlflowExperimentHooks, MlflowRunHooks
+from skeleton_attention.mlflow_hooks import MlflowExperimentHooks, MlflowRunHooks, MlflowTerminationHooks
 
-HOOKS = (ProgressHooks(), MlflowExperimentHooks(), MlflowRunHooks(), FailureSummaryHooks())
+HOOKS = (ProgressHooks(), MlflowExperimentHooks(), MlflowRunHooks(), MlflowTerminationHooks(), FailureSummaryHooks())
 
 
 def _plain(value: Any) -> Any:

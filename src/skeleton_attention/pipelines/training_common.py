@@ -423,6 +423,20 @@ def report(
     return curves, confusion, attention_fig, flat, mlflow_metrics
 
 
+def prediction_table(test_scores: pd.DataFrame, artifact: Mapping[str, Any]) -> pd.DataFrame:
+    """``sample_id, actual, predicted`` (class names) per test sample: the CSV that ``dvc plots``
+    draws as a confusion matrix (its ``confusion`` template reads one row per sample, not a matrix)."""
+    label_map = LabelMap.from_info(artifact["info"])
+    names = dict(zip(label_map.original, label_map.names, strict=True))
+    return pd.DataFrame(
+        {
+            "sample_id": test_scores["sample_id"].astype(str),
+            "actual": [names[int(i)] for i in test_scores["label"]],
+            "predicted": [names[int(i)] for i in test_scores["pred"]],
+        }
+    )
+
+
 def export_model(artifact: Mapping[str, Any]) -> torch.nn.Module:
     """The selected model as an ``nn.Module`` on the CPU, for MLflow's pytorch flavor."""
     return rebuild_model(artifact).cpu()
@@ -485,6 +499,7 @@ def training_pipeline(
                 name="report",
             ),
             node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),
+            node(prediction_table, ["test_scores", "trained_model"], "predictions", name="prediction_table"),
         ]
     )
     return pipeline(base, namespace=run_key, inputs={"samples": samples}, parameters={p: p})

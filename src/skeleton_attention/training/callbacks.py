@@ -112,12 +112,19 @@ class MlflowCallback(Callback):
 
         if self._active() is None:
             return
-        mlflow.log_metrics(
-            {
-                f"{self.prefix}best_epoch": float(result.best_epoch),
-                f"{self.prefix}best_{result.monitor}": float(result.best_metric),
-            },
-        )
+        final = {
+            f"{self.prefix}best_epoch": float(result.best_epoch),
+            f"{self.prefix}best_{result.monitor}": float(result.best_metric),
+        }
+        # the kept model's validation accuracy, beside test.top1 in the runs table (the per-epoch
+        # val_acc column shows the last epoch's, which is not the model that was kept)
+        selected = [m for m in result.history if int(m.get("epoch", -1)) == int(result.best_epoch)]
+        if selected and isinstance(selected[-1].get("val_acc"), int | float):
+            final[f"{self.prefix}val_top1"] = float(selected[-1]["val_acc"])
+        # at the last epoch's step: best_<monitor> is also a per-epoch series (the running best), and
+        # a summary at step 0 would draw a line back to the start of its chart
+        last = int(result.history[-1]["epoch"]) if result.history else 0
+        mlflow.log_metrics(final, step=last)
 
 
 class HistoryRecorder(Callback):
