@@ -22,10 +22,13 @@ DVC_FILES = ("dvc.yaml", "real/dvc.yaml")
 #: parameter files `dvc exp run -S` cannot rewrite faithfully (DVC resolves every `${...}` of the
 #: file through OmegaConf): "fails" = DVC stops with an error, "bakes" = it writes the references
 #: back as values (docs/reporting.md "Experiments with dvc exp run"). Edit these files by hand.
+#: files ``-S`` cannot set: DVC either fails on a Kedro resolver or writes resolved values back ("bakes").
+#: Which of the two depends on whether Kedro's resolvers are already registered with OmegaConf in the
+#: process (an earlier in-process Kedro session registers them), so only the set is asserted.
 NOT_SETTABLE = {
-    "conf/base/parameters.yml": "fails",  # ${globals:...}
-    "conf/base/parameters_prepare.yml": "fails",  # ${runtime_params:...}
-    "conf/base/parameters_train_san.yml": "bakes",  # the segments steps refer to model.kwargs.num_segments
+    "conf/base/parameters.yml",  # ${globals:...}
+    "conf/base/parameters_prepare.yml",  # ${runtime_params:...}
+    "conf/base/parameters_train_san.yml",  # the segments steps refer to model.kwargs.num_segments
 }
 
 
@@ -113,7 +116,7 @@ def test_dvc_exp_run_set_param_changes_exactly_the_key_in_kedro_parameter_files(
             block = block[part]
         block[path[-1]] = value
         outcomes.setdefault(file, "ok" if yaml.safe_load(copy_path.read_text()) == expected else "bakes")
-    assert {file: outcome for file, outcome in outcomes.items() if outcome != "ok"} == NOT_SETTABLE
+    assert {file for file, outcome in outcomes.items() if outcome != "ok"} == NOT_SETTABLE
     assert (
         "conf/base/parameters_train_sta_lstm.yml" in outcomes
         and "conf/embedded/parameters_train_sta_lstm.yml" in outcomes
