@@ -15,6 +15,7 @@ from skeleton_attention.training.skeleton_plots import (
     draw_skeleton,
     key_frames,
     plot_skeleton_attention,
+    plot_skeleton_sequence,
 )
 
 LAYOUTS = [NTU25, KINECT20, SBU15]
@@ -140,3 +141,14 @@ def test_figure_of_a_single_and_a_multi_view_sample():
     titles = [" ".join(text.get_text() for text in sub.texts) for sub in fig.subfigs]
     assert len(titles) == 3 and "spatial_view2" in titles[1] and titles[2].endswith("absent view")
     assert plot_skeleton_attention([sample], None).axes[0].texts  # no layout: said, not drawn
+
+
+def test_sequence_figure_draws_one_row_per_view_and_marks_an_absent_one():
+    single = np.stack([_pose(KINECT20, seed=s) for s in range(9)], axis=1)  # (M=1, T, V, C)
+    views = np.stack([single, single, np.zeros_like(single)])
+    fig = plot_skeleton_sequence(views, KINECT20, key_frame_count=3, view_names=["v01", "v02", "v03"])
+    titles = [ax.get_title() for ax in fig.axes if ax.collections]
+    assert titles == ["v01, frame 1", "frame 5", "frame 9", "v02, frame 1", "frame 5", "frame 9"]
+    assert any(text.get_text() == "v03: absent" for ax in fig.axes for text in ax.texts)
+    with pytest.raises(ValueError, match="positions must be"):
+        plot_skeleton_sequence(single[0], KINECT20)

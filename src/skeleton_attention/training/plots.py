@@ -302,7 +302,10 @@ def _plot_pairwise(
     if axis == "frame" and 0 < length < att.shape[0]:
         att = att[:length, :length]
     bound = float(np.nanmax(np.abs(att))) if att.size else 1.0
-    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    n = att.shape[0]
+    # frames numbered from 1, as on every other frame axis of the figures
+    extent = (0.5, n + 0.5, n + 0.5, 0.5) if axis == "frame" else None
+    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest", extent=extent)
     fig.colorbar(image, ax=ax, shrink=0.85)
     labels = _joint_labels(att.shape[0], joint_names) if axis == "joint" else None
     if labels:

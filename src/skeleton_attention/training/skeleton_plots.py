@@ -152,6 +152,25 @@ def draw_skeleton(
     return SkeletonArtists(joints=joints, bones=bones, points=points)
 
 
+def _frame_limits(
+    positions: np.ndarray, projection: Projection
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Shared x and y limits of every present body of (M, T, V, C), padded (None: nothing present)."""
+    bodies = positions.reshape(-1, *positions.shape[-2:])
+    points = projection.apply(bodies[_present(bodies)]).reshape(-1, 2)
+    if not len(points):
+        return None
+    low, high = points.min(axis=0), points.max(axis=0)
+    pad = 0.08 * float(max(high - low)) + 1e-6
+    return (low[0] - pad, high[0] + pad), (low[1] - pad, high[1] + pad)
+
+
+def _set_limits(ax: Any, limits: tuple[tuple[float, float], tuple[float, float]] | None) -> None:
+    if limits is not None:
+        ax.set_xlim(*limits[0])
+        ax.set_ylim(*limits[1])
+
+
 def key_frames(length: int, count: int) -> np.ndarray:
     """``count`` frames evenly spread over ``length`` valid frames, first and last included (0-based)."""
     if length < 1:
@@ -231,10 +250,17 @@ def _draw_track(fig: Any, track: _Track, layout: JointLayout, count: int) -> Non
     """Key frames in a row with a colour bar, the temporal weights under them."""
     length = min(track.length, track.positions.shape[1])
     frames = key_frames(length, count)
-    grid = fig.add_gridspec(2, len(frames) + 1, height_ratios=[3.0, 1.25], width_ratios=[1.0] * len(frames) + [0.08])
+    # the temporal strip only when there are temporal weights (SAN, DSTA-Net: key frames alone)
+    strip_rows = [1.25] if track.temporal is not None else []
+    grid = fig.add_gridspec(
+        1 + len(strip_rows),
+        len(frames) + 1,
+        height_ratios=[3.0, *strip_rows],
+        width_ratios=[1.0] * len(frames) + [0.08],
+    )
     positions = track.positions[:, :length]
     projection = choose_projection(positions, layout)
-    drawn = projection.apply(positions.transpose(1, 0, 2, 3)[_present(positions.transpose(1, 0, 2, 3))])
+    limits = _frame_limits(positions, projection)
     spatial = track.spatial[:length] if track.spatial is not None else None
     if spatial is not None and not np.isfinite(spatial).any():
         spatial = None  # an absent view: its skeleton is zeros too
@@ -243,11 +269,7 @@ def _draw_track(fig: Any, track: _Track, layout: JointLayout, count: int) -> Non
         ax = fig.add_subplot(grid[0, k])
         weights = spatial[frame] if spatial is not None else None
         draw_skeleton(ax, positions[:, frame], layout, weights, vmax=vmax, projection=projection)
-        if drawn.size:
-            low, high = drawn.reshape(-1, 2).min(axis=0), drawn.reshape(-1, 2).max(axis=0)
-            pad = 0.08 * float(max(high - low)) + 1e-6
-            ax.set_xlim(low[0] - pad, high[0] + pad)
-            ax.set_ylim(low[1] - pad, high[1] + pad)
+        _set_limits(ax, limits)
         ax.set_title(f"frame {frame + 1}", fontsize=9)
     bar = fig.add_subplot(grid[0, -1])
     if spatial is not None:
@@ -256,31 +278,29 @@ def _draw_track(fig: Any, track: _Track, layout: JointLayout, count: int) -> Non
         bar.tick_params(labelsize=7)
     else:
         bar.set_axis_off()
-    strip = fig.add_subplot(grid[1, :-1])
-    _draw_temporal(strip, track, frames, length)
+    if strip_rows:
+        _draw_temporal(fig.add_subplot(grid[1, :-1]), track, frames, length)
     if spatial is not None:
         what = f"{track.spatial_name} (circle area and colour)"
     else:
-        what = "absent view" if not drawn.size else "no per-joint attention"
+        what = "absent view" if limits is None else "no per-joint attention"
     fig.suptitle(f"{track.title}\n{what}", fontsize=9)
 
 
 def _draw_temporal(ax: Any, track: _Track, frames: np.ndarray, length: int) -> None:
     """The temporal weights over every valid frame, the key frames marked."""
     x = np.arange(1, length + 1)
-    if track.temporal is None:
-        ax.text(0.5, 0.5, "no temporal attention", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    assert track.temporal is not None
+    att = track.temporal[:length]
+    if att.ndim == 1:
+        ax.plot(x, att, color="tab:blue", linewidth=1.3)
+        ax.scatter(frames + 1, att[frames], color="tab:red", s=18, zorder=3)
     else:
-        att = track.temporal[:length]
-        if att.ndim == 1:
-            ax.plot(x, att, color="tab:blue", linewidth=1.3)
-            ax.scatter(frames + 1, att[frames], color="tab:red", s=18, zorder=3)
-        else:
-            labels = list(track.temporal_hint.get("labels") or [])
-            for j in range(att.shape[1]):
-                ax.plot(x, att[:, j], linewidth=1.1, label=labels[j] if j < len(labels) else f"series {j + 1}")
-            ax.legend(fontsize=7, ncols=min(att.shape[1], 4), loc="best")
-        ax.set_ylabel(str(track.temporal_hint.get("ylabel") or track.temporal_name), fontsize=8)
+        labels = list(track.temporal_hint.get("labels") or [])
+        for j in range(att.shape[1]):
+            ax.plot(x, att[:, j], linewidth=1.1, label=labels[j] if j < len(labels) else f"series {j + 1}")
+        ax.legend(fontsize=7, ncols=min(att.shape[1], 4), loc="best")
+    ax.set_ylabel(str(track.temporal_hint.get("ylabel") or track.temporal_name), fontsize=8)
     for frame in frames:
         ax.axvline(frame + 1, color="0.6", linestyle="--", linewidth=0.7)
     ax.set_xlim(0.5, length + 0.5)
@@ -314,7 +334,50 @@ def plot_skeleton_attention(
         ax.set_axis_off()
         return fig
     count = max(1, int(key_frame_count))
-    fig = Figure(figsize=(1.9 * count + 0.9, 3.9 * len(tracks)), layout="constrained")
-    for sub, track in zip(np.atleast_1d(fig.subfigures(len(tracks), 1)), tracks, strict=True):
+    heights = [3.9 if t.temporal is not None else 2.8 for t in tracks]
+    fig = Figure(figsize=(1.9 * count + 0.9, sum(heights)), layout="constrained")
+    subfigures = fig.subfigures(len(tracks), 1, height_ratios=heights)
+    for sub, track in zip(np.atleast_1d(subfigures), tracks, strict=True):
         _draw_track(sub, track, layout, count)
+    return fig
+
+
+def plot_skeleton_sequence(
+    positions: np.ndarray,
+    layout: JointLayout,
+    *,
+    key_frame_count: int = 6,
+    title: str = "",
+    view_names: Sequence[str] | None = None,
+) -> Figure:
+    """Key frames of one recording, no attention: (M, T, V, C) in one row, or (views, M, T, V, C)
+    one row per view (an absent view, all zeros, is marked). Each row's frames share its axes."""
+    positions = np.asarray(positions, dtype=np.float64)
+    views = positions if positions.ndim == 5 else positions[None]
+    if views.ndim != 5:
+        raise ValueError(f"positions must be (M, T, V, C) or (views, M, T, V, C), got {positions.shape}")
+    default = [f"view {k + 1}" for k in range(len(views))] if positions.ndim == 5 else [""]
+    names = list(view_names or default)
+    count = max(1, int(key_frame_count))
+    fig = Figure(figsize=(1.7 * count + 0.6, 2.7 * len(views) + 0.4), layout="constrained")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    grid = fig.add_gridspec(len(views), count)
+    for row, view in enumerate(views):
+        present = _present(view.transpose(1, 0, 2, 3)).any(axis=1)  # frames holding any body
+        length = int(np.flatnonzero(present).max()) + 1 if present.any() else 0
+        if length == 0:
+            ax = fig.add_subplot(grid[row, :])
+            ax.text(0.5, 0.5, f"{names[row]}: absent", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        projection = choose_projection(view[:, :length], layout)
+        limits = _frame_limits(view[:, :length], projection)
+        for k, frame in enumerate(key_frames(length, count)):
+            ax = fig.add_subplot(grid[row, k])
+            draw_skeleton(ax, view[:, frame], layout, projection=projection)
+            _set_limits(ax, limits)
+            ax.set_title(
+                f"{names[row]}, frame {frame + 1}" if k == 0 and names[row] else f"frame {frame + 1}", fontsize=8
+            )
     return fig
