@@ -152,3 +152,15 @@ def test_sequence_figure_draws_one_row_per_view_and_marks_an_absent_one():
     assert any(text.get_text() == "v03: absent" for ax in fig.axes for text in ax.texts)
     with pytest.raises(ValueError, match="positions must be"):
         plot_skeleton_sequence(single[0], KINECT20)
+
+
+def test_one_hint_mechanism_for_every_family():
+    from skeleton_attention.models.base import attention_hints
+    from skeleton_attention.models.mans import MANs
+
+    assert attention_hints({"temporal": "frames"}) == {"temporal": {"kind": "frames"}}
+    assert attention_hints(MANs.attention_kinds)["frame"]["labels"] == ["x", "y", "z"]
+    with pytest.raises(ValueError, match="kind 'curves' is not one of"):
+        attention_hints({"frame": {"kind": "curves"}})  # the former MANs-only hint kind
+    with pytest.raises(ValueError, match="unknown hint keys \\['colour'\\]"):
+        attention_hints({"spatial": {"kind": "joints", "colour": "red"}})
