@@ -17,15 +17,21 @@ Each method runs in its own fresh interpreter so its peak RSS is its own. A pass
 turns, and the best pass counts. Rates use CPU time of the process (one core), which other load
 on the machine disturbs much less than wall time.
 
-Part 2 runs the full preparation as the ``prepare_ntu`` pipeline does it (:func:`full_preparation`:
-``ingest`` over a process pool of ``--workers`` + ``write_bundle``, then ``featurize`` +
-``write_bundle``) on N = ``--full-sizes`` synthetic files written by ``write_synthetic_ntu`` into a
-temporary folder, each N in a fresh process, and records files/s, CPU time of the process tree
-and its peak RSS, to show that memory stays flat as N grows. Usage::
+Part 2 (``bench_prepare_full.py``) runs the full preparation as the ``prepare_ntu`` pipeline does it
+(``ingest`` over a process pool of ``--workers`` + ``write_bundle``, then ``featurize`` +
+``write_bundle``) on N = ``--full-sizes`` synthetic files (or ``--fraction`` of NTU 120's 113,945 files
+and half of it) written by ``write_synthetic_ntu`` into a temporary folder, each N in a fresh
+process. It records files/s per core, total time, peak RSS (flat in N), Parquet vs raw text bytes,
+the parser-only rate on the same files, a digest of the prepared values, and extrapolates to
+113,945 files with the measured slope.
+
+``--baseline-ref REV`` runs the code of git revision REV beside this tree's in the same run
+(``end_to_end@baseline`` in part 1, a ``baseline`` row per N in part 2). Usage::
 
     python benchmarks/bench_prepare.py                      # both parts, about 2 minutes
+    python benchmarks/bench_prepare.py --fraction 0.02 --baseline-ref ce986b1 --skip-readers
     python benchmarks/bench_prepare.py --files 600 --rounds 5 --skip-full
-    python benchmarks/bench_prepare.py --synthetic-dir data/01_raw/synthetic/ntu
+    python benchmarks/bench_prepare.py --tiny               # toy sizes (the test suite)
 """
 
 from __future__ import annotations
@@ -33,13 +39,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,6 +56,17 @@ try:
     import skeleton_attention  # noqa: F401
 except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, str(REPO_ROOT / "src"))
+
+from bench_common import baseline_tree, code_env, machine_line, peak_rss_mib  # noqa: E402
+from bench_prepare_full import (  # noqa: E402, F401  (re-exported: the full preparation lives there)
+    NTU120_FILES,
+    extrapolate,
+    format_full_table,
+    full_preparation,
+    full_worker,
+    run_full,
+    write_synthetic_files,
+)
 
 # Only the reader at module level: the preparation modules (pandas, Parquet) are imported where
 # they are used, so the reader rows' memory is the reader's own.
@@ -185,24 +200,13 @@ METHOD_ENV: dict[str, dict[str, str]] = {"end_to_end_pure": {ntu.PURE_PARSER_ENV
 FAST_METHODS = ("read_ntu_skeleton_fast", "end_to_end")
 
 
-def _peak_rss_mib() -> float:
-    """Peak RSS of this process. Linux keeps ``ru_maxrss`` across ``exec`` (a child starts with
-    its parent's peak), so the per-address-space high-water mark ``VmHWM`` is read instead."""
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes on macOS, KiB elsewhere
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
 def _worker(method: str, paths_file: Path, rounds: int) -> None:
     """Run one method in this (fresh) process; print one JSON line."""
     import psutil
 
     paths = [Path(p) for p in paths_file.read_text().splitlines()]
     rss_start = psutil.Process().memory_info().rss / 2**20
+    label, method = method, method.split("@")[0]  # "end_to_end@baseline": the same method, older code
     METHODS[method](paths[: min(len(paths), 20)])  # warm-up: imports, allocator, page cache
     wall, cpu = [], []
     for _ in range(rounds):
@@ -210,8 +214,8 @@ def _worker(method: str, paths_file: Path, rounds: int) -> None:
         METHODS[method](paths)
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)
-    result = {"method": method, "wall_s": min(wall), "cpu_s": min(cpu), "rss_start_mib": rss_start,
-              "peak_rss_mib": _peak_rss_mib()}
+    result = {"method": label, "wall_s": min(wall), "cpu_s": min(cpu), "rss_start_mib": rss_start,
+              "peak_rss_mib": peak_rss_mib()}
     print(json.dumps(result))
 
 
@@ -232,9 +236,11 @@ def check_equal(files: Sequence[Path]) -> None:
                                          "and the baseline")
 
 
-def run_methods(files: Sequence[Path], n_reads: int, rounds: int, methods: Sequence[str]) -> list[dict]:
+def run_methods(files: Sequence[Path], n_reads: int, rounds: int, methods: Sequence[str],
+                baseline_src: Path | None = None) -> list[dict]:
     """Best of ``rounds`` per method; the methods take turns round by round (each round in a
-    fresh process) so that load from other processes hits them alike."""
+    fresh process) so that load from other processes hits them alike. A method named
+    ``<method>@baseline`` runs the code in ``baseline_src``."""
     paths = [files[i % len(files)] for i in range(n_reads)]
     total_bytes = sum(p.stat().st_size for p in paths)
     best: dict[str, dict] = {}
@@ -244,7 +250,8 @@ def run_methods(files: Sequence[Path], n_reads: int, rounds: int, methods: Seque
         for _ in range(rounds):
             for method in methods:
                 command = [sys.executable, __file__, "--_worker", method, "--_paths-file", str(paths_file)]
-                env = {**os.environ, "OMP_NUM_THREADS": "1", **METHOD_ENV.get(method, {})}
+                src = baseline_src if method.endswith("@baseline") else None
+                env = {**code_env(src), **METHOD_ENV.get(method.split("@")[0], {})}
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
                 result = json.loads(out.stdout.strip().splitlines()[-1])
                 kept = best.setdefault(method, result)
@@ -263,176 +270,17 @@ def format_table(title: str, results: list[dict]) -> str:
     head = (
         "| method | files | MiB | CPU s | wall s | files/s (CPU) | MiB/s (CPU) | "
         + " | ".join(f"x vs {m}" for m in refs)
-        + " | peak RSS MiB | RSS after imports MiB |"
+        + " | rate / parser | peak RSS MiB | RSS after imports MiB |"
     )
+    parser = by_name.get("read_ntu_skeleton_fast") or by_name.get("read_ntu_skeleton_pure")
     lines = [f"### {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         speedups = " | ".join(f"{by_name[m]['cpu_s'] / r['cpu_s']:.1f}" for m in refs)
         lines.append(
             f"| {r['method']} | {r['files']} | {r['mib']:.1f} | {r['cpu_s']:.3f} | {r['wall_s']:.3f} | "
             f"{r['files'] / r['cpu_s']:.0f} | {r['mib'] / r['cpu_s']:.1f} | {speedups} | "
+            f"{parser['cpu_s'] / r['cpu_s'] if parser else float('nan'):.2f} | "
             f"{r['peak_rss_mib']:.0f} | {r['rss_start_mib']:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# Part 2: the full multi-process preparation on N synthetic files
-# ---------------------------------------------------------------------------------------------
-
-#: 14 classes x 8 performers x 2 replications x 3 cameras = 672 files per setup
-SYNTHETIC_LAYOUT: dict[str, Any] = {"num_classes": 14, "performers": (1, 2, 3, 4, 5, 8, 9, 13),
-                                    "replications": (1, 2), "cameras": (1, 2, 3)}
-
-
-def write_synthetic_files(folder: Path, n_files: int, seed: int = 0) -> list[Path]:
-    """At least ``n_files`` synthetic NTU files (whole setups of 672) in ``folder``, in order."""
-    from skeleton_attention.skeletons.synthetic import write_synthetic_ntu
-
-    per_setup = SYNTHETIC_LAYOUT["num_classes"] * len(SYNTHETIC_LAYOUT["performers"]) * len(
-        SYNTHETIC_LAYOUT["replications"]) * len(SYNTHETIC_LAYOUT["cameras"])
-    setups = tuple(range(1, -(-n_files // per_setup) + 1))
-    return write_synthetic_ntu(folder, setups=setups, seed=seed, **SYNTHETIC_LAYOUT)
-
-
-class TreeMemorySampler:
-    """Samples the RSS of this process and all its children every ``interval`` seconds.
-
-    The sum over the tree counts pages that forked workers share with the parent once per
-    process, so it is an upper bound of the memory the tree really holds.
-    """
-
-    def __init__(self, interval: float = 0.02) -> None:
-        import psutil
-
-        self.root = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.peak_tree_mib = 0.0
-        self.peak_worker_mib = 0.0
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = self.root.memory_info().rss
-            for child in self.root.children(recursive=True):
-                try:
-                    rss = child.memory_info().rss
-                except psutil.Error:  # the child exited between listing and reading
-                    continue
-                total += rss
-                self.peak_worker_mib = max(self.peak_worker_mib, rss / 2**20)
-            self.peak_tree_mib = max(self.peak_tree_mib, total / 2**20)
-            self._stop.wait(self._interval)
-
-    def __enter__(self) -> TreeMemorySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, Any], workers: int
-                     ) -> dict[str, Any]:
-    """``prepare_ntu`` without Kedro: ingest (``process_ntu_file`` over a pool of ``workers``
-    processes) into the intermediate bundle, then ``featurize`` into the feature bundle, both
-    written with ``write_bundle`` (as ``pipelines/preparation.py`` wires them). Returns the
-    timings and both summaries."""
-    from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle, write_bundle
-    from skeleton_attention.skeletons.ingest import IngestCounter, ingest
-    from skeleton_attention.skeletons.prepare import NTU_PROTOCOLS, featurize, process_ntu_file
-
-    counter = IngestCounter()
-    spec = BundleSpec(protocols=NTU_PROTOCOLS, streams=("joint",), row_group_size=int(params["row_group_size"]),
-                      info={"stage": "intermediate", "coordinates": "camera", "dataset": "ntu"})
-    source = BundleSource(spec=spec, records=())
-
-    def records() -> Iterator[object]:
-        yield from ingest(paths, partial(process_ntu_file, denoise=params["denoise"]), workers=workers,
-                          chunksize=int(params["chunksize"]), counter=counter, description="bench ingest")
-        source.inputs_seen = counter.inputs_seen
-
-    source.records = records()
-    start = time.perf_counter()
-    intermediate = write_bundle(out_dir / "intermediate", source)
-    ingest_s = time.perf_counter() - start
-
-    streams = tuple(params["streams"])
-    table = PreparedBundle(out_dir / "intermediate").table
-    feature_spec = BundleSpec(protocols=table.protocols, streams=streams,
-                              row_group_size=int(params["row_group_size"]),
-                              info={"stage": "feature", "normalize": dict(params["normalize"])})
-    start = time.perf_counter()
-    features = write_bundle(out_dir / "features", BundleSource(
-        spec=feature_spec, records=featurize(table, params["normalize"], streams), inputs_seen=len(table)))
-    features_s = time.perf_counter() - start
-    return {"ingest_s": ingest_s, "features_s": features_s, "intermediate": intermediate, "features": features}
-
-
-def _full_worker(paths_file: Path, n_files: int, workers: int) -> None:
-    """One full preparation of the first ``n_files`` paths in this (fresh) process; one JSON line."""
-    paths = [Path(p) for p in paths_file.read_text().splitlines()[:n_files]]
-    params = load_prepare_params()
-    with tempfile.TemporaryDirectory() as tmp, TreeMemorySampler() as memory:
-        rss_start = memory.root.memory_info().rss / 2**20
-        cpu_start, children_start = time.process_time(), os.times()
-        result = full_preparation(paths, Path(tmp), params, workers)
-        children = os.times()
-        cpu_children = (children.children_user - children_start.children_user
-                        + children.children_system - children_start.children_system)
-        cpu_main = time.process_time() - cpu_start
-    summary = result["features"]
-    print(json.dumps({
-        "files": len(paths), "mib": sum(p.stat().st_size for p in paths) / 2**20, "workers": workers,
-        "samples": summary["samples"], "quarantined": result["intermediate"]["quarantined"],
-        "ingest_s": result["ingest_s"], "features_s": result["features_s"],
-        "cpu_main_s": cpu_main, "cpu_workers_s": cpu_children,
-        "rss_start_mib": rss_start, "peak_main_mib": _peak_rss_mib(),
-        "peak_worker_mib": memory.peak_worker_mib, "peak_tree_mib": memory.peak_tree_mib,
-    }))
-
-
-def run_full(sizes: Sequence[int], workers: int, folder: Path | None) -> tuple[list[dict], float]:
-    """Write the synthetic files (unless ``folder`` holds enough) and run each size in a fresh process.
-    Returns the results and the seconds spent writing the files."""
-    with tempfile.TemporaryDirectory() as tmp:
-        write_s = 0.0
-        if folder is None:
-            start = time.perf_counter()
-            files = write_synthetic_files(Path(tmp) / "ntu", max(sizes))
-            write_s = time.perf_counter() - start
-        else:
-            files = sorted(folder.glob("*.skeleton"))
-        if len(files) < max(sizes):
-            raise SystemExit(f"{len(files)} synthetic files, {max(sizes)} needed")
-        paths_file = Path(tmp) / "paths.txt"
-        paths_file.write_text("\n".join(str(p) for p in files))
-        results = []
-        for n_files in sizes:
-            command = [sys.executable, __file__, "--_full", str(n_files), "--_paths-file", str(paths_file),
-                       "--workers", str(workers)]
-            out = subprocess.run(command, check=True, capture_output=True, text=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return results, write_s
-
-
-def format_full_table(title: str, results: list[dict]) -> str:
-    head = ("| files | MiB | samples | ingest s (wall) | features s (wall) | files/s (wall) | "
-            "CPU s (tree) | files/s per core (CPU) | MiB/s (wall) | peak RSS tree MiB | peak RSS main MiB | "
-            "peak RSS one worker MiB |")
-    lines = [f"### {title}", "", head, "|" + "---|" * (head.count("|") - 1)]
-    for r in results:
-        wall = r["ingest_s"] + r["features_s"]
-        cpu = r["cpu_main_s"] + r["cpu_workers_s"]
-        lines.append(
-            f"| {r['files']} | {r['mib']:.0f} | {r['samples']} | {r['ingest_s']:.1f} | {r['features_s']:.1f} | "
-            f"{r['files'] / wall:.0f} | {cpu:.1f} | {r['files'] / cpu:.0f} | {r['mib'] / wall:.1f} | "
-            f"{r['peak_tree_mib']:.0f} | {r['peak_main_mib']:.0f} | {r['peak_worker_mib']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -440,6 +288,14 @@ def format_full_table(title: str, results: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+
+
+def full_sizes(args: argparse.Namespace) -> list[int]:
+    """The N of part 2: ``--fraction`` of NTU 120 and half of it, else ``--full-sizes``."""
+    if args.fraction is not None:
+        largest = max(24, round(args.fraction * NTU120_FILES))
+        return [largest // 2, largest]
+    return sorted(args.full_sizes)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -456,7 +312,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--full-sizes", type=int, nargs="+", default=[500, 1000, 2016, 4032],
                         help="numbers of synthetic files for the full preparation (default 500 1000 2016 4032)")
-    parser.add_argument("--workers", type=int, default=2, help="ingest processes in part 2 (default 2)")
+    parser.add_argument("--fraction", type=float, default=None,
+                        help=f"part 2 on this fraction of NTU 120's {NTU120_FILES:,} files and on half of it "
+                             "(replaces --full-sizes), extrapolated to the whole set")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="ingest processes in part 2 (default: every core)")
+    parser.add_argument("--baseline-ref", default=None,
+                        help="a git revision whose code runs beside this tree's in the same run "
+                             "(end_to_end and part 2), e.g. the commit before a speed-up")
+    parser.add_argument("--tiny", action="store_true",
+                        help="toy sizes for the test suite: 6 reads, 1 round, 12 and 24 files in part 2")
     parser.add_argument("--skip-full", action="store_true", help="only part 1")
     parser.add_argument("--skip-readers", action="store_true", help="only part 2")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
@@ -468,8 +333,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _worker(args._worker, args._paths_file, 1)
         return
     if args._full:
-        _full_worker(args._paths_file, args._full, args.workers)
+        full_worker(args._paths_file, args._full, args.workers, load_prepare_params())
         return
+    if args.tiny:
+        args.files, args.rounds, args.full_sizes, args.fraction = 6, 1, [12, 24], None
 
     methods = list(args.methods)
     if not ntu.FAST_PARSER_AVAILABLE:
@@ -478,27 +345,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     sets = [("real NTU files", args.ntu_dir)]
     if args.synthetic_dir is not None:
         sets.append(("synthetic NTU files", args.synthetic_dir))
-    print(f"python {sys.version.split()[0]}, numpy {np.__version__}, {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.2f}; compiled parser: {ntu.FAST_PARSER_AVAILABLE}; "
-          f"{args.files} reads x best of {args.rounds}")
+    print(f"{machine_line()}; compiled parser: {ntu.FAST_PARSER_AVAILABLE}; "
+          f"{args.files} reads x best of {args.rounds}; baseline: {args.baseline_ref or 'none'}")
     all_results: dict[str, Any] = {}
-    for title, folder in [] if args.skip_readers else sets:
-        files = sorted(Path(folder).glob("*.skeleton"))
-        if not files:
-            raise SystemExit(f"no .skeleton files in {folder}")
-        check_equal(files)
-        results = run_methods(files, args.files, args.rounds, methods)
-        all_results[title] = results
-        print()
-        print(format_table(f"{title}: {len(files)} distinct files from {folder}", results))
-    if not args.skip_full:
-        results, write_s = run_full(sorted(args.full_sizes), args.workers, args.synthetic_dir)
-        all_results["full preparation"] = results
-        print()
-        print(format_full_table(
-            f"full preparation (ingest with {args.workers} workers + write_bundle, then featurize + "
-            f"write_bundle) on synthetic files (written in {write_s:.0f} s); load average "
-            f"{os.getloadavg()[0]:.2f}", results))
+    with baseline_tree(args.baseline_ref) as baseline_src:
+        if baseline_src is not None:
+            methods += [f"{m}@baseline" for m in methods if m.startswith("end_to_end")]
+        for title, folder in [] if args.skip_readers else sets:
+            files = sorted(Path(folder).glob("*.skeleton"))
+            if not files:
+                raise SystemExit(f"no .skeleton files in {folder}")
+            check_equal(files)
+            results = run_methods(files, args.files, args.rounds, methods, baseline_src)
+            all_results[title] = results
+            print()
+            print(format_table(f"{title}: {len(files)} distinct files from {folder}", results))
+        if not args.skip_full:
+            codes = {"new": None, **({f"baseline {args.baseline_ref}": baseline_src} if baseline_src else {})}
+            results, write_s = run_full(Path(__file__), full_sizes(args), args.workers, args.synthetic_dir, codes)
+            all_results["full preparation"] = results
+            print()
+            print(format_full_table(
+                f"full preparation (ingest with {args.workers} workers + write_bundle, then featurize + "
+                f"write_bundle) on synthetic files (written in {write_s:.0f} s); {machine_line()}", results))
+            print()
+            print("\n".join(extrapolate(results)))
     if args.json is not None:
         args.json.write_text(json.dumps(all_results, indent=2))
 

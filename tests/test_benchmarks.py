@@ -1,7 +1,8 @@
 """The benchmark scripts stay runnable: each runs once at toy sizes and prints its comparison table.
 
 Only that they run and compare against their baseline is checked here; the speed numbers themselves
-come from full runs recorded in docs/results.md (timing assertions do not belong in unit tests).
+come from full runs recorded in docs/results.md and docs/performance.md (timing assertions do not belong
+in unit tests).
 """
 
 from __future__ import annotations
@@ -25,15 +26,50 @@ def _run(*args: str) -> str:
     return result.stdout
 
 
+def _table(out: str, first_column: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the printed Markdown table whose first column is ``first_column``."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:  # after the |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return header, rows
+
+
 @pytest.mark.slow
-def test_prepare_benchmark_runs_and_compares_against_the_line_by_line_reader():
-    out = _run(
-        "benchmarks/bench_prepare.py", "--files", "6", "--rounds", "1", "--full-sizes", "12",
-        "--methods", "baseline_plain", "read_ntu_skeleton_fast", "end_to_end",
-    )
-    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert {"baseline_plain", "read_ntu_skeleton_fast", "end_to_end"} <= set(rows)
-    assert "x vs baseline_plain" in out and "full preparation" in out
+def test_prepare_benchmark_tiny_prints_both_tables_and_the_extrapolation(shared_data):
+    out = _run("benchmarks/bench_prepare.py", "--tiny", "--ntu-dir", str(shared_data / "ntu_raw"),
+               "--methods", "baseline_plain", "read_ntu_skeleton_fast", "end_to_end")
+    header, rows = _table(out, "method")
+    assert header[-3:] == ["rate / parser", "peak RSS MiB", "RSS after imports MiB"] and "x vs baseline_plain" in header
+    assert [r[0] for r in rows] == ["baseline_plain", "read_ntu_skeleton_fast", "end_to_end"]
+    assert all(len(r) == len(header) for r in rows)
+    header, rows = _table(out, "code")
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_prepare_full import FULL_COLUMNS
+
+    assert tuple(header) == FULL_COLUMNS
+    assert [(r[0], r[1]) for r in rows] == [("new", "12"), ("new", "24")]
+    assert all(float(r[header.index("files/s per core")]) > 0 for r in rows)
+    assert "113,945 files:" in out and "measured slope" in out
+
+
+def test_alignment_benchmark_tiny_compares_batched_and_plain_scoring(shared_data):
+    out = _run("benchmarks/bench_alignment.py", "--tiny", "--nucla-dir", str(shared_data / "nucla_raw"))
+    header, rows = _table(out, "set")
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_alignment import COLUMNS
+
+    assert tuple(header) == COLUMNS
+    assert [(r[0], r[1]) for r in rows] == [("ntu synthetic", "new"), ("ntu synthetic", "unbatched"),
+                                            ("nucla", "new"), ("nucla", "unbatched")]
+    for row in rows:  # the batched search picks the same candidates, to 1e-6
+        assert row[header.index("choices differing")] == "0"
+        assert float(row[header.index("max diff residual m")]) < 1e-6
+        assert float(row[header.index("max diff coords")]) < 1e-6
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from skeleton_attention.experiments.cross_validation import aggregate_folds, plot_fold_accuracies
-from skeleton_attention.experiments.driver import _dotlist, select_folds
+from skeleton_attention.experiments.fold_driver import select_folds
+from skeleton_attention.experiments.processes import dotlist
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle, write_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +49,8 @@ def test_aggregate_reports_mean_std_and_pools_the_confusion_matrices():
         aggregate_folds({})
 
 
-def test_runtime_params_become_a_command_line_dotlist():
-    assert _dotlist({"run": {"dataset": "sbu", "fold": 2}, "x": {"y": [1, 2], "z": None, "w": 0.5}}) == [
+def test_runtime_params_become_a_command_linedotlist():
+    assert dotlist({"run": {"dataset": "sbu", "fold": 2}, "x": {"y": [1, 2], "z": None, "w": 0.5}}) == [
         "run.dataset=sbu", "run.fold=2", "x.y=[1, 2]", "x.z=null", "x.w=0.5",
     ]
 
@@ -112,12 +113,12 @@ def _project(tmp_path: Path, shared_data: Path) -> Path:
     return project
 
 
-def _kedro(project: Path, tracking: str, *params: str) -> subprocess.Popen:
+def _kedro(project: Path, tracking: str, *params: str, pipeline: str = "train_sta_lstm") -> subprocess.Popen:
     # this checkout's package (the venv may hold another checkout's), also for the fold processes
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking, "PYTHONPATH": str(REPO / "src")}
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.Popen(
-        [str(kedro), "run", "--pipelines=train_sta_lstm", f"--params={','.join(params)}"],
+        [str(kedro), "run", f"--pipelines={pipeline}", f"--params={','.join(params)}"],
         cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
 

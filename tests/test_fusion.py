@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skeleton_attention.experiments.driver import RunGroupPlan, finished_runs, group_command
+from skeleton_attention.experiments.group_driver import RunGroupPlan, finished_runs, group_command
 from skeleton_attention.pipelines.fuse_dsta_net.nodes import fuse_streams, report_fusion
 from skeleton_attention.training.fusion import fuse_score_tables, score_table_summary
 from skeleton_attention.training.metrics import scores_frame

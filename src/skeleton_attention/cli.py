@@ -7,10 +7,11 @@
   ``--pipelines=prepare_sbu,train_sta_lstm`` runs the other pipelines first, then the training ones;
 * cross-validation: when a training pipeline's protocol is cross-validated and no ``run.fold`` is
   given (e.g. ``kedro run --pipelines=train_sta_lstm --params=run.dataset=sbu``), every fold is
-  trained and the folds are aggregated (experiments/driver.py);
+  trained and the folds are aggregated (experiments/fold_driver.py);
 * run groups: when the family has a ``fuse_<family>`` pipeline, its parameters hold ``runs``
   blocks (e.g. DSTA-Net's four streams) and no ``run.name`` is given, every named run is trained
-  and their scores are fused (experiments/driver.py ``plan_run_group``).
+  and their scores are fused, fold by fold on a cross-validated protocol
+  (experiments/group_driver.py).
 
 Runs with a node filter, and everything else, go to Kedro unchanged.
 """
@@ -57,12 +58,8 @@ def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
     protocol, else Kedro's run."""
     from kedro.framework.project import pipelines as registered
 
-    from skeleton_attention.experiments.driver import (
-        plan_cross_validation,
-        plan_run_group,
-        run_cross_validation,
-        run_group,
-    )
+    from skeleton_attention.experiments.fold_driver import plan_cross_validation, run_cross_validation
+    from skeleton_attention.experiments.group_driver import plan_run_group, run_group
 
     group = None
     if pipeline.replace("train_", "fuse_", 1) in registered:  # only families with a fusion step plan a group

@@ -4,7 +4,7 @@ Experiments (:class:`MlflowExperimentHooks`, :func:`experiment_name`): one per d
 protocol, ``<base>/<dataset>/<protocol>`` (``<base>`` = ``tracking.experiment.name`` of
 ``conf/base/mlflow.yml``, e.g. ``skeleton-attention/sbu/sbu_fold``), so every run that can be
 compared sits in one experiment; the report pipeline logs into ``<base>/report``. The
-cross-validation driver (experiments/driver.py) opens its parent and fold runs in the same
+cross-validation driver (experiments/fold_driver.py) opens its parent and fold runs in the same
 experiment, through the same function.
 
 kedro-mlflow starts the run in its own ``before_pipeline_run`` (plugin hooks are registered after

@@ -14,7 +14,7 @@ that trains.
 A family may also hold ``runs``: blocks selected by ``run.name`` and merged last (e.g. DSTA-Net's
 four input streams: ``--params=run.name=spatial`` trains the bone stream). Without ``run.name`` no
 such block applies; when a family has ``runs``, the CLI trains every one of them and fuses their
-scores (``experiments/driver.py`` :func:`~skeleton_attention.experiments.driver.plan_run_group`).
+scores (:func:`~skeleton_attention.experiments.group_driver.plan_run_group`).
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ from skeleton_attention.skeletons.normalize import (
     joint_valid_mask,
     pre_normalize,
 )
+from skeleton_attention.skeletons.rigid_batch import candidate_fits
 
 #: joint groups of the residual report (names of NTU25; other layouts use the names they share)
 JOINT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -57,9 +58,10 @@ JOINT_GROUPS: dict[str, tuple[str, ...]] = {
 def resample_frames(
     coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',).
+    """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',) or (K, T').
 
-    Returns ``(values (M, T', V, C), ok (M, T', V))``. A value is ok when its position lies in
+    Returns ``(values (M, T', V, C), ok (M, T', V))`` (with positions (K, T'): (M, K, T', V, C)
+    and (M, K, T', V), every row of positions interpolated the same way). A value is ok when its position lies in
     ``[0, T-1]`` and both neighbouring frames are valid for that joint (only the nearer one
     when the position is integral); values that are not ok are zero.
     """
@@ -73,8 +75,8 @@ def resample_frames(
     frac = p - i0
     frac[frac < eps] = 0.0
     i1 = np.minimum(i0 + 1, num_frames - 1)
-    a = frac[None, :, None]
-    ok = valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, :, None]
+    a = frac[None, ..., None]
+    ok = valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
     values = (1.0 - a)[..., None] * coords[:, i0] + a[..., None] * coords[:, i1]
     values = np.where(ok[..., None], values, 0.0)
     return values, ok
@@ -286,20 +288,57 @@ class _Scorer:
         return values[both], self.ref[:, frames][both]
 
     def score(self, frames, offset, rate, perm, iterations=None) -> _Fit | None:
+        return self.score_many(frames, [(offset, rate, tuple(perm))], iterations)[0]
+
+    def _cost(self, r: np.ndarray) -> float:
+        # Geman-McClure: bounded, so a joint Kinect lost costs the same at every offset and
+        # the timing is decided by the joints both cameras see
+        return float(np.mean(r**2 / (r**2 + self.time_scale**2)))
+
+    def _score_one(self, frames, offset, rate, perm, iterations=None) -> _Fit | None:
+        """One candidate with :func:`robust_rigid_fit`: the ``trimmed`` fit (not batched), and the
+        plain reference the batched scoring is tested and benchmarked against."""
         p, q = self.pairs(frames, offset, rate, perm)
         if len(p) < self.min_points:
             return None
         if self.mode == "body":
-            rot, trans = np.eye(3), np.zeros(3)
-            r = np.linalg.norm(p - q, axis=1)
+            rot, trans, r = np.eye(3), np.zeros(3), np.linalg.norm(p - q, axis=1)
         else:
-            rot, trans, r = robust_rigid_fit(
-                p, q, robust=self.robust, iterations=iterations or self.search_iterations
+            rot, trans, r = robust_rigid_fit(p, q, robust=self.robust, iterations=iterations or self.search_iterations)
+        return _Fit(self._cost(r), float(offset), float(rate), rot, trans, tuple(perm))
+
+    def score_many(self, frames, candidates, iterations=None) -> list[_Fit | None]:
+        """Score ``(offset, rate, perm)`` candidates on the reference ``frames``, all at once
+        (:mod:`~skeleton_attention.skeletons.rigid_batch`); None where fewer than ``min_points``
+        joints overlap."""
+        iterations = iterations or self.search_iterations
+        if self.mode != "body" and self.robust == "trimmed":
+            return [self._score_one(frames, o, r, perm, iterations) for o, r, perm in candidates]
+        frames = np.asarray(frames, dtype=np.intp)
+        fits: list[_Fit | None] = [None] * len(candidates)
+        ref, ref_ok = self.ref[:, frames], self.ref_ok[:, frames]
+        for perm in dict.fromkeys(c[2] for c in candidates):
+            index = [k for k, c in enumerate(candidates) if c[2] == perm]
+            offsets = np.array([candidates[k][0] for k in index], dtype=np.float64)
+            rates = np.array([candidates[k][1] for k in index], dtype=np.float64)
+            values, ok = resample_frames(self.view[list(perm)], self.view_ok[list(perm)],
+                                         offsets[:, None] + rates[:, None] * frames[None, :])
+            keep, costs, rot, trans = candidate_fits(
+                values, ok, ref, ref_ok, rigid=self.mode != "body", robust=self.robust, iterations=iterations,
+                min_points=self.min_points, time_scale=self.time_scale,
             )
-        # Geman-McClure: bounded, so a joint Kinect lost costs the same at every offset and
-        # the timing is decided by the joints both cameras see
-        cost = float(np.mean(r**2 / (r**2 + self.time_scale**2)))
-        return _Fit(cost, float(offset), float(rate), rot, trans, tuple(perm))
+            for j, k in enumerate(keep):
+                fits[index[k]] = _Fit(float(costs[j]), float(offsets[k]), float(rates[k]),
+                                      np.array(rot[j]), np.array(trans[j]), tuple(perm))
+        return fits
+
+
+def _best(fits: Sequence[_Fit | None], best: _Fit | None = None) -> _Fit | None:
+    """The first fit of lowest cost, scanning from ``best`` (which a later fit must strictly beat)."""
+    for fit in fits:
+        if fit is not None and (best is None or fit.cost < best.cost):
+            best = fit
+    return best
 
 
 def _search(
@@ -311,24 +350,17 @@ def _search(
     if len(core) < max(10, ref_len // 4):
         # too short for the requested search range: score on each candidate's own overlap
         core = np.arange(ref_len)
-    best: _Fit | None = None
+
+    def scored(candidates, best=None):
+        candidates = [c for c in candidates if _overlap_ok(ref_len, view_len, c[0], c[1], min_overlap)]
+        return _best(scorer.score_many(core, candidates), best) if candidates else best
+
     # coarse_step > 1: every coarse_step-th offset first, then every integer next to the best one
     coarse = offsets[::coarse_step] if coarse_step > 1 else offsets
-    for perm in perms:
-        for rate in rates:
-            for offset in coarse:
-                if not _overlap_ok(ref_len, view_len, offset, rate, min_overlap):
-                    continue
-                fit = scorer.score(core, offset, rate, perm)
-                if fit is not None and (best is None or fit.cost < best.cost):
-                    best = fit
+    best = scored([(offset, rate, perm) for perm in perms for rate in rates for offset in coarse])
     if best is not None and coarse_step > 1:
-        start = best
-        for offset in offsets[(np.abs(offsets - start.offset) < coarse_step) & (offsets != start.offset)]:
-            if _overlap_ok(ref_len, view_len, offset, start.rate, min_overlap):
-                fit = scorer.score(core, offset, start.rate, start.perm)
-                if fit is not None and fit.cost < best.cost:
-                    best = fit
+        near = offsets[(np.abs(offsets - best.offset) < coarse_step) & (offsets != best.offset)]
+        best = scored([(offset, best.rate, best.perm) for offset in near], best)
     if best is None or refine_step <= 0:
         return best
     # sub-frame refinement around the best integer offset (and rate), same frames
@@ -336,14 +368,7 @@ def _search(
     fine_offsets = fine_offsets[(fine_offsets >= offsets.min()) & (fine_offsets <= offsets.max())]
     rate_step = (rates[1] - rates[0]) if len(rates) > 1 else 0.0
     fine_rates = best.rate + np.array([-0.5, 0.0, 0.5]) * rate_step if rate_step else [best.rate]
-    for rate in fine_rates:
-        for offset in fine_offsets:
-            if not _overlap_ok(ref_len, view_len, offset, rate, min_overlap):
-                continue
-            fit = scorer.score(core, offset, rate, best.perm)
-            if fit is not None and fit.cost < best.cost:
-                best = fit
-    return best
+    return scored([(offset, rate, best.perm) for rate in fine_rates for offset in fine_offsets], best)
 
 
 def _residual_stats(diff_ok: np.ndarray, dist: np.ndarray, num_joints: int):

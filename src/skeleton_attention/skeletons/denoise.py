@@ -57,10 +57,25 @@ def body_motion(xyz: np.ndarray, mode: str = "pooled") -> float:
     variance of each joint and axis, summed (pure motion).
     """
     if mode == "pooled":
-        return float(np.var(xyz.reshape(-1, 3), axis=0).sum())
+        return float(_column_variance(xyz.reshape(-1, 3)).sum())
     if mode == "per_joint":
         return float(np.var(xyz, axis=0).sum())
     raise ValueError(f"motion mode must be one of {MOTION_MODES}, got {mode!r}")
+
+
+def _column_variance(points: np.ndarray) -> np.ndarray:
+    """``np.var(points, axis=0)`` for (n, 3) points, bit for bit, in a third of the time.
+
+    numpy sums along axis 0 of an (n, 3) array in plain sequential order, one short inner loop per
+    row; a running sum (``cumsum``) along the contiguous rows of the transpose adds the same numbers
+    in the same order, so the mean, the squared deviations and their sum are the same floats.
+    """
+    count = points.shape[0]
+    columns = np.ascontiguousarray(points.T)
+    mean = np.cumsum(columns, axis=1)[:, -1] / count
+    deviations = columns - mean[:, None]
+    deviations *= deviations
+    return np.cumsum(deviations, axis=1, out=deviations)[:, -1] / count
 
 
 def noisy_frames(xyz: np.ndarray, spread_ratio: float) -> np.ndarray:
@@ -72,6 +87,16 @@ def noisy_frames(xyz: np.ndarray, spread_ratio: float) -> np.ndarray:
 
 def _tracks(rec: NtuRecording) -> tuple[list[_Track], int]:
     """Tracks in order of first appearance, and the number of repeated (frame, ID) records."""
+    xyz = rec.joints[:, :, :3]
+    if len(rec.body_ids) and not _repeated_ids(rec.body_frame, rec.body_ids):
+        # the usual case, vectorised: one track per body ID, in order of first appearance
+        ids, first, inverse = np.unique(rec.body_ids, return_index=True, return_inverse=True)
+        tracks = []
+        for k in np.argsort(first, kind="stable"):
+            rows = np.flatnonzero(inverse == k)
+            tracks.append(_Track(body_id=int(ids[k]), occurrence=0, frames=rec.body_frame[rows].astype(np.int64),
+                                 xyz=xyz[rows].astype(np.float64)))
+        return tracks, 0
     order: list[tuple[int, int]] = []
     members: dict[tuple[int, int], list[int]] = {}
     seen: dict[tuple[int, int], int] = {}
@@ -85,13 +110,19 @@ def _tracks(rec: NtuRecording) -> tuple[list[_Track], int]:
             members[key] = []
             order.append(key)
         members[key].append(r)
-    xyz = rec.joints[:, :, :3]
     tracks = [
         _Track(body_id=key[0], occurrence=key[1], frames=rec.body_frame[members[key]].astype(np.int64),
                xyz=xyz[members[key]].astype(np.float64))
         for key in order
     ]
     return tracks, repeats
+
+
+def _repeated_ids(frames: np.ndarray, ids: np.ndarray) -> bool:
+    """Does some body ID occur twice in one frame?"""
+    order = np.lexsort((ids, frames))
+    same = (frames[order][1:] == frames[order][:-1]) & (ids[order][1:] == ids[order][:-1])
+    return bool(same.any())
 
 
 def denoise_ntu(

@@ -39,9 +39,12 @@ def _spatial_dims(coords: np.ndarray, layout: JointLayout | None) -> int:
 
 def _combine(a: np.ndarray, b: np.ndarray, ok: np.ndarray, dims: int) -> np.ndarray:
     """``a - b`` on the geometric channels, ``min(a, b)`` on the rest, zero where not ``ok``."""
-    out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.float32)
-    out[..., :dims] = a[..., :dims] - b[..., :dims]
-    out[..., dims:] = np.minimum(a[..., dims:], b[..., dims:])
+    if dims >= a.shape[-1]:  # geometric channels only (3-D data): one subtraction, no channel slices
+        out = np.subtract(a, b, dtype=np.float32)
+    else:
+        out = np.empty(np.broadcast_shapes(a.shape, b.shape), dtype=np.float32)
+        out[..., :dims] = a[..., :dims] - b[..., :dims]
+        out[..., dims:] = np.minimum(a[..., dims:], b[..., dims:])
     out[~ok] = 0.0
     return out
 
@@ -103,7 +106,8 @@ def motion_slow(
 
 
 _STREAMS: dict[str, Callable[[np.ndarray, JointLayout, np.ndarray], np.ndarray]] = {
-    "joint": lambda x, layout, ok: joint(np.where(ok[..., None], x, 0.0)),
+    # np.where already returns a new float32 array: no second copy
+    "joint": lambda x, layout, ok: np.where(ok[..., None], x, np.float32(0.0)),
     "bone": lambda x, layout, ok: bone(x, layout, ok),
     "motion_fast": lambda x, layout, ok: motion_fast(x, layout, ok),
     "motion_slow": lambda x, layout, ok: motion_slow(x, layout, ok),

@@ -148,7 +148,7 @@ class SampleTableWriter:
         fd, tmp = tempfile.mkstemp(prefix=file_prefix(self.path.name), suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp_path = Path(tmp)
-        self._writer = pq.ParquetWriter(self._tmp_path, self.schema, compression="zstd")
+        self._writer = pq.ParquetWriter(self._tmp_path, self.schema, **parquet_write_options(self.schema))
         return self
 
     def write(self, row: Mapping[str, object]) -> None:
@@ -190,6 +190,24 @@ class SampleTableWriter:
         finally:
             if self._tmp_path.exists():
                 self._tmp_path.unlink()
+
+
+def parquet_write_options(schema: pa.Schema) -> dict[str, object]:
+    """How the stream columns are encoded: the values (and the schema) are the same either way.
+
+    Float coordinates almost never repeat, so dictionary encoding them (pyarrow's default) costs
+    time and then falls back to plain pages anyway, and min/max statistics of a coordinate list are
+    of no use to any reader. BYTE_STREAM_SPLIT puts the exponent bytes of the floats together, which
+    zstd compresses much better (docs/performance.md: writing is 2x faster and the file 20 % smaller).
+    """
+    lists = [f.name for f in schema if pa.types.is_list(f.type)]
+    scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
+    return {
+        "compression": "zstd",
+        "use_dictionary": scalars,
+        "write_statistics": scalars,
+        "column_encoding": {f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in lists},
+    }
 
 
 def _float_list_array(values: list[object]) -> pa.Array:

@@ -3,7 +3,7 @@
 One model per input stream (Sec. 3.6): ``run.name`` selects the stream block of
 conf/base/parameters_train_dsta_net.yml (``runs``: spatial_temporal, spatial, fast_temporal,
 slow_temporal). Without ``run.name`` the CLI trains all four, one child MLflow run each under one
-parent, then runs ``fuse_dsta_net`` (experiments/driver.py ``run_group``).
+parent, then runs ``fuse_dsta_net`` (experiments/group_driver.py ``run_group``).
 """
 
 from __future__ import annotations

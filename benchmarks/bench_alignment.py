@@ -1,0 +1,354 @@
+"""Multi-view alignment speed per recording, against the plain implementation, in one run.
+
+Recordings (each set is loaded as the pipelines load it):
+
+* ``ntu synthetic``: ``--ntu-groups`` recordings of three cameras written by ``write_synthetic_ntu``
+  in the raw ``.skeleton`` format; views loaded with ``load_ntu_view`` (read + denoise on the full
+  timeline), aligned with ``multiview_frame`` and the ``prepare_ntu.multiview`` parameters;
+* ``ntu real``: the two recordings of ``ntu_multiview`` (C001-C003), same path;
+* ``nucla``: the first ``--nucla-recordings`` recordings of the real N-UCLA release (``nucla_raw``),
+  copied views masked, ``multiview_frame`` + ``naive_alignment`` with the ``prepare_nucla.multiview``
+  parameters, as ``process_nucla_recording`` does.
+
+Codes, each in a fresh process, taking turns over ``--rounds`` rounds (the best round counts):
+``new`` (this tree: candidates scored in batches, ``rigid_batch.py``), ``unbatched`` (this tree with
+the one-candidate-at-a-time scorer, the straightforward implementation) and, with
+``--baseline-ref REV``, the code of git revision REV. Per set and code: CPU ms per recording for the
+alignment, for loading the views, and for the rest of preparation of the same files (parse +
+denoise + normalize + streams + Parquet row, as ``end_to_end`` in ``bench_prepare.py``), and how
+far the results are from the first other code's (offsets, rates and body order must be the same;
+the largest difference of residuals, rotations and the output coordinates). Usage::
+
+    python benchmarks/bench_alignment.py                           # about 2 minutes
+    python benchmarks/bench_alignment.py --baseline-ref ce986b1 --ntu-groups 40 --nucla-recordings 100
+    python benchmarks/bench_alignment.py --tiny                    # toy sizes (the test suite)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
+
+SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
+COLUMNS = (
+    "set",
+    "code",
+    "recordings",
+    "views",
+    "align ms/rec",
+    "load views ms/rec",
+    "rest of preparation ms/rec",
+    "align / rest",
+    "align speed-up",
+    "choices differing",
+    "max diff residual m",
+    "max diff rotation",
+    "max diff coords",
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# recordings (in the worker: with the code under test)
+# ---------------------------------------------------------------------------------------------
+
+
+def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
+    """``groups`` synthetic recordings of cameras 1-3 (replication 1; the generator's 14 classes, then
+    further performers)."""
+    from skeleton_attention.skeletons.synthetic import SYNTHETIC_ACTIONS, write_synthetic_ntu
+
+    classes = min(groups, len(SYNTHETIC_ACTIONS))
+    performers = tuple(range(1, -(-groups // classes) + 1))
+    files = write_synthetic_ntu(
+        folder,
+        num_classes=classes,
+        performers=performers,
+        replications=(1,),
+        cameras=(1, 2, 3),
+        seed=0,
+        write_manifest=False,
+    )
+    return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
+
+
+def _by_recording(files: Sequence[Path], key: Callable[[Path], str]) -> list[list[Path]]:
+    groups: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(files):
+        groups[key(path)].append(path)
+    return [groups[k] for k in sorted(groups)]
+
+
+def ntu_real_files() -> list[list[Path]]:
+    return _by_recording(sorted((SHARED_DATA / "ntu_multiview").glob("*.skeleton")), lambda p: p.stem[:4] + p.stem[8:])
+
+
+def nucla_files(folder: Path, recordings: int) -> list[list[Path]]:
+    return _by_recording(sorted(folder.rglob("a*_s*_e*_v*.json")), lambda p: p.stem.rsplit("_", 1)[0])[:recordings]
+
+
+def _ntu_aligner(params: Mapping[str, Any]):
+    from skeleton_attention.skeletons.alignment import multiview_frame
+    from skeleton_attention.skeletons.ntu import parse_ntu_name
+    from skeleton_attention.skeletons.views import load_ntu_view
+
+    multiview = dict(params["multiview"])
+    frame = str(multiview.pop("frame", "body"))
+    cameras = tuple(multiview.pop("cameras", (1, 2, 3)))
+
+    def load(paths):
+        loaded = {parse_ntu_name(p).camera: load_ntu_view(p, denoise_params=params["denoise"]) for p in paths}
+        return {c: v for c, (v, _) in loaded.items()}, {c: t for c, (_, t) in loaded.items()}
+
+    def align(loaded):
+        views, tracked = loaded
+        return multiview_frame(views, frame, cameras=cameras, tracked=tracked, **multiview), None
+
+    return load, align
+
+
+def _nucla_aligner(params: Mapping[str, Any]):
+    from skeleton_attention.skeletons import nucla
+    from skeleton_attention.skeletons.alignment import multiview_frame, naive_alignment
+    from skeleton_attention.skeletons.layouts import KINECT20
+
+    multiview = dict(params["multiview"])
+    frame, cameras = str(multiview.pop("frame", "body")), tuple(multiview.pop("cameras", (1, 2, 3)))
+    normalize, share = multiview.pop("normalize", None), float(multiview.pop("copy_min_share", 0.2))
+    masked = multiview.pop("copied_views", "mask") == "mask"
+    reference = int(multiview.pop("reference_camera", cameras[0]))
+
+    def load(paths):
+        sequences = [nucla.read_nucla_file(p) for p in paths]
+        views = {int(seq.meta["camera"]): seq.coords for seq in sequences}
+        copies = nucla.copied_views(views, share) if masked else {}
+        return {c: v for c, v in views.items() if c not in copies}
+
+    def align(views):
+        aligned = multiview_frame(
+            views,
+            frame,
+            reference_camera=reference,
+            cameras=cameras,
+            layout=KINECT20,
+            normalize_params=normalize,
+            **multiview,
+        )
+        return aligned, naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
+
+    return load, align
+
+
+def _rest_of_preparation(paths: Sequence[Path], params: Mapping[str, Any], kind: str, tmp: Path) -> None:
+    """Per file: the per-file preparation (process_*_file), normalize, streams, a Parquet row."""
+    from functools import partial
+
+    from skeleton_attention.skeletons.layouts import get_layout
+    from skeleton_attention.skeletons.normalize import normalize_sequence
+    from skeleton_attention.skeletons.prepare import (
+        NTU_PROTOCOLS,
+        NUCLA_PROTOCOLS,
+        process_ntu_file,
+        process_nucla_file,
+    )
+    from skeleton_attention.skeletons.streams import compute_streams
+    from skeleton_attention.skeletons.table import SampleTableWriter, sequence_to_row
+
+    streams = tuple(params["streams"])
+    if kind == "nucla":
+        processor, protocols = process_nucla_file, NUCLA_PROTOCOLS
+    else:
+        processor, protocols = partial(process_ntu_file, denoise=params["denoise"]), NTU_PROTOCOLS
+    with SampleTableWriter(tmp / "rest.parquet", protocols, streams, int(params["row_group_size"])) as writer:
+        for path in paths:
+            for seq, splits in processor(path).samples:
+                seq = normalize_sequence(seq, params["normalize"])
+                writer.write(
+                    sequence_to_row(seq, compute_streams(seq.coords, get_layout(seq.layout), names=streams), splits)
+                )
+
+
+def _use_unbatched_scorer() -> None:
+    """Score one candidate at a time with ``robust_rigid_fit`` (the plain implementation)."""
+    from skeleton_attention.skeletons import alignment
+
+    def score_many(self, frames, candidates, iterations=None):
+        return [self._score_one(frames, o, r, perm, iterations) for o, r, perm in candidates]
+
+    alignment._Scorer.score_many = score_many
+
+
+def _summary(aligned) -> dict[str, Any]:
+    return {
+        "offsets": dict(aligned.offsets),
+        "rates": dict(aligned.rates),
+        "order": dict(aligned.body_order),
+        "residuals": dict(aligned.residuals),
+        "rotations": {c: np.asarray(r) for c, r in aligned.rotations.items()},
+        "coords": aligned.coords,
+    }
+
+
+def worker(code: str, spec_file: Path, out_file: Path) -> None:
+    """Time one code on every set (this process imports that code); results pickled to ``out_file``."""
+    if code == "unbatched":
+        _use_unbatched_scorer()
+    spec = json.loads(spec_file.read_text())
+    params = yaml.safe_load(PARAMETERS_FILE.read_text())
+    out: dict[str, Any] = {}
+    for name, groups in spec["sets"].items():
+        kind = "nucla" if name.startswith("nucla") else "ntu"
+        load, align = (_nucla_aligner if kind == "nucla" else _ntu_aligner)(params[f"prepare_{kind}"])
+        paths = [[Path(p) for p in g] for g in groups]
+        align(load(paths[0]))  # warm-up: imports, allocator
+        start = time.process_time()
+        loaded = [load(g) for g in paths]
+        load_s = time.process_time() - start
+        start = time.process_time()
+        results = [align(views) for views in loaded]
+        align_s = time.process_time() - start
+        with tempfile.TemporaryDirectory() as tmp:
+            _rest_of_preparation(paths[0], params[f"prepare_{kind}"], kind, Path(tmp))  # warm-up
+            start = time.process_time()
+            _rest_of_preparation([p for g in paths for p in g], params[f"prepare_{kind}"], kind, Path(tmp))
+            rest_s = time.process_time() - start
+        out[name] = {
+            "recordings": len(paths),
+            "views": sum(len(g) for g in paths),
+            "align_s": align_s,
+            "load_s": load_s,
+            "rest_s": rest_s,
+            "results": [[_summary(a) for a in pair if a is not None] for pair in results],
+        }
+    out_file.write_bytes(pickle.dumps(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+# ---------------------------------------------------------------------------------------------
+
+
+def compare(a: list, b: list) -> tuple[int, float, float, float]:
+    """Recordings whose offsets/rates/body order differ, and the largest residual, rotation and
+    coordinate differences over the others."""
+    differing, residual, rotation, coords = 0, 0.0, 0.0, 0.0
+    for xs, ys in zip(a, b, strict=True):
+        for x, y in zip(xs, ys, strict=True):
+            if x["offsets"] != y["offsets"] or x["rates"] != y["rates"] or x["order"] != y["order"]:
+                differing += 1
+                continue
+            for c in x["residuals"]:
+                if np.isfinite(x["residuals"][c]):
+                    residual = max(residual, abs(x["residuals"][c] - y["residuals"][c]))
+                rotation = max(rotation, float(np.abs(x["rotations"][c] - y["rotations"][c]).max()))
+            coords = max(coords, float(np.abs(x["coords"] - y["coords"]).max()))
+    return differing, residual, rotation, coords
+
+
+def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int) -> dict[str, dict]:
+    """Every code in a fresh process per round, the codes taking turns; the best round counts."""
+    best: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({"sets": sets}))
+        for _ in range(rounds):
+            for label, src in codes.items():
+                out = Path(tmp) / "out.pkl"
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--_worker",
+                    label.split()[0],
+                    "--_spec",
+                    str(spec),
+                    "--_out",
+                    str(out),
+                ]
+                subprocess.run(command, check=True, env=code_env(src))
+                result = pickle.loads(out.read_bytes())
+                kept = best.setdefault(label, result)
+                for name, r in result.items():
+                    for key in ("align_s", "load_s", "rest_s"):
+                        kept[name][key] = min(kept[name][key], r[key])
+    return best
+
+
+def format_table(best: Mapping[str, dict]) -> str:
+    codes = list(best)
+    head = "| " + " | ".join(COLUMNS) + " |"
+    lines = [head, "|" + "---|" * len(COLUMNS)]
+    for name in best[codes[0]]:
+        for label in codes:
+            r = best[label][name]
+            n = r["recordings"]
+            other = codes[1] if label == codes[0] and len(codes) > 1 else codes[0]
+            diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0)
+            speedup = best[codes[-1]][name]["align_s"] / r["align_s"]
+            lines.append(
+                f"| {name} | {label} | {n} | {r['views']} | {1e3 * r['align_s'] / n:.1f} | "
+                f"{1e3 * r['load_s'] / n:.1f} | {1e3 * r['rest_s'] / n:.1f} | {r['align_s'] / r['rest_s']:.2f} | "
+                f"{speedup:.1f} | {diff[0]} | {diff[1]:.1e} | {diff[2]:.1e} | {diff[3]:.1e} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ntu-groups", type=int, default=20, help="synthetic NTU recordings (3 cameras each)")
+    parser.add_argument("--nucla-dir", type=Path, default=SHARED_DATA / "nucla_raw")
+    parser.add_argument("--nucla-recordings", type=int, default=60, help="first N-UCLA recordings (0: none)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds per code; the best counts")
+    parser.add_argument("--baseline-ref", default=None, help="a git revision run beside this tree's code")
+    parser.add_argument("--no-unbatched", action="store_true", help="leave out the one-at-a-time scorer")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes: 2 NTU and 3 N-UCLA recordings, 1 round")
+    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        worker(args._worker, args._spec, args._out)
+        return
+    if args.tiny:
+        args.ntu_groups, args.nucla_recordings, args.rounds = 2, 3, 1
+    print(f"{machine_line()}; best of {args.rounds} rounds, CPU time of one process")
+    with tempfile.TemporaryDirectory() as tmp, baseline_tree(args.baseline_ref) as baseline_src:
+        sets: dict[str, list[list[str]]] = {}
+        if args.ntu_groups > 0:
+            sets["ntu synthetic"] = [[str(p) for p in g] for g in ntu_synthetic_files(Path(tmp), args.ntu_groups)]
+        real = ntu_real_files()
+        if real and not args.tiny:
+            sets["ntu real"] = [[str(p) for p in g] for g in real]
+        if args.nucla_recordings > 0 and args.nucla_dir.is_dir():
+            sets["nucla"] = [[str(p) for p in g] for g in nucla_files(args.nucla_dir, args.nucla_recordings)]
+        codes: dict[str, Path | None] = {"new": None}
+        if not args.no_unbatched:
+            codes["unbatched"] = None
+        if baseline_src is not None:
+            codes[f"baseline {args.baseline_ref}"] = baseline_src
+        best = run(sets, codes, args.rounds)
+    print()
+    print(format_table(best))
+    print()
+    print(
+        "align speed-up: the last code's alignment time over this code's; differences: against the "
+        f"first other code ({list(codes)[1] if len(codes) > 1 else 'none'} for new, new for the others)"
+    )
+
+
+if __name__ == "__main__":
+    main()
