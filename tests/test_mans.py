@@ -290,7 +290,7 @@ def test_attention_plot_draws_frame_curves_per_coordinate():
             "title": f"s{i}",
             "length": 20,
             "attention": {"frame": out.attention["frame"][i].numpy()},
-            "plot": model.attention_plot,
+            "kinds": model.attention_kinds,
         }
         for i in range(2)
     ]
@@ -300,7 +300,7 @@ def test_attention_plot_draws_frame_curves_per_coordinate():
     assert [line.get_label() for line in axes[0].get_lines()] == ["x", "y", "z"]
     np.testing.assert_allclose(axes[0].get_lines()[1].get_ydata(), samples[0]["attention"]["frame"][:, 1])
     # without the hint the same map is a heat map (the generic path is unchanged)
-    plain = plot_attention([{**samples[0], "plot": {}}])
+    plain = plot_attention([{**samples[0], "kinds": {}}])
     assert plain.axes[0].get_images()
 
 

@@ -121,7 +121,7 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     assert list(val_scores.columns) == list(scores.columns)
     assert sorted(val_scores["sample_id"]) == sorted(splits.loc[splits["subset"] == "val", "sample_id"])
     assert dvc["val_top1"] == pytest.approx(float(np.mean(val_scores["pred"] == val_scores["label"])))
-    for png in ("curves", "confusion_matrix", "attention"):
+    for png in ("curves", "confusion_matrix", "attention", "attention_skeleton"):
         assert (out / f"08_reporting/train_sta_lstm/{run}/{png}.png").stat().st_size > 5000
     assert (out / f"06_models/train_sta_lstm/{run}/model.pt").is_file()
     artifact = load_model_artifact(out / f"06_models/train_sta_lstm/{run}/model.pt")
@@ -163,7 +163,12 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
         assert sorted(m.step for m in val_history) == list(range(1, 9))
         np.testing.assert_allclose([m.value for m in sorted(val_history, key=lambda m: m.step)], history[key])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {"plots/curves.png", "plots/confusion_matrix.png", "plots/attention.png"}
+    assert artifacts == {
+        "plots/curves.png",
+        "plots/confusion_matrix.png",
+        "plots/attention.png",
+        "plots/attention_skeleton.png",
+    }
     outputs = {a.path for a in client.list_artifacts(run.info.run_id, "outputs")}
     assert {
         "outputs/test_scores.parquet", "outputs/val_scores.parquet", "outputs/test_metrics.json", "outputs/history.csv"

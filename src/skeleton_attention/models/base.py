@@ -192,6 +192,28 @@ class DataDescription:
 #: view slot (NaN = absent view), a bar chart per sample, and the evaluation also collects it for
 #: every test sample to draw its distribution per view.
 ATTENTION_KINDS = ("joints", "frames", "views")
+#: What a drawing hint may say besides ``kind``: ``labels`` (one per series of a (T, S) ``frames``
+#: map, e.g. MANs' x / y / z frame weights), ``ylabel``, and ``view`` (the view slot, 0-based, whose
+#: skeleton a ``joints`` map belongs to, for multi-view models).
+ATTENTION_HINT_KEYS = ("kind", "labels", "ylabel", "view")
+
+
+def attention_hints(kinds: Mapping[str, str | Mapping[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Each declared map's drawing hint as a dict with at least ``kind`` (a bare string is the kind).
+
+    The one place a model says how its maps are drawn (``SkeletonModel.attention_kinds``); an
+    unknown kind or hint key is an error naming the map.
+    """
+    hints: dict[str, dict[str, Any]] = {}
+    for name, value in (kinds or {}).items():
+        hint = {"kind": value} if isinstance(value, str) else dict(value)
+        if hint.get("kind") not in ATTENTION_KINDS:
+            raise ValueError(f"attention map {name!r}: kind {hint.get('kind')!r} is not one of {ATTENTION_KINDS}")
+        unknown = sorted(set(hint) - set(ATTENTION_HINT_KEYS))
+        if unknown:
+            raise ValueError(f"attention map {name!r}: unknown hint keys {unknown}; known: {ATTENTION_HINT_KEYS}")
+        hints[name] = hint
+    return hints
 
 
 class SkeletonModel(nn.Module):
@@ -199,12 +221,13 @@ class SkeletonModel(nn.Module):
 
     ``input_spec`` declares what the data side must deliver (see :class:`InputSpec`).
     ``attention_kinds`` maps the names of ``ModelOutput.attention`` to one of
-    :data:`ATTENTION_KINDS` (a model may set it per instance, e.g. by variant); maps it does not
-    name are drawn by their shape (1-D: frames, else joints), as for STA-LSTM.
+    :data:`ATTENTION_KINDS`, or to a hint dict ``{"kind": ..., "labels": [...], "ylabel": ...,
+    "view": j}`` (:func:`attention_hints`; a model may set it per instance, e.g. by variant); maps
+    it does not name are drawn by their shape (1-D: frames, else joints), as for STA-LSTM.
     """
 
     input_spec: ClassVar[InputSpec] = InputSpec()
-    attention_kinds: Mapping[str, str] = MappingProxyType({})
+    attention_kinds: Mapping[str, str | Mapping[str, Any]] = MappingProxyType({})
 
     def forward(self, batch: Mapping[str, Tensor]) -> ModelOutput:  # pragma: no cover - interface
         raise NotImplementedError(f"{type(self).__name__} does not implement forward(batch)")

@@ -35,6 +35,7 @@ in place of ``F_A``), ``mans`` (the full model). Choices the paper leaves open a
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -159,10 +160,10 @@ class MANs(SkeletonModel):
     """
 
     input_spec: ClassVar[InputSpec] = InputSpec(views="single", max_streams=1, fixed_length=True)
-    #: how the attention plot draws this model's maps (training_common / training.plots)
-    attention_plot: ClassVar[dict[str, dict[str, Any]]] = {
-        "frame": {"kind": "curves", "labels": ["x", "y", "z"], "ylabel": "F_A (frame weight)"}
-    }
+    #: how the attention plot draws this model's maps (base.attention_hints): a curve per coordinate TARM
+    attention_kinds: ClassVar[Mapping[str, Mapping[str, Any]]] = MappingProxyType(
+        {"frame": {"kind": "frames", "labels": ["x", "y", "z"], "ylabel": "F_A (frame weight)"}}
+    )
 
     def __init__(
         self,

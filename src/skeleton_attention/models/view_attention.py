@@ -279,11 +279,12 @@ class ViewAttentionLSTM(SkeletonModel):
                 nn.init.constant_(sub.temporal.w_x.bias, temporal_bias_init)
 
         # how the report draws each attention map (SkeletonModel.attention_kinds)
-        kinds: dict[str, str] = {}
+        kinds: dict[str, str | dict[str, Any]] = {}
         if spatial_attention:
-            kinds.update({self._spatial_name(j): "joints" for j in range(num_views)})
+            # "view": whose skeleton the map is drawn on (training/skeleton_plots.py)
+            kinds.update({self._spatial_name(j): {"kind": "joints", "view": j} for j in range(num_views)})
         if temporal_attention:
-            kinds["temporal"] = "frames"
+            kinds["temporal"] = {"kind": "frames", "labels": [f"view {j + 1}" for j in range(num_views)]}
         if view_attention and multi_view:
             kinds["view"] = "views"
         self.attention_kinds = kinds

@@ -42,6 +42,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from matplotlib.figure import Figure
 
 from skeleton_attention.experiments.config import config_run_dir, fingerprint, run_dir
+from skeleton_attention.models.base import attention_hints
 from skeleton_attention.models.registry import build_model, model_input_spec
 from skeleton_attention.skeletons.layouts import LAYOUTS
 from skeleton_attention.training.callbacks import Callback, MlflowCallback
@@ -63,6 +64,7 @@ from skeleton_attention.training.data import (
 from skeleton_attention.training.labels import LabelMap
 from skeleton_attention.training.metrics import classification_summary, scores_frame
 from skeleton_attention.training.plots import plot_attention, plot_confusion_matrix, plot_training_curves
+from skeleton_attention.training.skeleton_plots import plot_skeleton_attention
 from skeleton_attention.training.trainer import Trainer, TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -324,8 +326,8 @@ def evaluate_model(
     )
     keep = int((params.get("evaluation") or {}).get("attention_samples", 4))
     # how the model wants its maps drawn; "views" maps are small and kept for every test sample
-    kinds = dict(getattr(model, "attention_kinds", None) or {})
-    collect = [name for name, kind in kinds.items() if kind == "views"]
+    kinds = attention_hints(getattr(model, "attention_kinds", None))
+    collect = [name for name, hint in kinds.items() if hint["kind"] == "views"]
     preds = evaluator.predict(loaders["test"], keep_attention=keep, collect_attention=collect)
     names = list(artifact["info"]["class_names"])
     summary = classification_summary(preds.logits, preds.labels, names)
@@ -360,8 +362,8 @@ def evaluate_model(
                 "length": int(preds.lengths[i]),
                 "attention": maps,
                 **({"kinds": kinds} if kinds else {}),
-                # optional per-map drawing hints of the family (e.g. MANs: frame weights as curves)
-                "plot": dict(getattr(model, "attention_plot", None) or {}),
+                # the joints at the frames the model saw, to draw the attention on the skeleton
+                **_positions(data.test, int(preds.indices[i])),
             }
         )
     if preds.attention_all:
@@ -372,6 +374,15 @@ def evaluate_model(
         summary["attention_mean"] = {name: _nanmean_columns(maps) for name, maps in preds.attention_all.items()}
     logger.info("test top-1 %.4f top-5 %.4f on %d samples", summary["top1"], summary["top5"], summary["num_samples"])
     return summary, scores, val_scores, attention
+
+
+def _positions(dataset: Any, index: int) -> dict[str, np.ndarray]:
+    """``{"positions": joints}`` of test sample ``index``, or nothing when the table has no joint stream."""
+    try:
+        return {"positions": dataset.positions(index)}
+    except KeyError as error:
+        logger.info("attention on the skeleton is not drawn: %s", error)
+        return {}
 
 
 def _nanmean_columns(maps: Any) -> list[float | None]:
@@ -388,15 +399,17 @@ def report(
     attention: list[dict[str, Any]],
     artifact: Mapping[str, Any],
     val_scores: pd.DataFrame | None = None,
-) -> tuple[Figure, Figure, Figure, dict[str, float], dict[str, dict[str, float]]]:
-    """Figures, the flat metrics file for DVC and the test metrics for MLflow. With ``val_scores``
-    the flat metrics also carry the selected model's validation accuracy (``val_top1``)."""
+) -> tuple[Figure, Figure, Figure, Figure, dict[str, float], dict[str, dict[str, float]]]:
+    """Figures (curves, confusion, attention maps, attention on the skeleton), the flat metrics file
+    for DVC and the test metrics for MLflow. With ``val_scores`` the flat metrics also carry the
+    selected model's validation accuracy (``val_top1``)."""
     info = artifact["info"]
     records = history.to_dict("records")
     curves = plot_training_curves(records, monitor=info["monitor"], best_epoch=int(info["best_epoch"]))
     confusion = plot_confusion_matrix(test_metrics["confusion_matrix"], info["class_names"])
     layout = LAYOUTS.get(str(info.get("layout")))
     attention_fig = plot_attention(attention, joint_names=layout.joint_names if layout else None)
+    skeleton_fig = plot_skeleton_attention([a for a in attention if "distribution" not in a], layout)
     flat = {
         "test_top1": float(test_metrics["top1"]),
         "test_top5": float(test_metrics["top5"]),
@@ -420,7 +433,7 @@ def report(
             if value is not None:
                 flat[f"test_mean_{name}_attention_{slot}"] = float(value)
                 mlflow_metrics[f"mean_{name}_attention_{slot}"] = {"value": float(value), "step": step}
-    return curves, confusion, attention_fig, flat, mlflow_metrics
+    return curves, confusion, attention_fig, skeleton_fig, flat, mlflow_metrics
 
 
 def prediction_table(test_scores: pd.DataFrame, artifact: Mapping[str, Any]) -> pd.DataFrame:
@@ -495,7 +508,14 @@ def training_pipeline(
             node(
                 functions["report"],
                 inputs=["history", "test_metrics", "attention_maps", "trained_model", "val_scores"],
-                outputs=["curves_plot", "confusion_plot", "attention_plot", "dvc_metrics", "mlflow_test_metrics"],
+                outputs=[
+                    "curves_plot",
+                    "confusion_plot",
+                    "attention_plot",
+                    "skeleton_attention_plot",
+                    "dvc_metrics",
+                    "mlflow_test_metrics",
+                ],
                 name="report",
             ),
             node(functions["export"], inputs="trained_model", outputs="mlflow_model", name="export_model"),

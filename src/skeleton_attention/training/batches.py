@@ -290,6 +290,20 @@ class SkeletonDataset(Dataset):
         return item
 
 
+    def positions(self, index: int) -> np.ndarray:
+        """The joint positions of sample ``index`` at the frames the model sees in evaluation (the
+        same sampling, no augmentation): (M, T, V, C), or (views, M, T, V, C) for multi-view data.
+        For drawing attention on the skeleton, whichever streams the model reads."""
+        if "joint" not in self.table.stream_names:
+            raise KeyError(f"{self.table.path}: no 'joint' stream to draw the skeleton from")
+        arrays = self.table.read([int(self.rows[index])], ("joint",))[0]
+        # evaluation sampling is deterministic: the frames match the attention maps of predict()
+        joint = self.sampling.apply(arrays, None, False)["joint"]
+        if self.views == "multi":
+            return self._to_views(joint, index)
+        return pad_bodies(joint, self.num_bodies, self.bodies_policy)
+
+
 def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into a batch: ``x*`` float (N, M, T, V, C), or (N, views, M, T, V, C) for
     multi-view items, zero-padded to the longest sample; ``view_mask`` bool (N, views) when the

@@ -19,9 +19,13 @@ Pairwise maps (relations between elements, e.g. DSTA-Net's joints x joints and f
 attention) are named with a suffix ``[joints x joints]`` or ``[frames x frames]``
 (:data:`PAIRWISE_SUFFIXES`): they are drawn as square matrices (row element attends to column
 element) on a colour scale symmetric about zero, since tanh attention can be negative.
-A sample may carry drawing hints per map (``plot``: {name: {"kind": "curves", "labels": [...],
-"ylabel": ...}}, from the model's ``attention_plot``): a ``(T, k)`` map of kind ``curves`` is drawn
-as k labelled curves over the frames (e.g. MANs' frame weights, one per coordinate TARM).
+A declared kind may be a hint dict (``models.base.attention_hints``): ``{"kind": "frames",
+"labels": [...], "ylabel": ...}`` draws a ``(T, k)`` map as k labelled curves over the frames (e.g.
+MANs' frame weights, one per coordinate TARM). The same maps drawn on the skeleton itself are in
+``training/skeleton_plots.py``.
+
+Labels are sized for the logged figure (``save_args: {dpi: 110}``, catalog_train.yml): tick labels
+are never below 6 pt, and a panel grows with the number of joints it labels.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from skeleton_attention.models.base import attention_hints
+
+#: the smallest tick label, in points: 6 pt is 9 px at the logged 110 dpi
+MIN_FONT = 6.0
 
 
 def plot_training_curves(
@@ -155,17 +164,22 @@ def _joint_labels(num_rows: int, joint_names: Sequence[str] | None) -> list[str]
     return None
 
 
-def _draw_curves(ax: Any, att: np.ndarray, name: str) -> None:
-    """A "frames" map: one curve per series (T, S) with its label, or the curve of a (T,) map with
-    its increments (STA-LSTM's beta_t and Delta beta_t, paper Fig. 5b/c)."""
+def _draw_curves(ax: Any, att: np.ndarray, name: str, hint: Mapping[str, Any] | None = None) -> None:
+    """A "frames" map: one curve per series (T, S) with its label (hint ``labels``, else "series
+    k"), or the curve of a (T,) map with its increments (STA-LSTM's beta_t and Delta beta_t, paper
+    Fig. 5b/c)."""
+    hint = hint or {}
     frames = np.arange(1, att.shape[0] + 1)
     if att.ndim == 1:
         ax.plot(frames, att, color="tab:blue", label=f"{name} β_t")
         ax.plot(frames[1:], np.diff(att), color="tab:orange", linewidth=0.8, label="Δβ_t")
     else:
+        labels = list(hint.get("labels") or [])
         for k in range(att.shape[1]):
             if np.isfinite(att[:, k]).any():  # an absent view (NaN) draws nothing
-                ax.plot(frames, att[:, k], linewidth=1.0, label=f"view {k + 1}")
+                ax.plot(frames, att[:, k], linewidth=1.0, label=labels[k] if k < len(labels) else f"series {k + 1}")
+    if hint.get("ylabel"):
+        ax.set_ylabel(str(hint["ylabel"]), fontsize=8)
     ax.set_xlabel("frame")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -225,10 +239,10 @@ def _draw_distribution(ax: Any, maps: np.ndarray, name: str, title: str) -> None
     ax.set_title(f"{title}: {name} weights per view", fontsize=9)
 
 
-def _kind(name: str, att: np.ndarray, kinds: Mapping[str, str]) -> str:
+def _kind(name: str, att: np.ndarray, hints: Mapping[str, Mapping[str, Any]]) -> str:
     """The declared kind of a map, else its shape's: 1-D (or one column) frames, else joints."""
-    if name in kinds:
-        return kinds[name]
+    if name in hints:
+        return str(hints[name]["kind"])
     return "frames" if att.ndim == 1 else "joints"
 
 
@@ -259,8 +273,12 @@ def _draw_self_attention(fig: Figure, ax: Any, att: np.ndarray, length: int) -> 
     for k in range(heads):
         r, c = divmod(k, cols)
         ax.text(c * (t + gap) + 0.5, r * (t + gap) + 0.5, f"h{k + 1}", color="white", fontsize=7, va="top")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    # frame numbers 1, middle, t on the first head row and column (every head has the same frames)
+    ticks = sorted({0, (t - 1) // 2, t - 1})
+    ax.set_xticks([c * (t + gap) + k for c in range(cols) for k in ticks])
+    ax.set_xticklabels([str(k + 1) for _ in range(cols) for k in ticks], fontsize=MIN_FONT + 1)
+    ax.set_yticks([r * (t + gap) + k for r in range(rows) for k in ticks])
+    ax.set_yticklabels([str(k + 1) for _ in range(rows) for k in ticks], fontsize=MIN_FONT + 1)
     ax.set_xlabel(f"key frame (1..{t}, per head)")
     ax.set_ylabel(f"query frame (1..{t}, top to bottom)")
 
@@ -284,15 +302,17 @@ def _plot_pairwise(
     if axis == "frame" and 0 < length < att.shape[0]:
         att = att[:length, :length]
     bound = float(np.nanmax(np.abs(att))) if att.size else 1.0
-    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest")
+    n = att.shape[0]
+    # frames numbered from 1, as on every other frame axis of the figures
+    extent = (0.5, n + 0.5, n + 0.5, 0.5) if axis == "frame" else None
+    image = ax.imshow(att, cmap="RdBu_r", vmin=-bound, vmax=bound, interpolation="nearest", extent=extent)
     fig.colorbar(image, ax=ax, shrink=0.85)
     labels = _joint_labels(att.shape[0], joint_names) if axis == "joint" else None
     if labels:
         ax.set_xticks(range(len(labels)))
         ax.set_yticks(range(len(labels)))
-        font = 4 if len(labels) > 20 else 5
-        ax.set_xticklabels(labels, rotation=90, fontsize=font)
-        ax.set_yticklabels(labels, fontsize=font)
+        ax.set_xticklabels(labels, rotation=90, fontsize=MIN_FONT)
+        ax.set_yticklabels(labels, fontsize=MIN_FONT)
     ax.set_xlabel(f"{axis} (attended)")
     ax.set_ylabel(f"{axis} (attending)")
 
@@ -305,7 +325,8 @@ def plot_attention(
 
     Each sample is a dict with ``attention`` ({name: array, time first}), ``length`` (valid
     frames; maps are cut there), a ``title`` string and optionally ``kinds`` ({name: kind}, see
-    ``models.base.ATTENTION_KINDS``: ``joints`` heat map, ``frames`` curves, ``views`` bars). An item
+    ``models.base.ATTENTION_KINDS``: ``joints`` heat map, ``frames`` curves, ``views`` bars; or a
+    hint dict, ``models.base.attention_hints``). An item
     with ``distribution`` ({name: (N, views)}) instead of ``attention`` holds a map of every test
     sample; it adds a bottom row with the distribution per view slot.
     """
@@ -318,8 +339,13 @@ def plot_attention(
     tiled = any(
         is_self_attention(name, np.asarray(s["attention"][name])) for s in samples for name in s.get("attention", {})
     )
-    # tiled self-attention heads need a larger panel to stay legible
+    # tiled self-attention heads need a larger panel to stay legible; so do labelled joint rows
+    # (about 0.11 in per label keeps MIN_FONT labels apart) and joints x joints matrices
     width, height = (8.0, 4.6) if tiled else (5.5, 3.6)
+    rows_labelled = max((_labelled_rows(s, name) for s in samples for name in s.get("attention", {})), default=0)
+    height = max(height, 1.2 + 0.115 * rows_labelled)
+    if any(pairwise_axis(name) == "joint" for name in names):
+        width = max(width, height + 1.4)
     fig = Figure(
         figsize=(width * max(cols, min(len(dist_panels), 2)), height * rows + 4.2 * bool(dist_panels)),
         layout="constrained",
@@ -344,7 +370,7 @@ def plot_attention(
         return fig
     for r, sample in enumerate(samples):
         length = int(sample.get("length") or 0)
-        kinds = sample.get("kinds") or {}
+        hints = attention_hints(sample.get("kinds"))
         for c, name in enumerate(names):
             ax = axes[r, c]
             att = sample.get("attention", {}).get(name)
@@ -361,7 +387,7 @@ def plot_attention(
                 _draw_self_attention(top, ax, att, length)
                 ax.set_title(f"{sample.get('title', '')}\n{name}", fontsize=8)
                 continue
-            kind = _kind(name, att, kinds)
+            kind = _kind(name, att, hints)
             title = f"{sample.get('title', '')}\n{name}"
             ax.set_title(title, fontsize=8)
             if kind == "views":
@@ -372,11 +398,8 @@ def plot_attention(
             att = att.reshape(att.shape[0], -1) if att.ndim >= 2 else att
             if att.ndim == 2 and att.shape[1] == 1:
                 att = att[:, 0]
-            hint = (sample.get("plot") or {}).get(name) or {}
-            if hint.get("kind") == "curves" and att.ndim == 2:
-                _plot_curves(ax, att, hint)
-            elif kind == "frames" or att.ndim == 1:
-                _draw_curves(ax, att, name)
+            if kind == "frames" or att.ndim == 1:
+                _draw_curves(ax, att, name, hints.get(name))
             elif not np.isfinite(att).any():  # e.g. the spatial map of an absent view
                 ax.text(0.5, 0.5, "absent view", ha="center", va="center", transform=ax.transAxes)
                 ax.set_xticks([])
@@ -393,19 +416,19 @@ def plot_attention(
                 top.colorbar(image, ax=ax, shrink=0.9)
                 labels = _joint_labels(att.shape[1], joint_names)
                 ax.set_yticks(range(att.shape[1]))
-                ax.set_yticklabels(labels if labels else range(att.shape[1]), fontsize=4 if att.shape[1] > 30 else 6)
+                ax.set_yticklabels(labels if labels else range(att.shape[1]), fontsize=MIN_FONT)
                 ax.set_xlabel("frame")
                 ax.set_ylabel("joint")
     return fig
 
 
-def _plot_curves(ax: Any, att: np.ndarray, hint: Mapping[str, Any]) -> None:
-    """A ``(T, k)`` map as k labelled curves over the frames (hint: ``labels``, ``ylabel``)."""
-    labels = list(hint.get("labels") or [])
-    frames = np.arange(1, att.shape[0] + 1)
-    for j in range(att.shape[1]):
-        ax.plot(frames, att[:, j], linewidth=1.2, label=labels[j] if j < len(labels) else f"{j}")
-    ax.set_xlabel("frame")
-    ax.set_ylabel(str(hint.get("ylabel", "weight")), fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncols=min(att.shape[1], 4))
+
+def _labelled_rows(sample: Mapping[str, Any], name: str) -> int:
+    """How many joint labels the panel of map ``name`` stacks vertically (0: none)."""
+    att = np.asarray(sample["attention"][name])
+    if pairwise_axis(name) == "joint" and att.ndim == 2:
+        return int(att.shape[0])
+    if is_self_attention(name, att) or pairwise_axis(name) or att.ndim < 2:
+        return 0
+    kind = _kind(name, att, attention_hints(sample.get("kinds")))
+    return int(np.prod(att.shape[1:])) if kind == "joints" else 0
