@@ -166,6 +166,14 @@ def compute_streams_many(
     bounds = np.cumsum([0] + [x.shape[0] * x.shape[1] for x in arrays])
     ends = np.concatenate([np.arange(x.shape[0]) * x.shape[1] + x.shape[1] + start
                            for x, start in zip(arrays, bounds[:-1], strict=True)])
+    if layout.spatial_dims >= stacked.shape[-1]:
+        # presence is decided per frame (module docstring): whole rows of V * C values are kept or
+        # zeroed, which numpy does far faster than masks broadcast over a last axis of 3
+        streams = _frame_masked_streams(stacked[0], ok[0, :, 0], layout, names, ends, arrays)
+        return [
+            {name: streams[name][bounds[i]:bounds[i + 1]].reshape(x.shape) for name in names}
+            for i, x in enumerate(arrays)
+        ]
     out = {}
     for name in names:
         stream = _STREAMS[name](stacked, layout, ok).astype(np.float32, copy=False)
@@ -184,3 +192,36 @@ def compute_streams_many(
 
 #: the frame step of each motion stream (compute_streams_many zeroes a body's last ``step`` frames)
 _MOTION_STEPS: dict[str, int] = {"motion_fast": 1, "motion_slow": 2}
+
+
+def _frame_masked_streams(
+    rows: np.ndarray, frame_ok: np.ndarray, layout: JointLayout, names: tuple[str, ...],
+    ends: np.ndarray, arrays: Sequence[np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The streams of stacked (R, V, C) frames whose presence is per frame (``frame_ok``, (R,)).
+
+    The same element-wise operations as ``_STREAMS`` (a float32 difference, or the value itself, and
+    +0.0 where a frame is missing), on (R, V * C) rows.
+    """
+    count, joints, channels = rows.shape
+    flat = rows.reshape(count, joints * channels)
+    lengths = np.repeat([x.shape[1] for x in arrays], [x.shape[0] for x in arrays])
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == "joint":
+            stream = flat.copy()
+            stream[~frame_ok] = 0.0
+        elif name == "bone":
+            columns = (layout.parent_index()[:, None] * channels + np.arange(channels)).reshape(-1)
+            stream = np.subtract(flat, flat[:, columns], dtype=np.float32)
+            stream[~frame_ok] = 0.0  # a bone's two joints share their frame: present together
+        else:
+            step = _MOTION_STEPS[name]
+            stream = np.zeros_like(flat)
+            if count > step:
+                stream[:-step] = np.subtract(flat[step:], flat[:-step], dtype=np.float32)
+                stream[:-step][~(frame_ok[step:] & frame_ok[:-step])] = 0.0
+            tail = (ends[:, None] - np.arange(1, step + 1)[None, :]).reshape(-1)
+            stream[tail[tail >= np.repeat(ends - lengths, step)]] = 0.0
+        out[name] = stream.reshape(count, joints, channels)
+    return out
