@@ -366,7 +366,11 @@ def _last_column_chunk(path: Path):
 
 
 def test_bad_parquet_settings_fail_before_writing(tmp_path):
-    for settings, message in [({"compression": "zip"}, "compression must be"), ({"codec": "zstd"}, "unknown parquet")]:
+    for settings, message in [
+        ({"compression": "zip"}, "compression must be"),
+        ({"codec": "zstd"}, "unknown parquet"),
+        ({"compression": "snappy", "level": 2}, "takes no level"),
+    ]:
         with pytest.raises(ValueError, match=message):
             table.SampleTableWriter(tmp_path / "t.parquet", ("toy",), parquet=settings)
     assert not list(tmp_path.iterdir())

@@ -196,8 +196,9 @@ class SampleTableWriter:
 
 #: the Parquet codecs a table may be written with (``parquet.compression``)
 PARQUET_CODECS: tuple[str, ...] = ("zstd", "lz4", "snappy", "gzip", "brotli", "none")
-#: the default ``parquet`` settings: zstd level 1 with BYTE_STREAM_SPLIT (docs/performance.md)
-PARQUET_DEFAULTS: dict[str, object] = {"compression": "zstd", "level": 1, "byte_stream_split": True}
+#: the default ``parquet`` settings: zstd at its default level (1) with BYTE_STREAM_SPLIT
+#: (docs/performance.md)
+PARQUET_DEFAULTS: dict[str, object] = {"compression": "zstd", "level": None, "byte_stream_split": True}
 
 
 def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | None = None) -> dict[str, object]:
@@ -206,7 +207,7 @@ def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | No
 
     ``settings`` (the ``parquet`` block of a ``prepare_*`` parameter set; missing keys take
     :data:`PARQUET_DEFAULTS`): ``compression`` (one of :data:`PARQUET_CODECS`), ``level`` (the
-    codec's level, null for its default) and ``byte_stream_split`` (encode the float stream columns
+    codec's level; null for its default, which for zstd is 1) and ``byte_stream_split`` (encode the float stream columns
     with BYTE_STREAM_SPLIT). docs/performance.md measures the choices on disk against time.
 
     Float coordinates almost never repeat, so dictionary encoding them (pyarrow's default) costs
@@ -224,7 +225,9 @@ def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | No
     lists = [f.name for f in schema if pa.types.is_list(f.type)]
     scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
     options: dict[str, object] = {"compression": codec, "use_dictionary": scalars, "write_statistics": scalars}
-    if merged["level"] is not None and codec != "none":
+    if merged["level"] is not None:
+        if codec == "none" or not pa.Codec.supports_compression_level(codec):
+            raise ValueError(f"parquet compression {codec!r} takes no level (got level {merged['level']!r})")
         options["compression_level"] = int(merged["level"])  # type: ignore[call-overload]
     if merged["byte_stream_split"]:
         options["column_encoding"] = {f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in lists}
