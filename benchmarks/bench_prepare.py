@@ -10,7 +10,8 @@ Part 1 compares, in one run and on the same real files (one core each):
 * ``read_ntu_skeleton_pure``  this project's reader, pure-Python/pyarrow path;
 * ``read_ntu_skeleton_fast``  this project's reader with the compiled parser (``_ntu_fast``);
 * ``end_to_end`` / ``end_to_end_pure``  :func:`end_to_end`, the per-file preparation path
-  (read + denoise + normalize + streams + table write) with either reader.
+  (read + denoise + normalize + streams + table write) with either reader;
+* ``end_to_end_uncompressed``  the same with ``parquet.compression: none`` (this tree only).
 
 Each method runs in its own fresh interpreter so its peak RSS is its own. A pass reads
 ``--files`` files (the real files cycled); each method gets ``--rounds`` passes, the methods taking
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,7 @@ def end_to_end(paths: Sequence[Path], params: Mapping[str, Any] | None = None,
     from skeleton_attention.skeletons.prepare import NTU_PROTOCOLS, process_ntu_file
     from skeleton_attention.skeletons.table import SampleTableWriter, sequence_to_row
 
-    params = load_prepare_params() if params is None else params
+    params = _conf_params() if params is None else params
     streams = tuple(params["streams"])
     many = getattr(streams_module, "compute_streams_many", None)
     if many is None:  # a baseline without it: one sample at a time
@@ -190,6 +191,18 @@ def end_to_end(paths: Sequence[Path], params: Mapping[str, Any] | None = None,
         return writer.rows_written
 
 
+@cache
+def _conf_params() -> dict[str, Any]:
+    """conf/base's ``prepare_ntu`` block, read once per process (not inside the timed passes)."""
+    return load_prepare_params()
+
+
+def _uncompressed(paths: Sequence[Path]) -> int:
+    """:func:`end_to_end` with ``parquet.compression: none`` (docs/performance.md weighs it)."""
+    params = _conf_params()
+    return end_to_end(paths, {**params, "parquet": {**dict(params.get("parquet") or {}), "compression": "none"}})
+
+
 def _each(reader: Callable[[Path], object]) -> Callable[[Sequence[Path]], int]:
     def run(paths: Sequence[Path]) -> int:
         for path in paths:
@@ -205,6 +218,7 @@ METHODS: dict[str, Callable[[Sequence[Path]], int]] = {
     "read_ntu_skeleton_fast": _each(partial(read_ntu_skeleton, pure=False)),
     "end_to_end": end_to_end,
     "end_to_end_pure": end_to_end,
+    "end_to_end_uncompressed": _uncompressed,
 }
 #: environment of a method's process: ``end_to_end_pure`` reads through ``process_ntu_file``, so
 #: the pure reader is chosen with the environment variable
@@ -369,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_results: dict[str, Any] = {}
     with baseline_tree(args.baseline_ref) as baseline_src:
         if baseline_src is not None:
-            methods += [f"{m}@baseline" for m in methods if m.startswith("end_to_end")]
+            methods += [f"{m}@baseline" for m in methods if m in ("end_to_end", "end_to_end_pure")]
         for title, folder in [] if args.skip_readers else sets:
             files = sorted(Path(folder).glob("*.skeleton"))
             if not files:
