@@ -340,6 +340,11 @@ def test_featurize_in_batches_writes_the_per_sample_values(tmp_path, ntu_raw, mo
         plain = featurized("plain.parquet", 1)
     assert len(batched) == len(intermediate) > 8
     _assert_same_values(batched, plain)
+    # a stream error still names the sample it happened on
+    with pytest.raises(ValueError, match="unknown stream") as error:
+        list(prepare.featurize(intermediate, params["normalize"], ("joint", "speed"), batch=4))
+    first = intermediate.metadata()["sample_id"].iloc[0]
+    assert any(f"while building the streams of {first}" in note for note in error.value.__notes__)
 
 
 @pytest.mark.parametrize(

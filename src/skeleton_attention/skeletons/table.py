@@ -207,8 +207,9 @@ def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | No
 
     ``settings`` (the ``parquet`` block of a ``prepare_*`` parameter set; missing keys take
     :data:`PARQUET_DEFAULTS`): ``compression`` (one of :data:`PARQUET_CODECS`), ``level`` (the
-    codec's level; null for its default, which for zstd is 1) and ``byte_stream_split`` (encode the float stream columns
-    with BYTE_STREAM_SPLIT). docs/performance.md measures the choices on disk against time.
+    codec's level; null for its default, which for zstd is 1) and ``byte_stream_split`` (encode
+    the float stream columns with BYTE_STREAM_SPLIT). docs/performance.md §2a measures the choices
+    on disk against time.
 
     Float coordinates almost never repeat, so dictionary encoding them (pyarrow's default) costs
     time and then falls back to plain pages anyway, and min/max statistics of a coordinate list are
