@@ -223,6 +223,8 @@ def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | No
     codec = str(merged["compression"]).lower()
     if codec not in PARQUET_CODECS:
         raise ValueError(f"parquet compression must be one of {PARQUET_CODECS}, got {merged['compression']!r}")
+    if codec != "none" and not pa.Codec.is_available(codec):
+        raise ValueError(f"parquet compression {codec!r} is not built into this pyarrow")
     lists = [f.name for f in schema if pa.types.is_list(f.type)]
     scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
     options: dict[str, object] = {"compression": codec, "use_dictionary": scalars, "write_statistics": scalars}
