@@ -10,7 +10,8 @@ Part 1 compares, in one run and on the same real files (one core each):
 * ``read_ntu_skeleton_pure``  this project's reader, pure-Python/pyarrow path;
 * ``read_ntu_skeleton_fast``  this project's reader with the compiled parser (``_ntu_fast``);
 * ``end_to_end`` / ``end_to_end_pure``  :func:`end_to_end`, the per-file preparation path
-  (read + denoise + normalize + streams + table write) with either reader.
+  (read + denoise + normalize + streams + table write) with either reader;
+* ``end_to_end_uncompressed``  the same with ``parquet.compression: none`` (this tree only).
 
 Each method runs in its own fresh interpreter so its peak RSS is its own. A pass reads
 ``--files`` files (the real files cycled); each method gets ``--rounds`` passes, the methods taking
@@ -37,6 +38,7 @@ the parser-only rate on the same files, a digest of the prepared values, and ext
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -44,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -150,32 +152,55 @@ def baseline_dict(path: Path) -> dict[str, np.ndarray]:
 
 
 def end_to_end(paths: Sequence[Path], params: Mapping[str, Any] | None = None,
-               workdir: Path | None = None) -> int:
+               workdir: Path | None = None, batch: int = 64) -> int:
     """The per-file preparation path, in one process: for each file ``process_ntu_file`` (read,
-    missing-list check, denoise), then per sample ``normalize_sequence`` + ``compute_streams``
-    (as ``prepare.featurize`` chains them) and a row in a Parquet sample table written to a
+    missing-list check, denoise), then per sample ``normalize_sequence``, the streams of ``batch``
+    samples at a time (``compute_streams_many``, as ``prepare.featurize`` computes them; one sample
+    at a time with code that predates it) and a row in a Parquet sample table written to a
     temporary folder. ``params`` is the ``prepare_ntu`` block (default: conf/base).
 
     Returns the number of samples written.
     """
+    from skeleton_attention.skeletons import streams as streams_module
     from skeleton_attention.skeletons.layouts import get_layout
     from skeleton_attention.skeletons.normalize import normalize_sequence
     from skeleton_attention.skeletons.prepare import NTU_PROTOCOLS, process_ntu_file
-    from skeleton_attention.skeletons.streams import compute_streams
     from skeleton_attention.skeletons.table import SampleTableWriter, sequence_to_row
 
-    params = load_prepare_params() if params is None else params
+    params = _conf_params() if params is None else params
     streams = tuple(params["streams"])
+    many = getattr(streams_module, "compute_streams_many", None)
+    if many is None:  # a baseline without it: one sample at a time
+        def many(coords, layout, names):
+            return [streams_module.compute_streams(x, layout, names=names) for x in coords]
+    layout = get_layout("ntu25")
+    supported = "parquet" in inspect.signature(SampleTableWriter).parameters  # not in code before it
+    extra = {"parquet": params["parquet"]} if supported and params.get("parquet") is not None else {}
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         table = Path(tmp) / "samples.parquet"
-        with SampleTableWriter(table, NTU_PROTOCOLS, streams, int(params["row_group_size"])) as writer:
-            for path in paths:
+        with SampleTableWriter(table, NTU_PROTOCOLS, streams, int(params["row_group_size"]), **extra) as writer:
+            pending = []
+            for index, path in enumerate(paths):
                 outcome = process_ntu_file(path, denoise=params["denoise"])
-                for seq, splits in outcome.samples:
-                    seq = normalize_sequence(seq, params["normalize"])
-                    arrays = compute_streams(seq.coords, get_layout(seq.layout), names=streams)
-                    writer.write(sequence_to_row(seq, arrays, splits))
+                pending += [(normalize_sequence(seq, params["normalize"]), splits) for seq, splits in outcome.samples]
+                if len(pending) >= batch or index == len(paths) - 1:
+                    arrays = many([seq.coords for seq, _ in pending], layout, streams)
+                    for (seq, splits), sample in zip(pending, arrays, strict=True):
+                        writer.write(sequence_to_row(seq, sample, splits))
+                    pending = []
         return writer.rows_written
+
+
+@cache
+def _conf_params() -> dict[str, Any]:
+    """conf/base's ``prepare_ntu`` block, read once per process (not inside the timed passes)."""
+    return load_prepare_params()
+
+
+def _uncompressed(paths: Sequence[Path]) -> int:
+    """:func:`end_to_end` with ``parquet.compression: none`` (docs/performance.md weighs it)."""
+    params = _conf_params()
+    return end_to_end(paths, {**params, "parquet": {**dict(params.get("parquet") or {}), "compression": "none"}})
 
 
 def _each(reader: Callable[[Path], object]) -> Callable[[Sequence[Path]], int]:
@@ -193,6 +218,7 @@ METHODS: dict[str, Callable[[Sequence[Path]], int]] = {
     "read_ntu_skeleton_fast": _each(partial(read_ntu_skeleton, pure=False)),
     "end_to_end": end_to_end,
     "end_to_end_pure": end_to_end,
+    "end_to_end_uncompressed": _uncompressed,
 }
 #: environment of a method's process: ``end_to_end_pure`` reads through ``process_ntu_file``, so
 #: the pure reader is chosen with the environment variable
@@ -324,7 +350,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="toy sizes for the test suite: 6 reads, 1 round, 12 and 24 files in part 2")
     parser.add_argument("--skip-full", action="store_true", help="only part 1")
     parser.add_argument("--skip-readers", action="store_true", help="only part 2")
+    parser.add_argument("--also-parquet", action="append", default=[], metavar="JSON",
+                        help="part 2 also runs this tree with these Parquet settings over conf/base's "
+                             "(table.parquet_write_options), e.g. '{\"compression\": \"none\"}'; repeatable")
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
+    parser.add_argument("--_parquet", help=argparse.SUPPRESS)
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_full", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--_paths-file", type=Path, help=argparse.SUPPRESS)
@@ -333,7 +363,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         _worker(args._worker, args._paths_file, 1)
         return
     if args._full:
-        full_worker(args._paths_file, args._full, args.workers, load_prepare_params())
+        params = load_prepare_params()
+        if args._parquet:
+            params["parquet"] = {**dict(params.get("parquet") or {}), **json.loads(args._parquet)}
+        full_worker(args._paths_file, args._full, args.workers, params)
         return
     if args.tiny:
         args.files, args.rounds, args.full_sizes, args.fraction = 6, 1, [12, 24], None
@@ -350,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_results: dict[str, Any] = {}
     with baseline_tree(args.baseline_ref) as baseline_src:
         if baseline_src is not None:
-            methods += [f"{m}@baseline" for m in methods if m.startswith("end_to_end")]
+            methods += [f"{m}@baseline" for m in methods if m in ("end_to_end", "end_to_end_pure")]
         for title, folder in [] if args.skip_readers else sets:
             files = sorted(Path(folder).glob("*.skeleton"))
             if not files:
@@ -362,7 +395,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(format_table(f"{title}: {len(files)} distinct files from {folder}", results))
         if not args.skip_full:
             codes = {"new": None, **({f"baseline {args.baseline_ref}": baseline_src} if baseline_src else {})}
-            results, write_s = run_full(Path(__file__), full_sizes(args), args.workers, args.synthetic_dir, codes)
+            extra = {}
+            for settings in args.also_parquet:
+                label = "new, parquet " + ", ".join(f"{k}={v}" for k, v in json.loads(settings).items())
+                codes[label], extra[label] = None, ["--_parquet", settings]
+            results, write_s = run_full(
+                Path(__file__), full_sizes(args), args.workers, args.synthetic_dir, codes, extra
+            )
             all_results["full preparation"] = results
             print()
             print(format_full_table(

@@ -110,11 +110,15 @@ def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, 
     from skeleton_attention.skeletons.prepare import NTU_PROTOCOLS, featurize, process_ntu_file
 
     counter = IngestCounter()
+    # the Parquet settings (code that predates them writes zstd with BYTE_STREAM_SPLIT, their default)
+    supported = "parquet" in getattr(BundleSpec, "__dataclass_fields__", {})
+    parquet = {"parquet": params["parquet"]} if supported and params.get("parquet") is not None else {}
     spec = BundleSpec(
         protocols=NTU_PROTOCOLS,
         streams=("joint",),
         row_group_size=int(params["row_group_size"]),
         info={"stage": "intermediate", "coordinates": "camera", "dataset": "ntu"},
+        **parquet,
     )
     source = BundleSource(spec=spec, records=())
 
@@ -141,6 +145,7 @@ def full_preparation(paths: Sequence[Path], out_dir: Path, params: Mapping[str, 
         streams=streams,
         row_group_size=int(params["row_group_size"]),
         info={"stage": "feature", "normalize": dict(params["normalize"])},
+        **parquet,
     )
     start = time.perf_counter()
     records_in = featurize(table, params["normalize"], streams, row_order=params.get("row_order"))
@@ -230,11 +235,17 @@ def full_worker(paths_file: Path, n_files: int, workers: int, params: Mapping[st
 
 
 def run_full(
-    script: Path, sizes: Sequence[int], workers: int, folder: Path | None, codes: Mapping[str, Path | None]
+    script: Path,
+    sizes: Sequence[int],
+    workers: int,
+    folder: Path | None,
+    codes: Mapping[str, Path | None],
+    extra_args: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[dict], float]:
     """Write the synthetic files (unless ``folder`` holds enough) and run each size with each code
-    (label -> ``src`` folder, None = this tree) in a fresh process, the codes taking turns.
-    Returns the results and the seconds spent writing the files."""
+    (label -> ``src`` folder, None = this tree; ``extra_args``: label -> more worker arguments) in a
+    fresh process, the codes taking turns. Returns the results and the seconds spent writing the
+    files."""
     with tempfile.TemporaryDirectory() as tmp:
         write_s = 0.0
         if folder is None:
@@ -259,6 +270,7 @@ def run_full(
                     str(paths_file),
                     "--workers",
                     str(workers),
+                    *(extra_args or {}).get(label, ()),
                 ]
                 out = subprocess.run(command, check=True, capture_output=True, text=True, env=code_env(src))
                 results.append({"code": label, **json.loads(out.stdout.strip().splitlines()[-1])})

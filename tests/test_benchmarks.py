@@ -95,3 +95,17 @@ def test_train_benchmark_takes_any_family_including_multi_view():
     assert out.splitlines()[0].startswith("view_attention {")
     paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
     assert paths == ["plain", "trainer"]
+
+
+def test_bench_parquet_compares_every_setting_on_real_files(shared_data):
+    out = _run(
+        "benchmarks/bench_parquet.py", "--ntu-dir", str(shared_data / "ntu_raw"), "--files", "2", "--rounds", "1"
+    )
+    for first in ("intermediate table", "feature table"):
+        assert f"### {first}: 2 samples" in out
+    header, rows = _table(out, "settings")
+    assert header[1:4] == ["write ms/sample", "read ms/sample", "KB/sample"]
+    assert [r[0] for r in rows][:2] == ["default (zstd, BYTE_STREAM_SPLIT)", "byte_stream_split=False"]
+    sizes = {r[0]: float(r[3]) for r in rows}
+    # BYTE_STREAM_SPLIT makes zstd smaller; uncompressed holds every float byte
+    assert sizes["default (zstd, BYTE_STREAM_SPLIT)"] < sizes["byte_stream_split=False"] < sizes["compression=none"]

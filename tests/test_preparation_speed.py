@@ -104,7 +104,7 @@ def _plain_implementations(monkeypatch) -> None:
     )
     monkeypatch.setattr(denoise, "_column_variance", lambda points: np.var(points, axis=0))
     monkeypatch.setattr(denoise, "_repeated_ids", lambda frames, ids: True)  # the per-record loop
-    monkeypatch.setattr(table, "parquet_write_options", lambda schema: {"compression": "zstd"})
+    monkeypatch.setattr(table, "parquet_write_options", lambda schema, settings=None: {"compression": "zstd"})
 
 
 # --- preparation ---------------------------------------------------------------------------------------
@@ -258,3 +258,124 @@ def test_batched_alignment_search_equals_the_plain_search(shared_data, monkeypat
         plain = [alignment.multiview_frame(frame=frame, **case) for case in cases]
     for a, b in zip(fast, plain, strict=True):
         _assert_close(a, b)
+
+
+# --- streams of many samples at once, featurize, Parquet settings ------------------------------------------
+
+
+def _ragged_samples(rng, layout, channels: int) -> list[np.ndarray]:
+    """Samples with 1-2 bodies and 1-40 frames (shorter than both motion steps included), missing
+    frames, missing joints, negative zeros and, for a score channel, zero scores."""
+    samples = []
+    for bodies, frames in [(2, 40), (1, 1), (2, 2), (1, 3), (2, 17), (1, 40), (2, 1), (1, 25)]:
+        x = rng.normal(size=(bodies, frames, layout.num_joints, channels)).astype(np.float32)
+        x[:, rng.random(frames) < 0.2] = 0.0  # dropped frames
+        x[-1, :, 3] = 0.0  # a joint never seen
+        x[0, 0, 5] = -0.0
+        if channels > layout.spatial_dims:
+            x[..., -1] = np.where(rng.random(x.shape[:3]) < 0.3, 0.0, np.abs(x[..., -1]))
+        samples.append(x)
+    return samples
+
+
+@pytest.mark.parametrize("layout_name, channels", [("ntu25", 3), ("openpose18", 3), ("kinect20", 3)])
+def test_streams_of_many_samples_equal_one_sample_at_a_time(layout_name, channels):
+    layout = get_layout(layout_name)
+    samples = _ragged_samples(np.random.default_rng(7), layout, channels)
+    many = streams.compute_streams_many(samples, layout)
+    assert len(many) == len(samples)
+    for x, got in zip(samples, many, strict=True):
+        want = streams.compute_streams(x, layout)
+        assert list(got) == list(want)
+        for name in want:
+            assert got[name].shape == x.shape and got[name].dtype == np.float32
+            assert np.array_equal(got[name].view(np.uint32), want[name].view(np.uint32)), name
+    assert streams.compute_streams_many([], layout) == []
+    with pytest.raises(ValueError, match="joints and channels"):
+        streams.compute_streams_many([samples[0], samples[0][:, :, :5]], layout)
+    with pytest.raises(ValueError, match="unknown stream"):
+        streams.compute_streams_many(samples, layout, names=("joint", "speed"))
+
+
+def _intermediate(tmp_path: Path, files: list[Path]) -> table.SampleTable:
+    path = tmp_path / "intermediate.parquet"
+    rows = []
+    for file in files:
+        for seq, splits in process_ntu_file(file, denoise=PARAMS["prepare_ntu"]["denoise"]).samples:
+            rows.append(table.sequence_to_row(seq, {"joint": seq.coords}, splits))
+    table.write_table(path, rows, NTU_PROTOCOLS, ("joint",), row_group_size=4)
+    return table.SampleTable(path)
+
+
+def test_featurize_in_batches_writes_the_per_sample_values(tmp_path, ntu_raw, monkeypatch):
+    from skeleton_attention.skeletons import prepare
+
+    synthetic = write_synthetic_ntu(
+        tmp_path / "raw",
+        num_classes=2,
+        performers=(1, 2),
+        replications=(1,),
+        cameras=(1, 2),
+        spurious_body_rate=0.5,
+        dropped_frame_rate=0.05,
+        write_manifest=False,
+    )
+    intermediate = _intermediate(tmp_path, synthetic + sorted(ntu_raw.glob("*A05[0-1].skeleton")))
+    params = PARAMS["prepare_ntu"]
+    names = tuple(params["streams"])
+
+    def featurized(name: str, batch: int) -> pa.Table:
+        rows = prepare.featurize(intermediate, params["normalize"], names, row_order=params["row_order"], batch=batch)
+        table.write_table(tmp_path / name, rows, NTU_PROTOCOLS, names, row_group_size=4)
+        return pq.read_table(tmp_path / name)
+
+    batched = featurized("batched.parquet", 5)  # batches that cut across row groups, and a short last one
+    with monkeypatch.context() as patch:  # the per-sample streams of the plain implementation
+        _plain_implementations(patch)
+        patch.setattr(
+            prepare,
+            "compute_streams_many",
+            lambda xs, layout, names: [streams.compute_streams(x, layout, names=names) for x in xs],
+        )
+        plain = featurized("plain.parquet", 1)
+    assert len(batched) == len(intermediate) > 8
+    _assert_same_values(batched, plain)
+    # a stream error still names the sample it happened on
+    with pytest.raises(ValueError, match="unknown stream") as error:
+        list(prepare.featurize(intermediate, params["normalize"], ("joint", "speed"), batch=4))
+    first = intermediate.metadata()["sample_id"].iloc[0]
+    assert any(f"while building the streams of {first}" in note for note in error.value.__notes__)
+
+
+@pytest.mark.parametrize(
+    "settings", [{"compression": "none"}, {"compression": "lz4", "byte_stream_split": False}, {"level": 3}]
+)
+def test_parquet_settings_change_the_file_not_the_values(tmp_path, settings):
+    layout = get_layout("ntu25")
+    rows = []
+    for i, x in enumerate(_ragged_samples(np.random.default_rng(1), layout, 3)):
+        seq = normalize.SkeletonSequence(sample_id=f"s{i}", dataset="toy", layout="ntu25", coords=x, label=i % 2)
+        rows.append(table.sequence_to_row(seq, streams.compute_streams(x, layout), {"toy": "train"}))
+    table.write_table(tmp_path / "default.parquet", rows, ("toy",), row_group_size=3)
+    table.write_table(tmp_path / "other.parquet", rows, ("toy",), row_group_size=3, parquet=settings)
+    _assert_same_values(pq.read_table(tmp_path / "default.parquet"), pq.read_table(tmp_path / "other.parquet"))
+    default, other = (_last_column_chunk(tmp_path / f) for f in ("default.parquet", "other.parquet"))
+    assert default.compression == "ZSTD" and "BYTE_STREAM_SPLIT" in default.encodings
+    assert other.compression == str(settings.get("compression", "zstd")).upper().replace("NONE", "UNCOMPRESSED")
+    assert ("BYTE_STREAM_SPLIT" in other.encodings) == settings.get("byte_stream_split", True)
+
+
+def _last_column_chunk(path: Path):
+    metadata = pq.ParquetFile(path).metadata
+    return metadata.row_group(0).column(metadata.num_columns - 1)
+
+
+def test_bad_parquet_settings_fail_before_writing(tmp_path):
+    for settings, message in [
+        ({"compression": "zip"}, "compression must be"),
+        ({"codec": "zstd"}, "unknown parquet"),
+        ({"compression": "snappy", "level": 2}, "takes no level"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            table.SampleTableWriter(tmp_path / "t.parquet", ("toy",), parquet=settings)
+    assert not list(tmp_path.iterdir())

@@ -90,6 +90,7 @@ def ingest_source(
         source_fingerprint=fingerprint,
         source_bundle=source_bundle,
         rebuild_command=rebuild_command(str(info.get("dataset", ""))),
+        parquet=params.get("parquet"),
     )
     source = BundleSource(spec=spec, records=())
     source.records = _CountedRecords(source, list(paths), processor, params, skipped)
@@ -126,6 +127,7 @@ def build_streams(intermediate: PreparedBundle, params: Mapping[str, Any]) -> Bu
         source_fingerprint=digest({"source": intermediate.fingerprint, "params": output_params(params)}),
         source_bundle=intermediate,
         rebuild_command=rebuild_command(str(intermediate.summary.get("dataset", ""))),
+        parquet=params.get("parquet"),
     )
     records = featurize(
         intermediate.table, params.get("normalize", {}), streams, params.get("smoothing"), row_order=order

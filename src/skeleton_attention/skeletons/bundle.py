@@ -63,6 +63,8 @@ class BundleSpec:
     source_bundle: PreparedBundle | None = None
     #: the command that rebuilds this bundle and its source, named when it is found stale
     rebuild_command: str | None = None
+    #: Parquet compression and encoding of the sample table (``table.parquet_write_options``)
+    parquet: Mapping[str, object] | None = None
 
 
 @dataclass
@@ -133,7 +135,8 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
         # side records are streamed to disk as they come: memory stays flat however many inputs
         with (
             SampleTableWriter(
-                tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size, spec.fold_protocols
+                tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size, spec.fold_protocols,
+                spec.parquet,
             ) as writer,
             open(tmp_dir / QUARANTINE_FILE, "w", newline="", encoding="utf-8") as quarantine_file,
             open(tmp_dir / REPORT_FILE, "w", encoding="utf-8") as report_file,

@@ -26,7 +26,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 #: parameters that change how a bundle is produced but not what it holds
-RUNTIME_ONLY_PARAMS = frozenset({"workers", "chunksize", "description", "strict"})
+#: settings that change how a bundle is produced or stored, never its values (``parquet``: the file
+#: encoding, table.parquet_write_options)
+RUNTIME_ONLY_PARAMS = frozenset({"workers", "chunksize", "description", "strict", "parquet"})
 
 
 class StaleBundleError(RuntimeError):

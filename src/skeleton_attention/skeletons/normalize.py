@@ -133,6 +133,8 @@ def reference_body(joint_valid: np.ndarray) -> int | None:
 
 def _nearest_fill(values: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """Replace rows where ``ok`` is False by the nearest row where it is True (ties: earlier)."""
+    if ok.all():  # the common case: every row is its own nearest
+        return values
     good = np.flatnonzero(ok)
     t = np.arange(len(ok))
     pos = np.searchsorted(good, t)
@@ -325,7 +327,10 @@ def pre_normalize(
     xyz = xyz @ rot.T
     if length is not None:
         xyz = xyz / length
-    x[..., :3] = np.where(valid[..., None], xyz, 0.0)
+    # xyz is a new array: zeroing its missing joints in place gives np.where(valid, xyz, 0.0)'s
+    # values without broadcasting the mask over a last axis of 3
+    xyz[~valid] = 0.0
+    x[..., :3] = xyz
     return x.astype(np.float32)
 
 

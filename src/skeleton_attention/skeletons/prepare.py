@@ -7,6 +7,7 @@ Plain functions over the readers, picklable for the ingest process pool; the Ked
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from skeleton_attention.skeletons.layouts import get_layout
 from skeleton_attention.skeletons.normalize import normalize_sequence
 from skeleton_attention.skeletons.sequence import SkeletonSequence
 from skeleton_attention.skeletons.smoothing import smooth_time, smoothing_kernel_from
-from skeleton_attention.skeletons.streams import compute_streams
+from skeleton_attention.skeletons.streams import compute_streams, compute_streams_many
 from skeleton_attention.skeletons.table import (
     META_INT_COLUMNS,
     META_STR_COLUMNS,
@@ -227,6 +228,7 @@ def featurize(
     streams: Sequence[str],
     smoothing: Mapping[str, object] | None = None,
     row_order: Mapping[str, object] | None = None,
+    batch: int = 64,
 ) -> Iterator[dict[str, object]]:
     """Normalize each sample of an intermediate table and decouple it into streams, row by row.
 
@@ -234,7 +236,9 @@ def featurize(
     the intermediate coordinates, so normalization sees the smoothed skeleton. Rows come in
     :func:`feature_row_order`: file order, or with ``row_order.shuffle`` a seeded permutation read
     through a cache of about twice ``open_row_groups`` row groups (memory stays bounded by row
-    groups, not by the table).
+    groups, not by the table). The streams of ``batch`` consecutive samples are computed together
+    (:func:`~skeleton_attention.skeletons.streams.compute_streams_many`: the same values, fewer
+    numpy calls); the order and the values do not depend on ``batch``.
     """
     metadata = table.metadata()
     split_columns = [c for c in metadata.columns if c.startswith("split_")]
@@ -244,18 +248,50 @@ def featurize(
     if row_order and row_order.get("shuffle"):
         # a reader of its own: the lanes' current groups stay cached while the lanes interleave
         table = SampleTable(table.path, cache_row_groups=2 * int(row_order.get("open_row_groups", 8)) + 1)
+    pending: list[tuple[dict[str, object], SkeletonSequence]] = []
     for record in _records(metadata, order):
         coords = table.read_one(int(record["row"]), ("joint",))["joint"]
-        try:
+        with _naming(record):
             if kernel is not None:
                 coords = smooth_time(coords, kernel).astype(np.float32)
-            seq = normalize_sequence(sequence_from_metadata(record, coords), params)
-            arrays = compute_streams(seq.coords, get_layout(seq.layout), names=names)
-        except Exception as error:  # name the sample: the trace alone does not say which one failed
-            error.add_note(f"while building the streams of {record['sample_id']} ({record['source_file']})")
+            pending.append((record, normalize_sequence(sequence_from_metadata(record, coords), params)))
+        if len(pending) >= max(1, int(batch)):
+            yield from _stream_rows(pending, names, split_columns)
+            pending = []
+    yield from _stream_rows(pending, names, split_columns)
+
+
+def _stream_rows(
+    pending: Sequence[tuple[dict[str, object], SkeletonSequence]], names: tuple[str, ...], split_columns: list[str]
+) -> Iterator[dict[str, object]]:
+    """The table rows of normalized samples, in order; samples of one layout share a stream batch."""
+    arrays: list[dict[str, np.ndarray] | None] = [None] * len(pending)
+    by_layout: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for index, (_, seq) in enumerate(pending):
+        by_layout.setdefault((seq.layout, seq.coords.shape[2:]), []).append(index)
+    for (layout, _), indices in by_layout.items():
+        try:
+            batch = compute_streams_many([pending[i][1].coords for i in indices], get_layout(layout), names)
+        except Exception:  # find and name the sample that fails, one at a time
+            for i in indices:
+                with _naming(pending[i][0]):
+                    compute_streams(pending[i][1].coords, get_layout(layout), names=names)
             raise
+        for i, sample in zip(indices, batch, strict=True):
+            arrays[i] = sample
+    for (record, seq), sample in zip(pending, arrays, strict=True):
         splits = {c[len("split_"):]: record[c] for c in split_columns}
-        yield sequence_to_row(seq, arrays, splits)
+        yield sequence_to_row(seq, sample, splits)  # type: ignore[arg-type]
+
+
+@contextmanager
+def _naming(record: Mapping[str, object]) -> Iterator[None]:
+    """Add the sample to an error's notes: the trace alone does not say which one failed."""
+    try:
+        yield
+    except Exception as error:
+        error.add_note(f"while building the streams of {record['sample_id']} ({record['source_file']})")
+        raise
 
 
 # --- NTU multi-view -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ after centring one joint is legitimately at the origin; for 2-D layouts it is de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -131,4 +131,97 @@ def compute_streams(
         if name not in _STREAMS:
             raise ValueError(f"unknown stream {name!r}; known: {list(_STREAMS)}")
         out[name] = _STREAMS[name](x, layout, ok).astype(np.float32, copy=False)
+    return out
+
+
+def compute_streams_many(
+    samples: Sequence[np.ndarray], layout: JointLayout, names: Iterable[str] = STREAM_NAMES
+) -> list[dict[str, np.ndarray]]:
+    """:func:`compute_streams` of many samples of one layout with one set of numpy calls.
+
+    At NTU's size a sample's streams are a few dozen small numpy calls, so their fixed cost, not
+    the arithmetic, set the time (docs/performance.md). Here every body's frames of every sample
+    are stacked into one (sum of M*T, V, C) array and each stream is computed on it once. Every
+    stream value is an element-wise function of one or two input values (a difference, a minimum,
+    a mask), so each comes out bit for bit as :func:`compute_streams` computes it; a motion
+    difference that would cross from one body's (or sample's) last frames into the next one's
+    first frames is set to zero, as the per-sample version's trailing frames are. The returned
+    arrays are views into one buffer per stream, shaped like their sample.
+    """
+    names = tuple(names)
+    for name in names:
+        if name not in _STREAMS:
+            raise ValueError(f"unknown stream {name!r}; known: {list(_STREAMS)}")
+    arrays = [np.asarray(c, dtype=np.float32) for c in samples]
+    for index, x in enumerate(arrays):
+        if x.ndim != 4:
+            raise ValueError(f"sample {index}: coords must be (M, T, V, C), got shape {x.shape}")
+        if x.shape[2:] != arrays[0].shape[2:]:
+            raise ValueError(f"sample {index}: joints and channels {x.shape[2:]} differ from {arrays[0].shape[2:]}")
+    if not arrays:
+        return []
+    # rows = (sample, body, frame); a body's frames are contiguous, as in the sample's own layout
+    stacked = np.concatenate([x.reshape(-1, *x.shape[2:]) for x in arrays])[None]
+    ok = valid_mask(stacked, layout)
+    bounds = np.cumsum([0] + [x.shape[0] * x.shape[1] for x in arrays])
+    ends = np.concatenate([np.arange(x.shape[0]) * x.shape[1] + x.shape[1] + start
+                           for x, start in zip(arrays, bounds[:-1], strict=True)])
+    if layout.spatial_dims >= stacked.shape[-1]:
+        # presence is decided per frame (module docstring): whole rows of V * C values are kept or
+        # zeroed, which numpy does far faster than masks broadcast over a last axis of 3
+        streams = _frame_masked_streams(stacked[0], ok[0, :, 0], layout, names, ends, arrays)
+        return [
+            {name: streams[name][bounds[i]:bounds[i + 1]].reshape(x.shape) for name in names}
+            for i, x in enumerate(arrays)
+        ]
+    out = {}
+    for name in names:
+        stream = _STREAMS[name](stacked, layout, ok).astype(np.float32, copy=False)
+        if name in _MOTION_STEPS:
+            step = _MOTION_STEPS[name]
+            # the last ``step`` frames of each body have no partner frame in the same body
+            rows = (ends[:, None] - np.arange(1, step + 1)[None, :]).reshape(-1)
+            starts = np.repeat(ends - np.repeat([x.shape[1] for x in arrays], [x.shape[0] for x in arrays]), step)
+            stream[0, rows[rows >= starts]] = 0.0
+        out[name] = stream[0]
+    return [
+        {name: out[name][bounds[i]:bounds[i + 1]].reshape(x.shape) for name in names}
+        for i, x in enumerate(arrays)
+    ]
+
+
+#: the frame step of each motion stream (compute_streams_many zeroes a body's last ``step`` frames)
+_MOTION_STEPS: dict[str, int] = {"motion_fast": 1, "motion_slow": 2}
+
+
+def _frame_masked_streams(
+    rows: np.ndarray, frame_ok: np.ndarray, layout: JointLayout, names: tuple[str, ...],
+    ends: np.ndarray, arrays: Sequence[np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The streams of stacked (R, V, C) frames whose presence is per frame (``frame_ok``, (R,)).
+
+    The same element-wise operations as ``_STREAMS`` (a float32 difference, or the value itself, and
+    +0.0 where a frame is missing), on (R, V * C) rows.
+    """
+    count, joints, channels = rows.shape
+    flat = rows.reshape(count, joints * channels)
+    lengths = np.repeat([x.shape[1] for x in arrays], [x.shape[0] for x in arrays])
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == "joint":
+            stream = flat.copy()
+            stream[~frame_ok] = 0.0
+        elif name == "bone":
+            columns = (layout.parent_index()[:, None] * channels + np.arange(channels)).reshape(-1)
+            stream = np.subtract(flat, flat[:, columns], dtype=np.float32)
+            stream[~frame_ok] = 0.0  # a bone's two joints share their frame: present together
+        else:
+            step = _MOTION_STEPS[name]
+            stream = np.zeros_like(flat)
+            if count > step:
+                stream[:-step] = np.subtract(flat[step:], flat[:-step], dtype=np.float32)
+                stream[:-step][~(frame_ok[step:] & frame_ok[:-step])] = 0.0
+            tail = (ends[:, None] - np.arange(1, step + 1)[None, :]).reshape(-1)
+            stream[tail[tail >= np.repeat(ends - lengths, step)]] = 0.0
+        out[name] = stream.reshape(count, joints, channels)
     return out

@@ -133,10 +133,12 @@ class SampleTableWriter:
         streams: Sequence[str] = STREAM_NAMES,
         row_group_size: int = 256,
         fold_protocols: Sequence[str] = (),
+        parquet: Mapping[str, object] | None = None,
     ) -> None:
         self.path = Path(path)
         self.schema = table_schema(protocols, streams, fold_protocols)
         self.row_group_size = int(row_group_size)
+        self._options = parquet_write_options(self.schema, parquet)  # a bad setting fails before any file
         self.rows_written = 0
         self._buffer: list[dict[str, object]] = []
         self._writer: pq.ParquetWriter | None = None
@@ -148,7 +150,7 @@ class SampleTableWriter:
         fd, tmp = tempfile.mkstemp(prefix=file_prefix(self.path.name), suffix=".tmp", dir=self.path.parent)
         os.close(fd)
         self._tmp_path = Path(tmp)
-        self._writer = pq.ParquetWriter(self._tmp_path, self.schema, **parquet_write_options(self.schema))
+        self._writer = pq.ParquetWriter(self._tmp_path, self.schema, **self._options)
         return self
 
     def write(self, row: Mapping[str, object]) -> None:
@@ -192,22 +194,47 @@ class SampleTableWriter:
                 self._tmp_path.unlink()
 
 
-def parquet_write_options(schema: pa.Schema) -> dict[str, object]:
-    """How the stream columns are encoded: the values (and the schema) are the same either way.
+#: the Parquet codecs a table may be written with (``parquet.compression``)
+PARQUET_CODECS: tuple[str, ...] = ("zstd", "lz4", "snappy", "gzip", "brotli", "none")
+#: the default ``parquet`` settings: zstd at its default level (1) with BYTE_STREAM_SPLIT
+#: (docs/performance.md)
+PARQUET_DEFAULTS: dict[str, object] = {"compression": "zstd", "level": None, "byte_stream_split": True}
+
+
+def parquet_write_options(schema: pa.Schema, settings: Mapping[str, object] | None = None) -> dict[str, object]:
+    """How the stream columns are encoded and compressed: the values (and the schema) are the same
+    whatever the ``settings``; only the file's size and the time to write and read it change.
+
+    ``settings`` (the ``parquet`` block of a ``prepare_*`` parameter set; missing keys take
+    :data:`PARQUET_DEFAULTS`): ``compression`` (one of :data:`PARQUET_CODECS`), ``level`` (the
+    codec's level; null for its default, which for zstd is 1) and ``byte_stream_split`` (encode
+    the float stream columns with BYTE_STREAM_SPLIT). docs/performance.md §2a measures the choices
+    on disk against time.
 
     Float coordinates almost never repeat, so dictionary encoding them (pyarrow's default) costs
     time and then falls back to plain pages anyway, and min/max statistics of a coordinate list are
     of no use to any reader. BYTE_STREAM_SPLIT puts the exponent bytes of the floats together, which
-    zstd compresses much better (docs/performance.md: writing is 2x faster and the file 20 % smaller).
+    a codec compresses much better.
     """
+    merged = {**PARQUET_DEFAULTS, **dict(settings or {})}
+    unknown = sorted(set(merged) - set(PARQUET_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown parquet setting(s) {unknown}; allowed {sorted(PARQUET_DEFAULTS)}")
+    codec = str(merged["compression"]).lower()
+    if codec not in PARQUET_CODECS:
+        raise ValueError(f"parquet compression must be one of {PARQUET_CODECS}, got {merged['compression']!r}")
+    if codec != "none" and not pa.Codec.is_available(codec):
+        raise ValueError(f"parquet compression {codec!r} is not built into this pyarrow")
     lists = [f.name for f in schema if pa.types.is_list(f.type)]
     scalars = [f.name for f in schema if not pa.types.is_list(f.type)]
-    return {
-        "compression": "zstd",
-        "use_dictionary": scalars,
-        "write_statistics": scalars,
-        "column_encoding": {f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in lists},
-    }
+    options: dict[str, object] = {"compression": codec, "use_dictionary": scalars, "write_statistics": scalars}
+    if merged["level"] is not None:
+        if codec == "none" or not pa.Codec.supports_compression_level(codec):
+            raise ValueError(f"parquet compression {codec!r} takes no level (got level {merged['level']!r})")
+        options["compression_level"] = int(merged["level"])  # type: ignore[call-overload]
+    if merged["byte_stream_split"]:
+        options["column_encoding"] = {f"{name}.list.element": "BYTE_STREAM_SPLIT" for name in lists}
+    return options
 
 
 def _float_list_array(values: list[object]) -> pa.Array:
@@ -231,9 +258,10 @@ def write_table(
     streams: Sequence[str] = STREAM_NAMES,
     row_group_size: int = 256,
     fold_protocols: Sequence[str] = (),
+    parquet: Mapping[str, object] | None = None,
 ) -> int:
     """Write all ``rows`` atomically; returns the number of rows written."""
-    with SampleTableWriter(path, protocols, streams, row_group_size, fold_protocols) as writer:
+    with SampleTableWriter(path, protocols, streams, row_group_size, fold_protocols, parquet) as writer:
         writer.write_many(rows)
     return writer.rows_written
 
