@@ -93,6 +93,17 @@ def _mounts(raw: Any) -> tuple[Mount, ...]:
     return mounts
 
 
+def _keys(raw: Any, known: set[str], where: str) -> Mapping[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise KubeflowConfigError(f"{where} must be a mapping, not {type(raw).__name__}")
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise KubeflowConfigError(f"unknown key(s) {unknown} in {where}; known: {sorted(known)}")
+    return raw
+
+
 def read_settings(raw: Mapping[str, Any] | None) -> KubeflowSettings:
     """Settings from the ``kubeflow`` configuration (the parsed ``conf/<env>/kubeflow.yml``)."""
     raw = dict(raw or {})
@@ -110,12 +121,8 @@ def read_settings(raw: Mapping[str, Any] | None) -> KubeflowSettings:
     unknown = sorted(set(raw) - top)
     if unknown:
         raise KubeflowConfigError(f"unknown key(s) {unknown} in kubeflow.yml; known: {sorted(top)}")
-    volume = raw.get("volume") or {}
-    if not isinstance(volume, Mapping) or set(volume) - {"pvc_name", "mounts"}:
-        raise KubeflowConfigError("volume must be a mapping with pvc_name and mounts")
-    resources = raw.get("resources") or {}
-    if not isinstance(resources, Mapping) or set(resources) - {"default", "gpu"}:
-        raise KubeflowConfigError("resources must be a mapping with default and gpu")
+    volume = _keys(raw.get("volume"), {"pvc_name", "mounts"}, "volume")
+    resources = _keys(raw.get("resources"), {"default", "gpu"}, "resources")
     env = raw.get("env") or {}
     if not isinstance(env, Mapping):
         raise KubeflowConfigError("env must be a mapping of variable names to values")

@@ -1,0 +1,336 @@
+"""Kubeflow Pipelines: every registered Kedro pipeline compiles to a KFP v2 spec whose graph is
+Kedro's (docs/kubeflow.md).
+
+No cluster runs here: the spec YAML is checked against the Kedro pipeline (tasks, edges, GPU
+requests, commands, parameters, volume), and each task's shell wrapper is executed with a stand-in
+``kedro`` that reports what it received. The slow test runs the compiled training pipeline's
+commands locally, task by task, as a cluster would (each in its own process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kedro.pipeline import Pipeline, node
+
+from skeleton_attention.kubeflow.compiler import MLFLOW_TASK, CompileRequest, compile_pipeline
+from skeleton_attention.kubeflow.graph import plan_tasks, task_names
+from skeleton_attention.kubeflow.settings import KubeflowConfigError, read_settings
+from tests.kedro_helpers import REPO_ROOT
+
+IMAGE = "registry.invalid/skeleton-attention:test"
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+TELEMETRY = {
+    "DO_NOT_TRACK": "1",
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def _project_config(key: str, env: str = "base") -> dict[str, Any]:
+    from tests.kedro_helpers import config_loader
+
+    loader = config_loader(env)
+    loader.config_patterns.update({key: [f"{key}*", f"{key}*/**"]})
+    return dict(loader[key])
+
+
+@pytest.fixture(scope="module")
+def registry() -> dict[str, Pipeline]:
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPO_ROOT)
+    from skeleton_attention.pipeline_registry import register_pipelines
+
+    return register_pipelines()
+
+
+@pytest.fixture(scope="module")
+def settings():
+    import dataclasses
+
+    return dataclasses.replace(read_settings(_project_config("kubeflow")), image=IMAGE)
+
+
+@pytest.fixture(scope="module")
+def compiled(registry, settings, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """Every registered pipeline compiled with conf/base/kubeflow.yml: {name: (spec, platform)}."""
+    disabled = _project_config("mlflow")["tracking"]["disable_tracking"]["pipelines"]
+    out = tmp_path_factory.mktemp("kfp")
+    specs = {}
+    for name, pipeline in registry.items():
+        request = CompileRequest(name, "base", "run.dataset=ntu", tracked=name not in disabled)
+        path = compile_pipeline(pipeline, request, settings, out / f"{name.strip('_')}.yaml")
+        spec, platform = yaml.safe_load_all(path.read_text())
+        specs[name] = {"spec": spec, "platform": platform, "tracked": request.tracked}
+    return specs
+
+
+def _producers(pipeline: Pipeline) -> dict[str, set[str]]:
+    """{node: names of the nodes producing its inputs}, from the nodes' inputs and outputs alone."""
+    made_by = {output: n.name for n in pipeline.nodes for output in n.outputs}
+    return {n.name: {made_by[i] for i in n.inputs if i in made_by} for n in pipeline.nodes}
+
+
+def _node_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in spec["root"]["dag"]["tasks"].items() if k != MLFLOW_TASK}
+
+
+def _executor(spec: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    component = spec["components"][task["componentRef"]["name"]]
+    return spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+
+
+def test_every_registered_pipeline_compiles_to_its_kedro_graph(registry, compiled):
+    assert len(compiled) == len(registry) >= 15
+    for name, pipeline in registry.items():
+        spec = compiled[name]["spec"]
+        tasks = _node_tasks(spec)
+        display = {task["taskInfo"]["name"]: key for key, task in tasks.items()}
+        assert set(display) == {n.name for n in pipeline.nodes}, name  # one task per node, named after it
+        assert all(DNS_LABEL.match(key) for key in tasks), sorted(tasks)
+        tracked = compiled[name]["tracked"]
+        assert (MLFLOW_TASK in spec["root"]["dag"]["tasks"]) == tracked, name
+        for node_name, parents in _producers(pipeline).items():
+            task = tasks[display[node_name]]
+            expected = {display[p] for p in parents} | ({MLFLOW_TASK} if tracked else set())
+            assert set(task.get("dependentTasks", [])) == expected, (name, node_name)
+            args = _executor(spec, task)["args"]
+            assert f"--nodes={node_name}" in args and f"--pipelines={name}" in args and "--env=base" in args
+
+
+def test_gpu_requests_exactly_on_training_nodes(registry, compiled, settings):
+    training_seen = 0
+    for name, pipeline in registry.items():
+        spec = compiled[name]["spec"]
+        tasks = _node_tasks(spec)
+        by_node = {task["taskInfo"]["name"]: task for task in tasks.values()}
+        for n in pipeline.nodes:
+            resources = _executor(spec, by_node[n.name]).get("resources", {})
+            accelerator = resources.get("accelerator")
+            if "training" in n.tags:
+                training_seen += 1
+                assert accelerator == {
+                    "count": "1",
+                    "resourceCount": "1",
+                    "resourceType": "nvidia.com/gpu",
+                    "type": "nvidia.com/gpu",
+                }, (name, n.name)
+                assert resources["resourceMemoryRequest"] == settings.gpu.memory_request
+            else:
+                assert accelerator is None, (name, n.name)
+                assert resources["resourceCpuRequest"] == settings.default_resources.cpu_request
+    assert training_seen >= 6  # five train_<family> pipelines and the default pipeline
+
+
+def test_parameters_volume_environment_and_caching(compiled, settings):
+    for entry in compiled.values():
+        spec, platform = entry["spec"], entry["platform"]
+        inputs = spec["root"]["inputDefinitions"]["parameters"]
+        assert inputs["mlflow_tracking_uri"]["defaultValue"] == settings.mlflow_tracking_uri
+        assert inputs["kedro_params"]["defaultValue"] == "run.dataset=ntu"
+        assert inputs["data_pvc"]["defaultValue"] == "skeleton-attention-data"
+        executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        for key, task in spec["root"]["dag"]["tasks"].items():
+            params = task["inputs"]["parameters"]
+            assert params["mlflow_tracking_uri"] == {"componentInputParameter": "mlflow_tracking_uri"}, key
+            assert params["kedro_params"] == {"componentInputParameter": "kedro_params"}, key
+            if key != MLFLOW_TASK and entry["tracked"]:
+                assert params["mlflow_run_id"]["taskOutputParameter"] == {
+                    "outputParameterKey": "run_id",
+                    "producerTask": MLFLOW_TASK,
+                }
+            assert not task.get("cachingOptions", {}).get("enableCache"), key
+            container = _executor(spec, task)
+            assert container["image"] == IMAGE
+            assert {e["name"]: e["value"] for e in container["env"]}.items() >= TELEMETRY.items()
+            mounts = executors[task["componentRef"]["name"].replace("comp-", "exec-", 1)]["pvcMount"]
+            assert {(m["subPath"], m["mountPath"]) for m in mounts} == {
+                ("data", "/app/data"),
+                ("mlruns", "/app/mlruns"),
+            }
+            assert all(m["pvcNameParameter"] == {"componentInputParameter": "data_pvc"} for m in mounts)
+
+
+def _fake_kedro(tmp_path: Path) -> dict[str, str]:
+    """An environment whose ``kedro`` prints its working directory, arguments and MLflow variables."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "kedro"
+    script.write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'argv': sys.argv[1:], "
+        "'uri': os.environ.get('MLFLOW_TRACKING_URI'), 'run': os.environ.get('MLFLOW_RUN_ID')}))\n"
+    )
+    script.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
+
+
+def _resolve(value: Any, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    """A container argument with KFP's placeholders filled in (as the KFP launcher does)."""
+    if isinstance(value, str) and value.startswith('{"Concat"'):
+        return "".join(_resolve(part, inputs, outputs) for part in json.loads(value)["Concat"])
+    value = re.sub(r"\{\{\$\.inputs\.parameters\['(\w+)'\]\}\}", lambda m: inputs[m.group(1)], value)
+    value = re.sub(r"\{\{\$\.outputs\.parameters\['(\w+)'\]\.output_file\}\}", lambda m: outputs[m.group(1)], value)
+    return value.replace("{{$.pipeline_job_uuid}}", "kfp-local-test")
+
+
+def test_each_task_command_runs_its_node_with_the_mlflow_uri(compiled, tmp_path):
+    spec = compiled["train_sta_lstm"]["spec"]
+    env = _fake_kedro(tmp_path)
+    inputs = {
+        "mlflow_tracking_uri": "http://mlflow.invalid:5000",
+        "kedro_params": "run.dataset=sbu,run.fold=2",
+        "mlflow_run_id": "0123abcd",
+    }
+    for key, task in _node_tasks(spec).items():
+        container = _executor(spec, task)
+        command = [*container["command"], *(_resolve(a, inputs, {}) for a in container["args"])]
+        command[command.index("/app")] = str(tmp_path)  # the image's workdir
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        seen = json.loads(result.stdout)
+        assert seen["uri"] == "http://mlflow.invalid:5000" and seen["run"] == "0123abcd", key
+        assert seen["cwd"] == str(tmp_path)
+        node_name = task["taskInfo"]["name"]
+        assert seen["argv"] == [
+            "run",
+            "--pipelines=train_sta_lstm",
+            f"--nodes={node_name}",
+            "--env=base",
+            "--params=run.dataset=sbu,run.fold=2",
+        ]
+    # no MLflow run id (tracking off, or mlflow_single_run: false): kedro-mlflow opens its own run
+    container = _executor(spec, next(iter(_node_tasks(spec).values())))
+    command = [*container["command"], *(_resolve(a, {**inputs, "mlflow_run_id": ""}, {}) for a in container["args"])]
+    command[command.index("/app")] = str(tmp_path)
+    assert (
+        json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)["run"] is None
+    )
+
+
+def test_node_names_kubeflow_dislikes_map_to_valid_unique_task_names(settings, tmp_path):
+    def step(*_: Any) -> int:
+        return 1
+
+    long_name = "prepare." + "very_long_stage_name_" * 5
+    # Kedro 1.7 allows letters, digits, "-", "_" and "." in names (no brackets: a node without a
+    # name is "<function>__<hash>"); KFP allows lower-case letters, digits and "-"
+    merge = node(step, ["a", "b", "a2"], "c")
+    pipeline = Pipeline(
+        [
+            node(step, "raw", "a", name="Prep.A-1"),
+            node(step, "raw", "b", name="prep_a_1"),
+            node(step, "raw", "a2", name="prep.a.1"),
+            merge,
+            node(step, "c", "d", name=long_name),
+            node(step, ["c", "d"], "e", name="1st_mlflow-run"),
+            node(step, "e", "f", name="mlflow-run"),  # the name of the MLflow task
+        ]
+    )
+    path = compile_pipeline(pipeline, CompileRequest("custom", "base", tracked=True), settings, tmp_path / "c.yaml")
+    spec = next(yaml.safe_load_all(path.read_text()))
+    tasks = _node_tasks(spec)
+    assert len(tasks) == 7 and all(DNS_LABEL.match(key) for key in tasks), sorted(tasks)
+    display = {task["taskInfo"]["name"]: key for key, task in tasks.items()}
+    assert set(display) == {n.name for n in pipeline.nodes} and re.fullmatch(r"step__[0-9a-f]+", merge.name)
+    same = [display[name] for name in ("Prep.A-1", "prep_a_1", "prep.a.1")]
+    assert len(set(same)) == 3 and all(re.fullmatch(r"prep-a-1-[0-9a-f]{8}", key) for key in same), same
+    assert display[merge.name] == merge.name.replace("__", "-")
+    assert display["1st_mlflow-run"] == "n-1st-mlflow-run" and len(display[long_name]) <= 63
+    assert display["mlflow-run"].startswith("mlflow-run-")
+    assert set(tasks[display[merge.name]]["dependentTasks"]) == {*same, MLFLOW_TASK}
+    assert spec["root"]["dag"]["tasks"][MLFLOW_TASK]["taskInfo"]["name"] == MLFLOW_TASK
+    assert f"--nodes={merge.name}" in _executor(spec, tasks[display[merge.name]])["args"]
+    assert f"--nodes={long_name}" in _executor(spec, tasks[display[long_name]])["args"]
+    # the mapping does not depend on the order the names come in
+    names = [n.name for n in pipeline.nodes]
+    assert task_names(names, ["mlflow-run"]) == task_names(list(reversed(names)), ["mlflow-run"])
+
+
+def test_group_by_namespace(registry):
+    plans = plan_tasks(registry["__default__"], "namespace")
+    training = [p for p in plans if p.display_name == "train_sta_lstm"]
+    assert len(training) == 1 and len(training[0].nodes) == 5 and "training" in training[0].tags
+    assert set(training[0].after) == {"build-ntu-streams"}  # it reads the table prepare_ntu writes
+    assert len(plans) == len(registry["__default__"].nodes) - 4
+
+    def step(*_: Any) -> int:
+        return 1
+
+    # a -> b -> a across namespaces: grouping would make two tasks wait for each other
+    with pytest.warns(UserWarning, match="interrupted"):  # Kedro notices too
+        loop = Pipeline(
+            [
+                node(step, "x", "y", name="first", namespace="one"),
+                node(step, "y", "z", name="only", namespace="two"),
+                node(step, "z", "w", name="last", namespace="one"),
+            ]
+        )
+    with pytest.raises(ValueError, match="wait for each other"):
+        plan_tasks(loop, "namespace")
+    assert [p.display_name for p in plan_tasks(loop, "none")] == ["one.first", "two.only", "one.last"]
+
+
+def test_settings_errors_name_the_key():
+    with pytest.raises(KubeflowConfigError, match="gpus"):
+        read_settings({"resources": {"gpus": {}}})
+    with pytest.raises(KubeflowConfigError, match=r"resources\.gpu.*accelerator"):
+        read_settings({"resources": {"gpu": {"accelerators": 1}}})
+    with pytest.raises(KubeflowConfigError, match="accelerator_limit"):
+        read_settings({"resources": {"gpu": {"accelerator_limit": 0}}})
+    with pytest.raises(KubeflowConfigError, match="mount paths"):
+        read_settings({"volume": {"pvc_name": "p", "mounts": [{"mount_path": "data"}]}})
+
+
+def test_compile_command(registry, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from skeleton_attention.cli import cli
+
+    monkeypatch.chdir(REPO_ROOT)
+    out = tmp_path / "t.yaml"
+    args = [
+        "kubeflow",
+        "compile",
+        "--pipeline",
+        "train_sta_lstm",
+        "--env",
+        "embedded",
+        "--image",
+        IMAGE,
+        "--params",
+        "run.dataset=sbu",
+        "--params",
+        "run.fold=2",
+        "--group-by",
+        "namespace",
+        "-o",
+        str(out),
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    spec = next(yaml.safe_load_all(out.read_text()))
+    assert (
+        spec["root"]["inputDefinitions"]["parameters"]["kedro_params"]["defaultValue"] == "run.dataset=sbu,run.fold=2"
+    )
+    (task,) = _node_tasks(spec).values()
+    assert "--env=embedded" in _executor(spec, task)["args"]
+
+    missing = CliRunner().invoke(cli, ["kubeflow", "compile", "--pipeline", "train_sta_lstm", "-o", str(out)])
+    assert missing.exit_code == 1 and "no image" in missing.output
+    unknown = CliRunner().invoke(cli, ["kubeflow", "compile", "--pipeline", "train_nope", "--image", IMAGE])
+    assert unknown.exit_code == 1 and "no pipeline 'train_nope'" in unknown.output
+    bad = CliRunner().invoke(
+        cli, ["kubeflow", "compile", "--pipeline", "synthetic", "--image", IMAGE, "--params", "nokey"]
+    )
+    assert bad.exit_code == 2 and "must contain a key and a value" in bad.output
