@@ -63,15 +63,19 @@ def settings():
 
 @pytest.fixture(scope="module")
 def compiled(registry, settings, tmp_path_factory) -> dict[str, dict[str, Any]]:
-    """Every registered pipeline compiled with conf/base/kubeflow.yml: {name: (spec, platform)}."""
+    """Every registered pipeline compiled with conf/base: {name: {spec, platform, tracked, in_memory}}."""
+    from skeleton_attention.cli import in_memory_datasets
+
     disabled = _project_config("mlflow")["tracking"]["disable_tracking"]["pipelines"]
+    catalog = _project_config("catalog")
     out = tmp_path_factory.mktemp("kfp")
     specs = {}
     for name, pipeline in registry.items():
-        request = CompileRequest(name, "base", "run.dataset=ntu", tracked=name not in disabled)
+        in_memory = in_memory_datasets(pipeline, catalog, {})
+        request = CompileRequest(name, "base", "run.dataset=ntu", tracked=name not in disabled, in_memory=in_memory)
         path = compile_pipeline(pipeline, request, settings, out / f"{name.strip('_')}.yaml")
         spec, platform = yaml.safe_load_all(path.read_text())
-        specs[name] = {"spec": spec, "platform": platform, "tracked": request.tracked}
+        specs[name] = {"spec": spec, "platform": platform, "tracked": request.tracked, "in_memory": in_memory}
     return specs
 
 
@@ -90,22 +94,48 @@ def _executor(spec: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     return spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
 
 
+def _task_of_node(spec: dict[str, Any]) -> dict[str, str]:
+    """{Kedro node: task} from each task's ``kedro run --nodes=`` argument."""
+    found: dict[str, str] = {}
+    for key, task in _node_tasks(spec).items():
+        (nodes,) = [a.removeprefix("--nodes=") for a in _executor(spec, task)["args"] if a.startswith("--nodes=")]
+        for node_name in nodes.split(","):
+            assert node_name not in found, f"{node_name} runs in {found[node_name]} and {key}"
+            found[node_name] = key
+    return found
+
+
 def test_every_registered_pipeline_compiles_to_its_kedro_graph(registry, compiled):
     assert len(compiled) == len(registry) >= 15
+    fused = 0
     for name, pipeline in registry.items():
-        spec = compiled[name]["spec"]
+        spec, tracked = compiled[name]["spec"], compiled[name]["tracked"]
         tasks = _node_tasks(spec)
-        display = {task["taskInfo"]["name"]: key for key, task in tasks.items()}
-        assert set(display) == {n.name for n in pipeline.nodes}, name  # one task per node, named after it
+        task_of = _task_of_node(spec)
+        assert set(task_of) == {n.name for n in pipeline.nodes}, name  # every node runs, in one task
         assert all(DNS_LABEL.match(key) for key in tasks), sorted(tasks)
-        tracked = compiled[name]["tracked"]
         assert (MLFLOW_TASK in spec["root"]["dag"]["tasks"]) == tracked, name
-        for node_name, parents in _producers(pipeline).items():
-            task = tasks[display[node_name]]
-            expected = {display[p] for p in parents} | ({MLFLOW_TASK} if tracked else set())
-            assert set(task.get("dependentTasks", [])) == expected, (name, node_name)
-            args = _executor(spec, task)["args"]
-            assert f"--nodes={node_name}" in args and f"--pipelines={name}" in args and "--env=base" in args
+        # a task runs one node, except nodes handing over in-memory data, which must share one
+        for dataset in compiled[name]["in_memory"]:
+            users = {task_of[n.name] for n in pipeline.nodes if dataset in n.inputs or dataset in n.outputs}
+            assert len(users) == 1, (name, dataset, users)
+        for key, task in tasks.items():
+            nodes = [n for n, k in task_of.items() if k == key]
+            if len(nodes) == 1:
+                assert task["taskInfo"]["name"] == nodes[0]
+            else:
+                fused += 1
+                assert task["taskInfo"]["name"] == "+".join(nodes)
+                linked = {d for n in pipeline.nodes if n.name in nodes for d in n.outputs} & {
+                    d for n in pipeline.nodes if n.name in nodes for d in n.inputs
+                }
+                assert linked & compiled[name]["in_memory"], (name, nodes)
+        for key, task in tasks.items():  # a task waits for its nodes' producers, and nothing else
+            assert {f"--pipelines={name}", "--env=base"} <= set(_executor(spec, task)["args"])
+            own = [n for n, k in task_of.items() if k == key]
+            expected = {task_of[p] for n in own for p in _producers(pipeline)[n]} - {key}
+            assert set(task.get("dependentTasks", [])) == expected | ({MLFLOW_TASK} if tracked else set()), key
+    assert fused == 6  # evaluate_model + report (attention maps in memory) of the five families and the default
 
 
 def test_gpu_requests_exactly_on_training_nodes(registry, compiled, settings):
@@ -113,23 +143,24 @@ def test_gpu_requests_exactly_on_training_nodes(registry, compiled, settings):
     for name, pipeline in registry.items():
         spec = compiled[name]["spec"]
         tasks = _node_tasks(spec)
-        by_node = {task["taskInfo"]["name"]: task for task in tasks.values()}
-        for n in pipeline.nodes:
-            resources = _executor(spec, by_node[n.name]).get("resources", {})
+        task_of = _task_of_node(spec)
+        for key, task in tasks.items():
+            nodes = [n for n in pipeline.nodes if task_of[n.name] == key]
+            resources = _executor(spec, task).get("resources", {})
             accelerator = resources.get("accelerator")
-            if "training" in n.tags:
+            if any("training" in n.tags for n in nodes):
                 training_seen += 1
                 assert accelerator == {
                     "count": "1",
                     "resourceCount": "1",
                     "resourceType": "nvidia.com/gpu",
                     "type": "nvidia.com/gpu",
-                }, (name, n.name)
+                }, (name, key)
                 assert resources["resourceMemoryRequest"] == settings.gpu.memory_request
             else:
-                assert accelerator is None, (name, n.name)
+                assert accelerator is None, (name, key)
                 assert resources["resourceCpuRequest"] == settings.default_resources.cpu_request
-    assert training_seen >= 6  # five train_<family> pipelines and the default pipeline
+    assert training_seen == 6  # five train_<family> pipelines and the default pipeline
 
 
 def test_parameters_volume_environment_and_caching(compiled, settings):
@@ -187,6 +218,7 @@ def _resolve(value: Any, inputs: dict[str, str], outputs: dict[str, str]) -> str
 
 def test_each_task_command_runs_its_node_with_the_mlflow_uri(compiled, tmp_path):
     spec = compiled["train_sta_lstm"]["spec"]
+    task_of = _task_of_node(spec)
     env = _fake_kedro(tmp_path)
     inputs = {
         "mlflow_tracking_uri": "http://mlflow.invalid:5000",
@@ -201,11 +233,11 @@ def test_each_task_command_runs_its_node_with_the_mlflow_uri(compiled, tmp_path)
         seen = json.loads(result.stdout)
         assert seen["uri"] == "http://mlflow.invalid:5000" and seen["run"] == "0123abcd", key
         assert seen["cwd"] == str(tmp_path)
-        node_name = task["taskInfo"]["name"]
+        nodes = ",".join(n for n, k in task_of.items() if k == key)
         assert seen["argv"] == [
             "run",
             "--pipelines=train_sta_lstm",
-            f"--nodes={node_name}",
+            f"--nodes={nodes}",
             "--env=base",
             "--params=run.dataset=sbu,run.fold=2",
         ]
@@ -279,6 +311,24 @@ def test_group_by_namespace(registry):
     with pytest.raises(ValueError, match="wait for each other"):
         plan_tasks(loop, "namespace")
     assert [p.display_name for p in plan_tasks(loop, "none")] == ["one.first", "two.only", "one.last"]
+
+
+def test_in_memory_hand_overs_share_a_task():
+    def step(*_: Any) -> int:
+        return 1
+
+    pipeline = Pipeline(
+        [
+            node(step, "raw", "table", name="prepare"),
+            node(step, "table", "scores", name="evaluate"),
+            node(step, ["scores", "table"], "plot", name="plot"),
+        ]
+    )
+    plans = plan_tasks(pipeline, in_memory={"scores"})
+    assert [(p.nodes, p.after) for p in plans] == [(("prepare",), ()), (("evaluate", "plot"), ("prepare",))]
+    assert plans[1].display_name == "evaluate+plot" and plans[1].name == "evaluate-plot"
+    with pytest.raises(ValueError, match="'raw', which is kept in memory and made by no node"):
+        plan_tasks(pipeline, in_memory={"raw"})
 
 
 def test_settings_errors_name_the_key():

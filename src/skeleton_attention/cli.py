@@ -130,11 +130,27 @@ def _config(project_path: Path, env: str, runtime_params: dict[str, Any], key: s
         runtime_params=runtime_params,
         **settings.CONFIG_LOADER_ARGS,
     )
-    loader.config_patterns.update({key: [f"{key}*", f"{key}*/**"]})
+    loader.config_patterns.setdefault(key, [f"{key}*", f"{key}*/**"])
     try:
         return dict(loader[key])
     except MissingConfigException:
         return {}
+
+
+def in_memory_datasets(pipeline: Any, catalog_config: dict[str, Any], credentials: dict[str, Any]) -> frozenset[str]:
+    """The datasets of ``pipeline`` that live only inside one ``kedro run``: a ``MemoryDataset``,
+    declared or by default (not in the catalog). The nodes they join must share a Kubeflow task."""
+    from kedro.io import DataCatalog, MemoryDataset
+
+    catalog = DataCatalog.from_config(catalog_config, credentials)
+    names = {name for node in pipeline.nodes for name in (*node.inputs, *node.outputs)}
+    return frozenset(
+        name
+        for name in names
+        if not name.startswith("params:")
+        and name != "parameters"
+        and isinstance(catalog.get(name, fallback_to_runtime_pattern=True), MemoryDataset)
+    )
 
 
 _PARAMS_HELP = "kedro run --params for every node, k=v[,k=v...] (repeatable); the pipeline's kedro_params default"
@@ -192,7 +208,14 @@ def kubeflow_compile(
         raise click.ClickException(f"the kfp SDK is missing ({error}): pip install '.[kubeflow]'") from error
     mlflow_conf = _config(project_path, env, runtime_params, "mlflow")
     disabled = ((mlflow_conf.get("tracking") or {}).get("disable_tracking") or {}).get("pipelines") or []
-    request = CompileRequest(pipeline_name, env, params_text, group_by, tracked=pipeline_name not in disabled)
+    in_memory = in_memory_datasets(
+        pipelines[pipeline_name],
+        _config(project_path, env, runtime_params, "catalog"),
+        _config(project_path, env, runtime_params, "credentials"),
+    )
+    request = CompileRequest(
+        pipeline_name, env, params_text, group_by, tracked=pipeline_name not in disabled, in_memory=in_memory
+    )
     output = output or project_path / "build" / "kubeflow" / f"{pipeline_name.strip('_')}.yaml"
     try:
         settings = read_settings(_config(project_path, env, runtime_params, "kubeflow"))

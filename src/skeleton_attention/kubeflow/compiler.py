@@ -46,6 +46,7 @@ class CompileRequest:
     kedro_params: str = ""
     group_by: GroupBy = "none"
     tracked: bool = True  # False where conf/<env>/mlflow.yml disables tracking for the pipeline
+    in_memory: frozenset[str] = frozenset()  # datasets that die with their `kedro run` (graph.plan_tasks)
 
 
 def kedro_run_args(request: CompileRequest, nodes: Sequence[str]) -> list[str]:
@@ -147,7 +148,7 @@ def build_pipeline(pipeline: Any, request: CompileRequest, settings: KubeflowSet
     if not settings.pvc_name or not settings.mounts:
         raise KubeflowConfigError("volume.pvc_name and volume.mounts are needed: the tasks share data through them")
     single_run = settings.mlflow_single_run and request.tracked
-    plans = plan_tasks(pipeline, request.group_by, reserved=[MLFLOW_TASK])
+    plans = plan_tasks(pipeline, request.group_by, reserved=[MLFLOW_TASK], in_memory=request.in_memory)
     components = {plan.name: _node_component(plan, request, settings) for plan in plans}
     start = _mlflow_component(request, settings) if single_run else None
 
