@@ -25,6 +25,7 @@ from skeleton_attention.kubeflow.compiler import MLFLOW_TASK, CompileRequest, co
 from skeleton_attention.kubeflow.graph import plan_tasks, task_names
 from skeleton_attention.kubeflow.settings import KubeflowConfigError, read_settings
 from tests.kedro_helpers import REPO_ROOT
+from tests.test_cli_runs import embedded_project  # noqa: F401 - the shared fixture
 
 IMAGE = "registry.invalid/skeleton-attention:test"
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -384,3 +385,83 @@ def test_compile_command(registry, tmp_path, monkeypatch):
         cli, ["kubeflow", "compile", "--pipeline", "synthetic", "--image", IMAGE, "--params", "nokey"]
     )
     assert bad.exit_code == 2 and "must contain a key and a value" in bad.output
+
+
+def _run_spec_locally(spec: dict[str, Any], project: Path, values: dict[str, str], env: dict[str, str]) -> list[str]:
+    """Execute a compiled spec's tasks on this machine, one process each, in dependency order, with
+    the placeholders filled in as the KFP launcher fills them; the image's workdir is ``project``."""
+    from graphlib import TopologicalSorter
+
+    tasks = spec["root"]["dag"]["tasks"]
+    defaults = spec["root"]["inputDefinitions"]["parameters"]
+    values = {**{k: v.get("defaultValue", "") for k, v in defaults.items()}, **values}
+    outputs: dict[str, dict[str, str]] = {}
+    order = list(TopologicalSorter({k: set(t.get("dependentTasks", [])) for k, t in tasks.items()}).static_order())
+    for key in order:
+        task = tasks[key]
+        inputs = {}
+        for name, source in task["inputs"]["parameters"].items():
+            if "componentInputParameter" in source:
+                inputs[name] = values[source["componentInputParameter"]]
+            elif "taskOutputParameter" in source:
+                produced = source["taskOutputParameter"]
+                inputs[name] = outputs[produced["producerTask"]][produced["outputParameterKey"]]
+            else:
+                inputs[name] = source["runtimeValue"]["constant"]
+        component = spec["components"][task["componentRef"]["name"]]
+        declared = component.get("outputDefinitions", {}).get("parameters", {})
+        files = {name: str(project / f".kfp-{key}-{name}") for name in declared}
+        container = _executor(spec, task)
+        command = [*container["command"], *(_resolve(a, inputs, files) for a in container["args"])]
+        command[command.index("/app")] = str(project)
+        task_env = {**env, **{e["name"]: e["value"] for e in container.get("env", [])}}
+        result = subprocess.run(command, env=task_env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, f"{key}: {(result.stdout + result.stderr)[-4000:]}"
+        outputs[key] = {name: Path(path).read_text() for name, path in files.items()}
+    return order
+
+
+@pytest.mark.slow
+def test_compiled_training_pipeline_runs_task_by_task(embedded_project, tmp_path):  # noqa: F811 - imported above
+    """The compiled train_sta_lstm spec, each task in a process of its own (as in separate pods,
+    sharing the project's data/ directory as the volume): the model trains and every task logs
+    into the one MLflow run the first task opened, in the data set's experiment."""
+    import shutil
+
+    import mlflow
+
+    from tests.test_cli_runs import EMBEDDED_METRICS, TINY, _new_project, _user_env
+
+    project = _new_project(tmp_path / "project")
+    shutil.copytree(embedded_project / "data" / "04_feature", project / "data" / "04_feature")
+    out = tmp_path / "train.yaml"
+    from click.testing import CliRunner
+
+    from skeleton_attention.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["kubeflow", "compile", "-p", "train_sta_lstm", "-e", "embedded", "-i", IMAGE, "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    spec = next(yaml.safe_load_all(out.read_text()))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = _user_env(PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    order = _run_spec_locally(spec, project, {"mlflow_tracking_uri": uri, "kedro_params": TINY}, env)
+    assert order[0] == MLFLOW_TASK and len(order) == 5  # the opener + 4 tasks (evaluate and report share one)
+
+    metrics = json.loads((project / EMBEDDED_METRICS).read_text())
+    assert metrics["num_test_samples"] == 120
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiments = {e.experiment_id: e.name for e in client.search_experiments()}
+    runs = client.search_runs(list(experiments))
+    assert len(runs) == 1, [(r.info.run_name, experiments[r.info.experiment_id]) for r in runs]
+    (run,) = runs
+    assert experiments[run.info.experiment_id] == "skeleton-attention/ntu/ntu60_xsub"
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("sta_lstm/sta_lstm ntu/ntu60_xsub")
+    assert run.data.tags["kubeflow_run_id"] == "kfp-local-test" and run.data.tags["model"] == "sta_lstm"
+    logged = [v for k, v in run.data.metrics.items() if k.startswith("test") and k.endswith("top1")]
+    assert logged == [pytest.approx(metrics["test_top1"])], run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"plots", "outputs"} <= artifacts, artifacts  # from the evaluate + report task
+    models = client.search_logged_models(list(experiments))  # MLflow 3 keeps models beside the run
+    assert [m.source_run_id for m in models] == [run.info.run_id]  # from the export task
