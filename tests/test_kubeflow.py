@@ -465,3 +465,47 @@ def test_compiled_training_pipeline_runs_task_by_task(embedded_project, tmp_path
     assert {"plots", "outputs"} <= artifacts, artifacts  # from the evaluate + report task
     models = client.search_logged_models(list(experiments))  # MLflow 3 keeps models beside the run
     assert [m.source_run_id for m in models] == [run.info.run_id]  # from the export task
+
+
+def _dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile as stages of (instruction, arguments), continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (REPO_ROOT / "Dockerfile").read_text())
+    stages: list[list[tuple[str, str]]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, rest = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((instruction.upper(), " ".join(rest.split())))
+    return stages
+
+
+def test_dockerfile_copies_existing_files_and_installs_torch_first(settings):
+    """No Docker daemon here (docs/kubeflow.md): what can be checked without building."""
+    import tomllib
+
+    stages = _dockerfile_stages()
+    assert [args for instruction, args in (s[0] for s in stages)] == ["python:3.11-slim AS wheel", "python:3.11-slim"]
+    ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()}
+    assert {"data", ".venv", "mlruns", "mlflow.db", ".git"} <= ignored
+    for stage in stages:
+        for instruction, args in stage:
+            if instruction == "COPY" and not args.startswith("--from"):
+                *sources, _ = args.split()
+                for source in sources:
+                    assert (REPO_ROOT / source).exists(), f"COPY {source}: not in the repository"
+                    assert source.strip("/").split("/")[0] not in ignored, f"COPY {source}: excluded by .dockerignore"
+    runtime = stages[-1]
+    runs = [args for instruction, args in runtime if instruction == "RUN"]
+    torch_step = next(i for i, run in enumerate(runs) if '"torch==${TORCH_VERSION}"' in run)
+    project_step = next(i for i, run in enumerate(runs) if "pip install /wheels/" in run)
+    assert torch_step < project_step
+    pinned = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    torch_pin = next(d for d in pinned if d.startswith("torch==")).removeprefix("torch==")
+    assert ("ARG", f"TORCH_VERSION={torch_pin}") in runtime  # the version pyproject.toml pins
+    assert ("WORKDIR", settings.workdir) in runtime
+    assert all(m.mount_path.startswith(settings.workdir + "/") for m in settings.mounts)
+    env = " ".join(args for instruction, args in runtime if instruction == "ENV")
+    assert all(f"{name}={value}" in env for name, value in TELEMETRY.items())
