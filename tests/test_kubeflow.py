@@ -242,13 +242,14 @@ def test_each_task_command_runs_its_node_with_the_mlflow_uri(compiled, tmp_path)
             "--env=base",
             "--params=run.dataset=sbu,run.fold=2",
         ]
-    # no MLflow run id (tracking off, or mlflow_single_run: false): kedro-mlflow opens its own run
+    # no MLflow run id (tracking off, or mlflow_single_run: false): kedro-mlflow opens its own run;
+    # no tracking URI: the image's conf/base/mlflow.yml decides
     container = _executor(spec, next(iter(_node_tasks(spec).values())))
-    command = [*container["command"], *(_resolve(a, {**inputs, "mlflow_run_id": ""}, {}) for a in container["args"])]
+    empty = {**inputs, "mlflow_run_id": "", "mlflow_tracking_uri": ""}
+    command = [*container["command"], *(_resolve(a, empty, {}) for a in container["args"])]
     command[command.index("/app")] = str(tmp_path)
-    assert (
-        json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)["run"] is None
-    )
+    seen = json.loads(subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout)
+    assert seen["run"] is None and seen["uri"] is None and seen["argv"][0] == "run"
 
 
 def test_node_names_kubeflow_dislikes_map_to_valid_unique_task_names(settings, tmp_path):

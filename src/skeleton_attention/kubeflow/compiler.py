@@ -23,17 +23,16 @@ from typing import Any
 
 from kfp import compiler, dsl, kubernetes
 
-from skeleton_attention.kubeflow.graph import GroupBy, TaskPlan, plan_tasks
+from skeleton_attention.kubeflow.graph import GroupBy, TaskPlan, plan_tasks, task_names
 from skeleton_attention.kubeflow.settings import KubeflowConfigError, KubeflowSettings
 
 #: the task that opens the pipeline run's MLflow run (a name no node task can take: graph.task_names)
 MLFLOW_TASK = "mlflow-run"
-#: $1 = project directory, $2 = tracking URI, $3 = MLflow run id ("" = let kedro-mlflow open one)
-_NODE_SCRIPT = (
-    'cd "$1" && export MLFLOW_TRACKING_URI="$2" && if [ -n "$3" ]; then export MLFLOW_RUN_ID="$3"; fi '
-    '&& shift 3 && exec "$@"'
-)
-_START_SCRIPT = 'cd "$1" && export MLFLOW_TRACKING_URI="$2" && shift 2 && exec "$@"'
+#: $1 = project directory, $2 = tracking URI ("" = the image's conf/ decides), $3 = MLflow run id
+#: ("" = kedro-mlflow opens a run of its own); the rest is the command, passed on untouched
+_EXPORT_URI = 'if [ -n "$2" ]; then export MLFLOW_TRACKING_URI="$2"; fi'
+_NODE_SCRIPT = f'cd "$1" && {_EXPORT_URI} && if [ -n "$3" ]; then export MLFLOW_RUN_ID="$3"; fi && shift 3 && exec "$@"'
+_START_SCRIPT = f'cd "$1" && {_EXPORT_URI} && shift 2 && exec "$@"'
 PIPELINE_PREFIX = "skeleton-attention"
 
 
@@ -136,8 +135,6 @@ def _configure(task: Any, plan: TaskPlan | None, settings: KubeflowSettings, dat
 
 def pipeline_spec_name(pipeline_name: str) -> str:
     """``skeleton-attention-train-sta-lstm``: KFP pipeline names are lower-case DNS-like names."""
-    from skeleton_attention.kubeflow.graph import task_names
-
     return task_names([f"{PIPELINE_PREFIX}-{pipeline_name}"])[f"{PIPELINE_PREFIX}-{pipeline_name}"]
 
 
