@@ -203,6 +203,32 @@ class MlflowExperimentHooks:
         config._set_experiment()  # creates (or restores) it and makes it MLflow's active experiment
         logger.info("MLflow experiment %s", name)
 
+    @hook_impl(trylast=True)
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
+        close_ended_runs()
+
+    @hook_impl(trylast=True)
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
+        close_ended_runs()
+
+
+def close_ended_runs() -> None:
+    """Take runs that kedro-mlflow has already ended off MLflow's active-run stack.
+
+    With ``tracking.run.nested: True`` kedro-mlflow reopens its run before every node, which pushes
+    the same run once more onto the stack, and ends it once after the pipeline: the run is FINISHED
+    (or FAILED) in the store but still "active" in the process, so the next pipeline run in the same
+    process (a notebook, a test) would log into it. Runs still RUNNING (one an orchestrator opened)
+    are left alone; the status in the store is kept as it is.
+    """
+    import mlflow
+
+    while (active := mlflow.active_run()) is not None:
+        status = mlflow.MlflowClient().get_run(active.info.run_id).info.status
+        if status == "RUNNING":
+            return
+        mlflow.end_run(status=status)
+
 
 def pipeline_experiment(base: str, pipeline, catalog) -> str:
     """The experiment of a pipeline's run: the report's, the one data set and protocol its training
@@ -233,32 +259,6 @@ def _join_run(config, run_id: str) -> str:
     if not config.tracking.run.name:
         config.tracking.run.name = run.info.run_name
     return client.get_experiment(run.info.experiment_id).name
-
-    @hook_impl(trylast=True)
-    def after_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        close_ended_runs()
-
-    @hook_impl(trylast=True)
-    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline, catalog) -> None:
-        close_ended_runs()
-
-
-def close_ended_runs() -> None:
-    """Take runs that kedro-mlflow has already ended off MLflow's active-run stack.
-
-    With ``tracking.run.nested: True`` kedro-mlflow reopens its run before every node, which pushes
-    the same run once more onto the stack, and ends it once after the pipeline: the run is FINISHED
-    (or FAILED) in the store but still "active" in the process, so the next pipeline run in the same
-    process (a notebook, a test) would log into it. Runs still RUNNING (one an orchestrator opened)
-    are left alone; the status in the store is kept as it is.
-    """
-    import mlflow
-
-    while (active := mlflow.active_run()) is not None:
-        status = mlflow.MlflowClient().get_run(active.info.run_id).info.status
-        if status == "RUNNING":
-            return
-        mlflow.end_run(status=status)
 
 
 def open_orchestrated_run(config, pipeline, catalog, pipeline_name: str, tags: Mapping[str, str]) -> str:
