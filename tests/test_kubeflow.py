@@ -371,6 +371,7 @@ def test_compile_command(registry, tmp_path, monkeypatch):
     ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    assert "train_sta_lstm, 5 nodes in 1 tasks + the MLflow run task" in result.output
     spec = next(yaml.safe_load_all(out.read_text()))
     assert (
         spec["root"]["inputDefinitions"]["parameters"]["kedro_params"]["defaultValue"] == "run.dataset=sbu,run.fold=2"

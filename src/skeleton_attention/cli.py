@@ -224,7 +224,15 @@ def kubeflow_compile(
         compile_pipeline(pipelines[pipeline_name], request, settings, output)
     except (KubeflowConfigError, ValueError) as error:
         raise click.ClickException(str(error)) from error
-    click.echo(f"{output}: Kubeflow pipeline of {pipeline_name} ({len(pipelines[pipeline_name].nodes)} nodes)")
+    from skeleton_attention.kubeflow.compiler import MLFLOW_TASK
+    from skeleton_attention.kubeflow.graph import plan_tasks
+
+    tasks = len(plan_tasks(pipelines[pipeline_name], group_by, [MLFLOW_TASK], in_memory))
+    opener = " + the MLflow run task" if request.tracked and settings.mlflow_single_run else ""
+    click.echo(
+        f"{output}: Kubeflow pipeline of {pipeline_name}, {len(pipelines[pipeline_name].nodes)} nodes "
+        f"in {tasks} tasks{opener}"
+    )
 
 
 @kubeflow.command(name="mlflow-run")
