@@ -25,6 +25,7 @@ has no training node. A run with several training pipelines gets the tags of eac
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -175,10 +176,10 @@ class MlflowExperimentHooks:
     kedro-mlflow sets the experiment of ``mlflow.yml`` when the context is created, before the
     pipeline (and so its data set) is known, and starts the run in ``before_pipeline_run``; this
     hook runs first there (``tryfirst``) and points kedro-mlflow's configuration at the right
-    experiment, creating it when needed. A run started outside Kedro (``MLFLOW_RUN_ID``, as the
-    cross-validation driver does) must already be in that experiment: the driver uses the same
-    :func:`experiment_name`. Several training pipelines on different data in one run, or a pipeline
-    with tracking disabled, keep the configured experiment.
+    experiment, creating it when needed. A run started outside Kedro (``MLFLOW_RUN_ID``: the
+    cross-validation driver's fold runs, a Kubeflow pipeline's run) decides the experiment itself:
+    the driver opens it in the one :func:`experiment_name` gives. Several training pipelines on
+    different data in one run, or a pipeline with tracking disabled, keep the configured experiment.
     """
 
     def __init__(self) -> None:
@@ -199,15 +200,12 @@ class MlflowExperimentHooks:
         disabled = set(config.tracking.disable_tracking.pipelines)
         if mlflow.active_run() is not None or any(name in disabled for name in names):
             return
-        base = config.tracking.experiment.name
-        if any(REPORT_TAG in node.tags for node in pipeline.nodes):
-            name = experiment_name(base, report=True)
+        orchestrated = os.environ.get("MLFLOW_RUN_ID")
+        if orchestrated:
+            name = _join_run(config, orchestrated)
         else:
-            # a fusion reads its family's configuration too: it joins the same experiment
-            specs = list(training_parameters(pipeline, catalog, any_node=True).values())
-            candidates = {experiment_name(base, params) for params in specs}
-            name = candidates.pop() if len(candidates) == 1 else base
-        if name == base:
+            name = pipeline_experiment(config.tracking.experiment.name, pipeline, catalog)
+        if name == config.tracking.experiment.name:
             return
         config.tracking.experiment.name = name
         config._set_experiment()  # creates (or restores) it and makes it MLflow's active experiment
@@ -255,7 +253,7 @@ class MlflowTerminationHooks:
     active run KILLED. It is registered after MLflow's, and ``atexit`` runs last-in first-out, so it
     runs first and MLflow's finds no run left to end. A forked child (a DataLoader worker inherits the
     handler) dies of the signal as before. The previous handlers are restored when the pipeline ends.
-    The cross-validation driver (experiments/driver.py) handles its parent and fold runs itself.
+    The experiment drivers (experiments/fold_driver.py, group_driver.py) handle their parent and member runs.
     """
 
     SIGNALS = ("SIGTERM", "SIGINT")
@@ -318,3 +316,56 @@ def end_active_runs(status: str) -> None:
 
     while mlflow.active_run() is not None:
         mlflow.end_run(status=status)
+
+
+def pipeline_experiment(base: str, pipeline, catalog) -> str:
+    """The experiment of a pipeline's run: the report's, the one data set and protocol its training
+    configurations name, else ``base``."""
+    if any(REPORT_TAG in node.tags for node in pipeline.nodes):
+        return experiment_name(base, report=True)
+    # a fusion reads its family's configuration too: it joins the same experiment
+    specs = list(training_parameters(pipeline, catalog, any_node=True).values())
+    candidates = {experiment_name(base, params) for params in specs}
+    return candidates.pop() if len(candidates) == 1 else base
+
+
+def _join_run(config, run_id: str) -> str:
+    """The experiment of a run an orchestrator opened (``MLFLOW_RUN_ID``), whose name kedro-mlflow
+    keeps when it resumes it.
+
+    A Kubeflow pipeline (kubeflow/compiler.py) runs each node in a ``kedro run`` of its own, all
+    logging into one run its first task opened; a node that reads no training configuration (a
+    model export) would otherwise pick the base experiment, and MLflow refuses to resume a run of
+    another experiment. kedro-mlflow renames the run it resumes to ``tracking.run.name`` or the
+    pipeline name: the run's own name is kept instead (the training node's hook still sets the
+    readable name).
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    if not config.tracking.run.name:
+        config.tracking.run.name = run.info.run_name
+    return client.get_experiment(run.info.experiment_id).name
+
+
+def open_orchestrated_run(config, pipeline, catalog, pipeline_name: str, tags: Mapping[str, str]) -> str:
+    """Open (create, not start) the MLflow run that every node of an orchestrated run of
+    ``pipeline`` logs into (``MLFLOW_RUN_ID``, :func:`_join_run`), in the experiment, and with the
+    name and tags, that a ``kedro run`` of the whole pipeline would give it; returns its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    name = pipeline_experiment(config.tracking.experiment.name, pipeline, catalog)
+    experiment = client.get_experiment_by_name(name)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+    if experiment is not None and experiment.lifecycle_stage == "deleted":  # as kedro-mlflow's restore_if_deleted
+        client.restore_experiment(experiment_id)
+    specs = training_parameters(pipeline, catalog)
+    if len(specs) == 1:
+        namespace, params = next(iter(specs.items()))
+        title, run_tag_values = run_name(params), run_tags(params, namespace)
+    else:
+        title, run_tag_values = pipeline_name, {"pipeline": pipeline_name}
+    run = client.create_run(experiment_id, run_name=title, tags={**run_tag_values, **tags})
+    return run.info.run_id
