@@ -27,7 +27,6 @@ from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
-from kedro.framework.cli.utils import KedroCliError
 
 from skeleton_attention.kubeflow.graph import GROUP_BY
 
@@ -66,25 +65,22 @@ def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
     from skeleton_attention.experiments.fold_driver import plan_cross_validation, run_cross_validation
     from skeleton_attention.experiments.group_driver import plan_run_group, run_group
 
-    group = None
-    if pipeline.replace("train_", "fuse_", 1) in registered:  # only families with a fusion step plan a group
-        try:
+    # click.ClickException (one "Error: ..." line), not KedroCliError: see the note under Kubeflow below
+    try:
+        group = None
+        if pipeline.replace("train_", "fuse_", 1) in registered:  # only families with a fusion step plan a group
             group = plan_run_group(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
-        except ValueError as error:
-            raise KedroCliError(str(error)) from error
-    if group is not None:
-        try:
+        if group is not None:
             return run_group(group)
-        except RuntimeError as error:
-            raise KedroCliError(str(error)) from error
-
-    plan = plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
+        plan = plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), kwargs.get("params") or {})
+    except (ValueError, RuntimeError) as error:  # a bad experiment setting, or a member that failed
+        raise click.ClickException(str(error)) from error
     if plan is None:
         return kedro_run.callback(**kwargs)
     try:
         return run_cross_validation(plan)
     except RuntimeError as error:
-        raise KedroCliError(str(error)) from error
+        raise click.ClickException(str(error)) from error
 
 
 # --- Kubeflow Pipelines (docs/kubeflow.md) ----------------------------------------------------------
