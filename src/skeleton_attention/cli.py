@@ -13,6 +13,11 @@
   and their scores are fused (experiments/driver.py ``plan_run_group``).
 
 Runs with a node filter, and everything else, go to Kedro unchanged.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1; docs/training.md, "Distributed training") every rank runs
+``kedro run`` for exactly one training pipeline and one run (``run.fold`` / ``run.name`` given
+where the protocol or the family would otherwise plan several); rank 0 runs the whole pipeline,
+the other ranks stop after ``train_model`` (``DistributedHooks`` keeps their outputs in memory).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import KedroCliError
+
+from skeleton_attention.training.distributed import DistEnv
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,9 @@ def cli() -> None:
 @cli.command(name="run", params=list(kedro_run.params), help=kedro_run.help, short_help=kedro_run.short_help)
 def run(**kwargs: Any) -> Any:
     selected = [kwargs["pipeline"]] if kwargs.get("pipeline") else list(kwargs.get("pipelines") or [])
+    env = DistEnv.from_env()
+    if env.is_distributed:
+        return _run_distributed(selected, kwargs, env)
     plain = any(kwargs.get(name) for name in _FILTERS) or kwargs.get("conf_source")
     training = [name for name in selected if name.startswith("train_")]
     if plain or not training:
@@ -83,3 +93,32 @@ def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
         return run_cross_validation(plan)
     except RuntimeError as error:
         raise KedroCliError(str(error)) from error
+
+
+def _run_distributed(selected: list[str], kwargs: dict[str, Any], env: DistEnv) -> Any:
+    """One rank of a torchrun launch: one training pipeline, one run; ranks > 0 stop after training."""
+    from kedro.framework.project import pipelines as registered
+
+    from skeleton_attention.experiments.driver import plan_cross_validation, plan_run_group
+
+    if len(selected) != 1 or not selected[0].startswith("train_"):
+        raise KedroCliError(
+            f"under torchrun, run exactly one training pipeline (--pipelines=train_<family>), got {selected}; "
+            "prepare the data with a plain `kedro run` first"
+        )
+    pipeline = selected[0]
+    params = kwargs.get("params") or {}
+    several = pipeline.replace("train_", "fuse_", 1) in registered and plan_run_group(
+        Path.cwd(), pipeline, kwargs.get("env"), params
+    )
+    if several or plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), params):
+        raise KedroCliError(
+            "under torchrun, each launch trains one run: give run.fold=<k> for a cross-validated protocol "
+            "and run.name=<name> for a family with run groups (one torchrun per fold / named run)"
+        )
+    if env.is_main:
+        return kedro_run.callback(**{**kwargs, "pipeline": None, "pipelines": [pipeline]})
+    logger.info("rank %d of %d: running %s up to its training node", env.rank, env.world_size, pipeline)
+    return kedro_run.callback(
+        **{**kwargs, "pipeline": None, "pipelines": [pipeline], "to_nodes": [f"{pipeline}.train_model"]}
+    )

@@ -14,13 +14,12 @@ training under ``torchrun`` (DistributedDataParallel; :mod:`~skeleton_attention.
 Epochs are numbered 1.. over all phases together; ``history`` holds one metrics dict per epoch.
 The pieces live beside this module: the step loop in :mod:`~skeleton_attention.training.epoch`,
 prediction and validation in :mod:`~skeleton_attention.training.evaluation`, AMP in
-:mod:`~skeleton_attention.training.amp`; the names they define are re-exported here.
+:mod:`~skeleton_attention.training.amp`, the settings in
+:mod:`~skeleton_attention.training.trainer_config`; the names they define are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
@@ -42,7 +41,6 @@ from skeleton_attention.training.checkpoints import (
     seed_everything,
 )
 from skeleton_attention.training.distributed import (
-    DISTRIBUTED_MODES,
     DistEnv,
     agree,
     all_gather_object,
@@ -59,12 +57,9 @@ from skeleton_attention.training.epoch import train_one_epoch
 from skeleton_attention.training.evaluation import Predictions as Predictions
 from skeleton_attention.training.evaluation import predict, validation_metrics
 from skeleton_attention.training.evaluation import valid_lengths as _valid_lengths  # noqa: F401 (re-exported)
-from skeleton_attention.training.optim import (
-    EpochSchedule,
-    build_optimizer,
-    check_optimizer,
-    check_schedule,
-)
+from skeleton_attention.training.optim import EpochSchedule as EpochSchedule
+from skeleton_attention.training.optim import build_optimizer as build_optimizer
+from skeleton_attention.training.trainer_config import TrainerConfig as TrainerConfig
 
 logger = logging.getLogger(__name__)
 
@@ -80,104 +75,6 @@ __all__ = [
     "move_batch",
     "resolve_device",
 ]
-
-
-# --- configuration --------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainerConfig:
-    """Trainer settings; see docs/training.md for every key.
-
-    ``phases``: a list of dicts, each with ``epochs`` (and optionally ``name``, ``optimizer`` and
-    ``schedule`` overrides merged over the top-level ones; every other key is for the model's
-    ``configure_phase``). Without phases there is one phase of ``epochs`` epochs.
-    """
-
-    epochs: int = 10
-    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
-    schedule: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
-    phases: list[dict[str, Any]] | None = None
-    grad_clip_norm: float | None = None
-    label_smoothing: float = 0.0
-    amp: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    deterministic: bool = True
-    monitor: str = "val_acc"
-    monitor_mode: str = "max"
-    early_stopping: dict[str, Any] | None = None
-    select_best_from_phase: int = 0
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    progress: bool = True
-    max_steps_per_epoch: int | None = None
-    #: ``auto``: DistributedDataParallel when torchrun started several processes; ``off``: never
-    distributed: str = "auto"
-    #: DDP's ``find_unused_parameters``, for a model whose forward leaves trainable parameters unused
-    find_unused_parameters: bool = False
-    #: ``torch.compile`` the training forward (and backward); off by default (docs/training.md)
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.monitor_mode not in ("max", "min"):
-            raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
-        amp_.check_amp(self.amp)
-        if self.distributed not in DISTRIBUTED_MODES:
-            raise ValueError(f"distributed must be one of {DISTRIBUTED_MODES}, got {self.distributed!r}")
-        check_optimizer(self.optimizer)
-        check_schedule(self.schedule)
-        for i, phase in enumerate(self.phase_list()):
-            if int(phase.get("epochs", 0)) < 1:
-                raise ValueError(f"phase {i} ({phase.get('name')}) needs epochs >= 1")
-            check_optimizer({**self.optimizer, **phase.get("optimizer", {})})
-            check_schedule({**self.schedule, **phase.get("schedule", {})})
-        n = len(self.phase_list())
-        if not -n <= self.select_best_from_phase < n:
-            raise ValueError(f"select_best_from_phase={self.select_best_from_phase} with {n} phase(s)")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TrainerConfig:
-        config = dict(config)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(known)}")
-        if config.get("phases") is not None:
-            config["phases"] = [dict(p) for p in config["phases"]]
-        return cls(**config)
-
-    def phase_list(self) -> list[dict[str, Any]]:
-        if self.phases:
-            return [{"name": p.get("name", f"phase{i}"), **p} for i, p in enumerate(self.phases)]
-        return [{"name": "main", "epochs": int(self.epochs)}]
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(int(p["epochs"]) for p in self.phase_list())
-
-    def fingerprint(self, extra: Mapping[str, Any] | None = None) -> str:
-        """Hash of everything that changes the training trajectory (not device/progress/resume), plus
-        ``extra`` (the caller's data and model settings)."""
-        relevant = {
-            k: getattr(self, k)
-            for k in (
-                "optimizer",
-                "schedule",
-                "grad_clip_norm",
-                "label_smoothing",
-                "amp",
-                "seed",
-                "monitor",
-                "monitor_mode",
-                "early_stopping",
-                "select_best_from_phase",
-                "max_steps_per_epoch",
-            )
-        }
-        relevant["phases"] = self.phase_list()
-        relevant["extra"] = dict(extra or {})
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # --- results --------------------------------------------------------------------------------------
