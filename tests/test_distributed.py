@@ -205,3 +205,30 @@ def test_resume_under_ddp_continues_where_rank_0_stopped(ddp_run):
         assert rank["resumed_epochs"] == [4, 5]
         assert rank["resumed_best_epoch"] == ranks[0]["best_epoch"]
         assert _close(rank["resumed_state"], ranks[0]["final_state"], 0) < 1e-6
+
+
+# --- kedro run under torchrun ------------------------------------------------------------------------
+
+
+def test_ranks_other_than_0_keep_every_pipeline_output_in_memory(tmp_path, monkeypatch):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+    from kedro_datasets.json import JSONDataset
+
+    from skeleton_attention.hooks import DistributedHooks
+
+    def catalog() -> DataCatalog:
+        return DataCatalog({"metrics": JSONDataset(filepath=str(tmp_path / "metrics.json")), "raw": MemoryDataset(1)})
+
+    pipeline = Pipeline([node(lambda x: {"x": x}, "raw", "metrics", name="n")])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    main = catalog()
+    DistributedHooks().before_pipeline_run({}, pipeline, main)
+    assert isinstance(main.get("metrics"), JSONDataset)  # rank 0 writes
+    monkeypatch.setenv("RANK", "1")
+    other = catalog()
+    DistributedHooks().before_pipeline_run({}, pipeline, other)
+    assert isinstance(other.get("metrics"), MemoryDataset)
+    other.save("metrics", {"x": 1})
+    assert not (tmp_path / "metrics.json").exists()

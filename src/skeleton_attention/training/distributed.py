@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Sampler, SequentialSampler
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +126,12 @@ def all_reduce_sums(values: Tensor, env: DistEnv) -> Tensor:
     return values
 
 
-def agree(value: float, env: DistEnv, what: str) -> None:
+def agree(value: float, env: DistEnv, what: str, device: torch.device) -> None:
     """Fail on every rank when the ranks disagree on ``value`` (e.g. the epoch a resume starts from:
-    a checkpoint directory that only some nodes can see)."""
+    a checkpoint directory that only some nodes can see). ``device``: nccl reduces CUDA tensors only."""
     if not env.is_distributed:
         return
-    values = torch.tensor([value, -value], dtype=torch.float64)
+    values = torch.tensor([value, -value], dtype=torch.float64, device=device)
     dist.all_reduce(values, op=dist.ReduceOp.MAX)
     if values[0] != -values[1]:
         raise RuntimeError(
@@ -191,7 +191,7 @@ def shard_loader(loader: DataLoader, env: DistEnv) -> DataLoader:
     if not env.is_distributed:
         return loader
     sampler = loader.sampler
-    if type(sampler).__name__ != "SequentialSampler":
+    if not isinstance(sampler, SequentialSampler):
         raise ValueError(f"cannot shard an evaluation loader with a {type(sampler).__name__}; give it none")
     workers = loader.num_workers
     return DataLoader(

@@ -333,7 +333,7 @@ class Trainer:
         if resuming:
             start_phase, start_epoch_in_phase, resumed_mid_phase = self._restore(run, generator)
         # every rank must start from the same epoch (rank 0 wrote the checkpoint all ranks read)
-        agree(float(run.epoch), self.dist, "the epoch to resume from")
+        agree(float(run.epoch), self.dist, "the epoch to resume from", self.device)
         if not resuming:
             # rank r seeds with seed + r: dropout masks must differ between ranks (rank 0 and a single
             # process match; DDP's broadcast makes the weights equal whatever each rank draws)
