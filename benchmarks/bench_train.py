@@ -29,6 +29,7 @@ Usage::
     python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
     python benchmarks/bench_train.py --devices cuda --batch 256 --samples 4096
     python benchmarks/bench_train.py --paths plain plain_sync trainer   # cost of per-step host reads
+    python benchmarks/bench_train.py --table data/04_feature/ntu/samples.parquet --batch 32   # real loader
     python benchmarks/bench_train.py --model view_attention --views 3 --frames 60
     python benchmarks/bench_train.py --model san --model-kwargs '{"variant": "san_v1"}' --frames 32
 """
@@ -109,6 +110,20 @@ def _loader(dataset, batch: int, shuffle_seed: int | None):
     )
 
 
+def _table_loaders(spec: dict, input_spec):
+    """The project's own loaders on a prepared table (``--table``): SkeletonDataset reading Parquet,
+    temporal sampling, augmentation and collate, as ``train_model`` builds them (train rows of
+    ``--protocol`` for training, its test rows for inference; no validation carve)."""
+    from skeleton_attention.training.data import DataSettings, build_loaders, build_training_data
+
+    config = {"protocol": spec["protocol"], "batch_size": spec["batch"], "num_workers": 0, "val_fraction": 0.0}
+    config.update(spec["data_settings"])
+    settings = DataSettings.from_config(config)
+    data = build_training_data(spec["table"], settings, seed=0, input_spec=input_spec)
+    loaders = build_loaders(data, settings, seed=0)
+    return loaders["train"], loaders["test"], data.description
+
+
 def _peak_memory_mb(device) -> float:
     import torch
 
@@ -185,14 +200,17 @@ def measure(spec: dict) -> dict:
         num_frames=spec["frames"] if input_spec.fixed_length else None,
         layout="ntu25",
     )
+    if spec.get("table"):
+        train_loader, eval_loader, description = _table_loaders(spec, input_spec)
+    else:
+        dataset = _dataset(
+            spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
+            streams=streams,
+        )
+        train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
+        eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
     model = build_model(spec["model"], description, **spec["model_kwargs"]).to(device)
-    dataset = _dataset(
-        spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
-        streams=streams,
-    )
     optimizer_config = {"name": spec["optimizer"], "lr": spec["lr"]}
-    train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
-    eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base_memory = (
@@ -272,11 +290,11 @@ def measure(spec: dict) -> dict:
         trainer.predict(eval_loader)
         _sync(device)
         infer_time = _now() - start
-    n = len(dataset)
+    n_train, n_eval = len(train_loader.dataset), len(eval_loader.dataset)
     result.update(
         {
-            "train_samples_per_s": n * epochs / train_time,
-            "infer_samples_per_s": n / infer_time,
+            "train_samples_per_s": n_train * epochs / train_time,
+            "infer_samples_per_s": n_eval / infer_time,
             "peak_memory_mb": _peak_memory_mb(device),
             "memory_before_mb": base_memory,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -313,6 +331,16 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="what to measure (default: plain, trainer, and trainer_bf16 on CUDA)",
     )
+    parser.add_argument(
+        "--table", default=None, help="a prepared table (data/04_feature/ntu/samples.parquet) instead of synthetic data"
+    )
+    parser.add_argument("--protocol", default="ntu60_xsub", help="with --table: its train rows train, test rows infer")
+    parser.add_argument(
+        "--data-settings",
+        type=json.loads,
+        default={"augmentation": {"noise_std": 0.075}},
+        help="with --table: data settings (JSON) over the defaults, e.g. sampling and augmentation",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -347,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
                 "views": args.views,
                 "optimizer": args.optimizer,
                 "lr": args.lr,
+                "table": args.table,
+                "protocol": args.protocol,
+                "data_settings": args.data_settings,
             }
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(
@@ -359,9 +390,9 @@ def main(argv: list[str] | None = None) -> None:
             if done.returncode != 0:
                 raise RuntimeError(f"{device}/{path} failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    data = f"table {args.table} ({args.protocol})" if args.table else f"{args.samples} samples x <= {args.frames} fr"
     print(
-        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), "
-        f"{args.samples} samples x <= {args.frames} frames, "
+        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), {data}, "
         f"batch {args.batch}, {args.epochs} timed epoch(s) after {args.warmup} warm-up, "
         f"{args.threads} CPU thread(s), torch {torch.__version__}"
     )

@@ -285,7 +285,8 @@ class Trainer:
         rank's own RNG still starts identical everywhere), then ``torch.compile`` if asked."""
         module = wrap(self.model, self.device, self.dist, self.config.find_unused_parameters)
         if self.config.compile:
-            module = torch.compile(module)
+            options = dict(self.config.compile) if isinstance(self.config.compile, Mapping) else {}
+            module = torch.compile(module, **options)
         return module
 
     def _improved(self, value: float, best: float, min_delta: float = 0.0) -> bool:

@@ -46,13 +46,16 @@ class TrainerConfig:
     distributed: str = "auto"
     #: DDP's ``find_unused_parameters``, for a model whose forward leaves trainable parameters unused
     find_unused_parameters: bool = False
-    #: ``torch.compile`` the training forward (and backward); off by default (docs/training.md)
-    compile: bool = False
+    #: ``torch.compile`` the training step: false (default), true, or a mapping of ``torch.compile``
+    #: keyword arguments (e.g. ``{dynamic: false}``; docs/training.md "Distributed training")
+    compile: bool | dict[str, Any] = False
 
     def __post_init__(self) -> None:
         if self.monitor_mode not in ("max", "min"):
             raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
         amp_.check_amp(self.amp)
+        if not isinstance(self.compile, bool | Mapping):
+            raise ValueError(f"compile must be true, false or torch.compile arguments, got {self.compile!r}")
         if self.distributed not in DISTRIBUTED_MODES:
             raise ValueError(f"distributed must be one of {DISTRIBUTED_MODES}, got {self.distributed!r}")
         check_optimizer(self.optimizer)
