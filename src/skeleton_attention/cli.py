@@ -102,7 +102,7 @@ def _run_distributed(selected: list[str], kwargs: dict[str, Any], env: DistEnv) 
     from skeleton_attention.experiments.driver import plan_cross_validation, plan_run_group
 
     if len(selected) != 1 or not selected[0].startswith("train_"):
-        raise KedroCliError(
+        raise click.UsageError(
             f"under torchrun, run exactly one training pipeline (--pipelines=train_<family>), got {selected}; "
             "prepare the data with a plain `kedro run` first"
         )
@@ -112,7 +112,7 @@ def _run_distributed(selected: list[str], kwargs: dict[str, Any], env: DistEnv) 
         Path.cwd(), pipeline, kwargs.get("env"), params
     )
     if several or plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), params):
-        raise KedroCliError(
+        raise click.UsageError(
             "under torchrun, each launch trains one run: give run.fold=<k> for a cross-validated protocol "
             "and run.name=<name> for a family with run groups (one torchrun per fold / named run)"
         )
