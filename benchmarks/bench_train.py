@@ -9,7 +9,12 @@ project's collate function; multi-view models also get ``view_mask``):
 
 * ``plain``    a hand-written loop: forward, CE (+ head CEs) + regularization terms, backward, clip,
               optimizer step;
-              inference is ``model(batch)`` under ``torch.inference_mode``;
+              inference is ``model(batch)`` under ``torch.inference_mode``; it also times the
+              DataLoader's ``next()`` (reading + collate), reported as the loader's share of the
+              step time (``loader %``);
+* ``plain_sync`` the same loop reading ``float(loss)`` and the correct count on the host after
+              every step, as the Trainer did before it kept its running metrics on the device
+              (on CUDA each read waits for the GPU; on the CPU there is nothing to wait for);
 * ``trainer``  :class:`skeleton_attention.training.trainer.Trainer` (metrics accumulation,
               gradient clipping, determinism on CPU, a full checkpoint every epoch) and
               ``Trainer.predict``; on CUDA also with bf16 autocast (``trainer_bf16``).
@@ -23,6 +28,8 @@ Usage::
     python benchmarks/bench_train.py                          # CPU, and CUDA when available
     python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
     python benchmarks/bench_train.py --devices cuda --batch 256 --samples 4096
+    python benchmarks/bench_train.py --paths plain plain_sync trainer   # cost of per-step host reads
+    python benchmarks/bench_train.py --table data/04_feature/ntu/samples.parquet --batch 32   # real loader
     python benchmarks/bench_train.py --model view_attention --views 3 --frames 60
     python benchmarks/bench_train.py --model san --model-kwargs '{"variant": "san_v1"}' --frames 32
 """
@@ -103,6 +110,20 @@ def _loader(dataset, batch: int, shuffle_seed: int | None):
     )
 
 
+def _table_loaders(spec: dict, input_spec):
+    """The project's own loaders on a prepared table (``--table``): SkeletonDataset reading Parquet,
+    temporal sampling, augmentation and collate, as ``train_model`` builds them (train rows of
+    ``--protocol`` for training, its test rows for inference; no validation carve)."""
+    from skeleton_attention.training.data import DataSettings, build_loaders, build_training_data
+
+    config = {"protocol": spec["protocol"], "batch_size": spec["batch"], "num_workers": 0, "val_fraction": 0.0}
+    config.update(spec["data_settings"])
+    settings = DataSettings.from_config(config)
+    data = build_training_data(spec["table"], settings, seed=0, input_spec=input_spec)
+    loaders = build_loaders(data, settings, seed=0)
+    return loaders["train"], loaders["test"], data.description
+
+
 def _peak_memory_mb(device) -> float:
     import torch
 
@@ -179,14 +200,17 @@ def measure(spec: dict) -> dict:
         num_frames=spec["frames"] if input_spec.fixed_length else None,
         layout="ntu25",
     )
+    if spec.get("table"):
+        train_loader, eval_loader, description = _table_loaders(spec, input_spec)
+    else:
+        dataset = _dataset(
+            spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
+            streams=streams,
+        )
+        train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
+        eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
     model = build_model(spec["model"], description, **spec["model_kwargs"]).to(device)
-    dataset = _dataset(
-        spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
-        streams=streams,
-    )
     optimizer_config = {"name": spec["optimizer"], "lr": spec["lr"]}
-    train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
-    eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     base_memory = (
@@ -198,7 +222,9 @@ def measure(spec: dict) -> dict:
     path = spec["path"]
     result: dict = {"device": spec["device"], "path": path}
 
-    if path == "plain":
+    if path in ("plain", "plain_sync"):
+        per_step_sync = path == "plain_sync"
+        load_time = 0.0
         if spec["optimizer"] == "adam":
             optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
         else:
@@ -208,7 +234,15 @@ def measure(spec: dict) -> dict:
             model.train()
             _sync(device)
             start = _now()
-            for batch in train_loader:
+            batches = iter(train_loader)
+            running_loss, correct = 0.0, 0
+            while True:
+                before = _now()
+                batch = next(batches, None)  # reading, sampling, collate (num_workers=0: all in this process)
+                if epoch >= warmup:
+                    load_time += _now() - before
+                if batch is None:
+                    break
                 batch = move_batch(batch, device)
                 out = model(batch)
                 loss = F.cross_entropy(out.logits, batch["label"]) + sum(out.regularization.values())
@@ -218,9 +252,13 @@ def measure(spec: dict) -> dict:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
+                if per_step_sync:  # the host reads of the old Trainer loop
+                    running_loss += float(loss.detach())
+                    correct += int((out.logits.detach().argmax(dim=1) == batch["label"]).sum())
             _sync(device)
             if epoch >= warmup:
                 train_time += _now() - start
+        result["loader_share"] = load_time / train_time
         model.eval()
         _sync(device)
         start = _now()
@@ -252,11 +290,11 @@ def measure(spec: dict) -> dict:
         trainer.predict(eval_loader)
         _sync(device)
         infer_time = _now() - start
-    n = len(dataset)
+    n_train, n_eval = len(train_loader.dataset), len(eval_loader.dataset)
     result.update(
         {
-            "train_samples_per_s": n * epochs / train_time,
-            "infer_samples_per_s": n / infer_time,
+            "train_samples_per_s": n_train * epochs / train_time,
+            "infer_samples_per_s": n_eval / infer_time,
             "peak_memory_mb": _peak_memory_mb(device),
             "memory_before_mb": base_memory,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -286,6 +324,23 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="cpu: process CPU time (default on CPU), wall: wall time (default on CUDA)",
     )
+    parser.add_argument(
+        "--paths",
+        nargs="*",
+        choices=("plain", "plain_sync", "trainer", "trainer_bf16"),
+        default=None,
+        help="what to measure (default: plain, trainer, and trainer_bf16 on CUDA)",
+    )
+    parser.add_argument(
+        "--table", default=None, help="a prepared table (data/04_feature/ntu/samples.parquet) instead of synthetic data"
+    )
+    parser.add_argument("--protocol", default="ntu60_xsub", help="with --table: its train rows train, test rows infer")
+    parser.add_argument(
+        "--data-settings",
+        type=json.loads,
+        default={"augmentation": {"noise_std": 0.075}},
+        help="with --table: data settings (JSON) over the defaults, e.g. sampling and augmentation",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -303,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = []
     for device in devices:
-        paths = ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
+        paths = args.paths or ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
         for path in paths:
             spec = {
                 "clock": args.clock or ("cpu" if device == "cpu" else "wall"),
@@ -320,6 +375,9 @@ def main(argv: list[str] | None = None) -> None:
                 "views": args.views,
                 "optimizer": args.optimizer,
                 "lr": args.lr,
+                "table": args.table,
+                "protocol": args.protocol,
+                "data_settings": args.data_settings,
             }
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             done = subprocess.run(
@@ -332,23 +390,24 @@ def main(argv: list[str] | None = None) -> None:
             if done.returncode != 0:
                 raise RuntimeError(f"{device}/{path} failed:\n{done.stderr[-3000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    data = f"table {args.table} ({args.protocol})" if args.table else f"{args.samples} samples x <= {args.frames} fr"
     print(
-        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), "
-        f"{args.samples} samples x <= {args.frames} frames, "
+        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), {data}, "
         f"batch {args.batch}, {args.epochs} timed epoch(s) after {args.warmup} warm-up, "
         f"{args.threads} CPU thread(s), torch {torch.__version__}"
     )
     header = (
         f"{'device':<6} {'path':<13} {'clock':<5} {'train samples/s':>16} {'infer samples/s':>16} "
-        f"{'peak MB':>9} {'before MB':>10}"
+        f"{'peak MB':>9} {'before MB':>10} {'loader %':>9}"
     )
     print(header)
     print("-" * len(header))
     for r in rows:
+        share = f"{100 * r['loader_share']:>9.1f}" if "loader_share" in r else f"{'':>9}"
         print(
             f"{r['device']:<6} {r['path']:<13} {r['clock']:<5} {r['train_samples_per_s']:>16.1f} "
             f"{r['infer_samples_per_s']:>16.1f} "
-            f"{r['peak_memory_mb']:>9.0f} {r['memory_before_mb']:>10.0f}"
+            f"{r['peak_memory_mb']:>9.0f} {r['memory_before_mb']:>10.0f} {share}"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -76,8 +76,9 @@ def test_alignment_benchmark_tiny_compares_batched_and_plain_scoring(shared_data
 def test_train_benchmark_runs_both_paths():
     out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--samples", "16", "--frames", "20",
                "--batch", "8", "--epochs", "1", "--warmup", "0")
-    paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
-    assert paths == ["plain", "trainer"]
+    rows = [line.split() for line in out.splitlines() if line.startswith("cpu ")]
+    assert [row[1] for row in rows] == ["plain", "trainer"]
+    assert "loader %" in out and 0.0 < float(rows[0][-1]) < 100.0  # the plain loop times its loader
 
 
 def test_provenance_benchmark_measures_both_fingerprints(shared_data):

@@ -451,3 +451,13 @@ def test_sta_lstm_algorithm_1_through_the_trainer_resumes_exactly(tiny_table, tm
     for key, value in full_model.state_dict().items():
         assert torch.equal(value, model.state_dict()[key]), key
     assert full.best_phase_index == len(phases) - 1
+
+
+def test_a_non_finite_loss_fails_at_the_end_of_its_epoch_naming_the_first_bad_step(tiny_table):
+    """The step loop reads nothing on the host; the check runs once per epoch (training/epoch.py)."""
+    model, loaders = _setup(tiny_table)
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    trainer = Trainer(model, {"epochs": 2, "progress": False, "monitor": "train_loss", "monitor_mode": "min"})
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at epoch 1 step 1 of rank 0 \(parts: \{'loss': nan"):
+        trainer.fit(loaders["train"], loaders["val"])

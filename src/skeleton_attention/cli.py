@@ -17,6 +17,11 @@ Runs with a node filter, and everything else, go to Kedro unchanged.
 
 ``kedro kubeflow compile`` compiles a pipeline into a Kubeflow Pipelines (v2) YAML, a task per node
 (docs/kubeflow.md); ``kedro kubeflow mlflow-run`` is the first task of such a pipeline.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1; docs/training.md, "Distributed training") every rank runs
+``kedro run`` for exactly one training pipeline and one run (``run.fold`` / ``run.name`` given
+where the protocol or the family would otherwise plan several); rank 0 runs the whole pipeline,
+the other ranks stop after ``train_model`` (``DistributedHooks`` keeps their outputs in memory).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import click
 from kedro.framework.cli.project import run as kedro_run
 
 from skeleton_attention.kubeflow.graph import GROUP_BY
+from skeleton_attention.training.distributed import DistEnv
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +50,9 @@ def cli() -> None:
 @cli.command(name="run", params=list(kedro_run.params), help=kedro_run.help, short_help=kedro_run.short_help)
 def run(**kwargs: Any) -> Any:
     selected = [kwargs["pipeline"]] if kwargs.get("pipeline") else list(kwargs.get("pipelines") or [])
+    env = DistEnv.from_env()
+    if env.is_distributed:
+        return _run_distributed(selected, kwargs, env)
     plain = any(kwargs.get(name) for name in _FILTERS) or kwargs.get("conf_source")
     training = [name for name in selected if name.startswith("train_")]
     if plain or not training:
@@ -81,6 +90,36 @@ def _train(pipeline: str, kwargs: dict[str, Any]) -> Any:
         return run_cross_validation(plan)
     except RuntimeError as error:
         raise click.ClickException(str(error)) from error
+
+
+def _run_distributed(selected: list[str], kwargs: dict[str, Any], env: DistEnv) -> Any:
+    """One rank of a torchrun launch: one training pipeline, one run; ranks > 0 stop after training."""
+    from kedro.framework.project import pipelines as registered
+
+    from skeleton_attention.experiments.fold_driver import plan_cross_validation
+    from skeleton_attention.experiments.group_driver import plan_run_group
+
+    if len(selected) != 1 or not selected[0].startswith("train_"):
+        raise click.UsageError(
+            f"under torchrun, run exactly one training pipeline (--pipelines=train_<family>), got {selected}; "
+            "prepare the data with a plain `kedro run` first"
+        )
+    pipeline = selected[0]
+    params = kwargs.get("params") or {}
+    several = pipeline.replace("train_", "fuse_", 1) in registered and plan_run_group(
+        Path.cwd(), pipeline, kwargs.get("env"), params
+    )
+    if several or plan_cross_validation(Path.cwd(), pipeline, kwargs.get("env"), params):
+        raise click.UsageError(
+            "under torchrun, each launch trains one run: give run.fold=<k> for a cross-validated protocol "
+            "and run.name=<name> for a family with run groups (one torchrun per fold / named run)"
+        )
+    if env.is_main:
+        return kedro_run.callback(**{**kwargs, "pipeline": None, "pipelines": [pipeline]})
+    logger.info("rank %d of %d: running %s up to its training node", env.rank, env.world_size, pipeline)
+    return kedro_run.callback(
+        **{**kwargs, "pipeline": None, "pipelines": [pipeline], "to_nodes": [f"{pipeline}.train_model"]}
+    )
 
 
 # --- Kubeflow Pipelines (docs/kubeflow.md) ----------------------------------------------------------

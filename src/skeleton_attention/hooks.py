@@ -12,6 +12,7 @@ from kedro.framework.hooks import hook_impl
 from skeleton_attention.skeletons.errors import MalformedSkeletonFile
 from skeleton_attention.skeletons.fingerprint import StaleBundleError
 from skeleton_attention.skeletons.ingest import EmptyRawDirectory
+from skeleton_attention.training.distributed import DistEnv, is_main_process
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +82,36 @@ class FailureSummaryHooks:
             sys.stdout.flush()
             print(self._pending, file=sys.stderr, flush=True)
             self._pending = None
+
+
+def rank() -> int:
+    return DistEnv.from_env().rank
+
+
+class DistributedHooks:
+    """Under ``torchrun`` every rank runs the Kedro session; only rank 0 may write or track.
+
+    On ranks other than 0 (torchrun's ``RANK`` > 0; docs/training.md, "Distributed training"):
+
+    * kedro-mlflow's hooks are not loaded (``settings.DISABLE_HOOKS_FOR_PLUGINS``), so those ranks
+      neither set up the tracking store nor open runs; the trainer's ``MlflowCallback`` logs from
+      rank 0 only as well;
+    * every dataset the pipeline writes becomes a :class:`~kedro.io.MemoryDataset` before the
+      run starts, so nothing reaches ``data/``, ``metrics/`` or MLflow: the nodes still compute
+      (``split_samples`` gives every rank the same rows) and ``train_model`` joins rank 0 in DDP.
+
+    The CLI (``cli.py``) also cuts those ranks' run after ``train_model``: evaluation, the report
+    and the model export run on rank 0 alone.
+    """
+
+    @hook_impl
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        if is_main_process():
+            return
+        from kedro.io import MemoryDataset
+
+        outputs = sorted(pipeline.all_outputs())
+        for name in outputs:
+            # "assign": no copies (figures and model artifacts pass through as they are)
+            catalog[name] = MemoryDataset(copy_mode="assign")
+        logger.info("rank %d: %d pipeline output(s) kept in memory, not written", rank(), len(outputs))

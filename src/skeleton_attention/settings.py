@@ -7,10 +7,25 @@ from kedro.config import OmegaConfigLoader
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from skeleton_attention.experiments.config import compose, run_dir
-from skeleton_attention.hooks import FailureSummaryHooks, ProgressHooks
+from skeleton_attention.hooks import DistributedHooks, FailureSummaryHooks, ProgressHooks
 from skeleton_attention.mlflow_hooks import MlflowExperimentHooks, MlflowRunHooks, MlflowTerminationHooks
+from skeleton_attention.training.distributed import is_main_process
 
-HOOKS = (ProgressHooks(), MlflowExperimentHooks(), MlflowRunHooks(), MlflowTerminationHooks(), FailureSummaryHooks())
+HOOKS = (
+    ProgressHooks(),
+    MlflowExperimentHooks(),
+    MlflowRunHooks(),
+    MlflowTerminationHooks(),
+    FailureSummaryHooks(),
+    DistributedHooks(),
+)
+
+# Under torchrun, ranks other than 0 load no plugin hooks that write: kedro-mlflow's would set up
+# the tracking store and experiment on every rank at once (a fresh sqlite store then fails its
+# schema migration in a race) and open a run per rank; kedro-viz's would write its run statistics
+# from every rank. Rank 0 tracks; docs/training.md "Distributed training". (Distribution names as
+# the entry points report them.)
+DISABLE_HOOKS_FOR_PLUGINS = () if is_main_process() else ("kedro_mlflow", "kedro-viz")
 
 
 def _plain(value: Any) -> Any:

@@ -344,6 +344,13 @@ class SeededSampler(Sampler[tuple[int, int]]):
 
     ``shuffle``: ``full`` (uniform permutation), ``block`` (row groups in random windows of
     ``window`` groups, samples shuffled within each window; needs ``groups``) or ``none``.
+
+    Sharded (``num_replicas`` > 1, one replica per DDP rank): every rank draws the same global
+    order and the same per-sample seeds as a single process would (the generators stay in step),
+    pads the order by wrapping round to a multiple of ``num_replicas``, and keeps positions
+    ``rank, rank + num_replicas, ...``. The shards are disjoint and cover the data; step ``s`` of
+    the ranks together (per-rank batch B) is exactly the single-process batch ``s`` of size
+    ``num_replicas * B``, with the same item seeds, whenever the sample count divides evenly.
     """
 
     def __init__(
@@ -354,6 +361,8 @@ class SeededSampler(Sampler[tuple[int, int]]):
         seed: int = 0,
         groups: Sequence[int] | None = None,
         window: int = 8,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if shuffle not in SHUFFLE_MODES:
             raise ValueError(f"shuffle must be one of {SHUFFLE_MODES}, got {shuffle!r}")
@@ -371,9 +380,17 @@ class SeededSampler(Sampler[tuple[int, int]]):
             if groups.shape != (self.num_samples,):
                 raise ValueError(f"groups has shape {groups.shape}, expected ({self.num_samples},)")
             self._members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        self.num_replicas, self.rank = 1, 0
+        self.shard(rank, num_replicas)
+
+    def shard(self, rank: int, num_replicas: int) -> None:
+        """Make this sampler rank ``rank``'s shard of ``num_replicas`` (the trainer calls it under DDP)."""
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not one of {num_replicas} replica(s)")
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
 
     def __len__(self) -> int:
-        return self.num_samples
+        return -(-self.num_samples // self.num_replicas)  # ceil: the padded shard
 
     def order(self) -> np.ndarray:
         g = self.generator
@@ -389,8 +406,14 @@ class SeededSampler(Sampler[tuple[int, int]]):
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def __iter__(self):
+        # the full order and every seed are drawn on every rank, so the generator advances exactly
+        # as in a single process (and as on the other ranks): the checkpointed state is shared
         order = self.order()
-        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=self.generator, dtype=torch.int64)
+        seeds = torch.randint(0, 2**62, (self.num_samples,), generator=self.generator, dtype=torch.int64).numpy()
+        if self.num_replicas > 1 and self.num_samples:
+            padded = len(self) * self.num_replicas
+            wrap = np.arange(padded) % self.num_samples  # repeats the first few positions
+            order, seeds = order[wrap][self.rank :: self.num_replicas], seeds[wrap][self.rank :: self.num_replicas]
         return iter([(int(i), int(s)) for i, s in zip(order, seeds.tolist(), strict=True)])
 
 

@@ -66,13 +66,19 @@ def numeric_metrics(metrics: Mapping[str, Any], exclude: Sequence[str] = ("epoch
     return out
 
 
+def _is_main(trainer: Any) -> bool:
+    """False on torchrun ranks other than 0 (a trainer without the notion counts as main)."""
+    return bool(getattr(trainer, "is_main", True))
+
+
 class MlflowCallback(Callback):
     """Logs per-epoch metrics to MLflow with ``step = epoch`` (1-based, counted over all phases).
 
     Uses the active run (kedro-mlflow's); with none active it logs nothing and warns once, so
     training outside a tracked session still works. ``prefix`` is prepended to metric names. On a
     resumed fit, the epochs done before the interruption are logged first, so the new run shows the
-    complete curves.
+    complete curves. Under DDP only rank 0 logs (``trainer.is_main``): every rank holds the same
+    all-reduced metrics, and the other ranks have no run of their own.
     """
 
     def __init__(self, prefix: str = "", log_history_on_resume: bool = True) -> None:
@@ -100,17 +106,18 @@ class MlflowCallback(Callback):
             mlflow.log_metrics(values, step=step)
 
     def on_fit_start(self, trainer, history) -> None:
-        if self.log_history_on_resume:
+        if self.log_history_on_resume and _is_main(trainer):
             for metrics in history:
                 self._log(metrics)
 
     def on_epoch_end(self, trainer, metrics) -> None:
-        self._log(metrics)
+        if _is_main(trainer):
+            self._log(metrics)
 
     def on_fit_end(self, trainer, result) -> None:
         import mlflow
 
-        if self._active() is None:
+        if not _is_main(trainer) or self._active() is None:
             return
         final = {
             f"{self.prefix}best_epoch": float(result.best_epoch),

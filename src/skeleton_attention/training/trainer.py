@@ -8,29 +8,31 @@ A model is any ``nn.Module`` mapping a batch dict to a
 The trainer owns devices, AMP, seeding and determinism, optimizers and LR schedules, gradient
 clipping, training phases (``model.configure_phase`` + a fresh optimizer per phase, STA-LSTM's
 Algorithm 1), early stopping and model selection on the *validation* metric, full checkpoints every
-epoch with exact resume, a tqdm progress bar, and callbacks (MLflow logging is one).
+epoch with exact resume, a tqdm progress bar, callbacks (MLflow logging is one) and data-parallel
+training under ``torchrun`` (DistributedDataParallel; :mod:`~skeleton_attention.training.distributed`).
 
 Epochs are numbered 1.. over all phases together; ``history`` holds one metrics dict per epoch.
+The pieces live beside this module: the step loop in :mod:`~skeleton_attention.training.epoch`,
+prediction and validation in :mod:`~skeleton_attention.training.evaluation`, AMP in
+:mod:`~skeleton_attention.training.amp`, the settings in
+:mod:`~skeleton_attention.training.trainer_config`; the names they define are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from skeleton_attention.training import amp as amp_
+from skeleton_attention.training.amp import AMP_DTYPES as AMP_DTYPES
 from skeleton_attention.training.callbacks import Callback, CallbackList
 from skeleton_attention.training.checkpoints import (
     CheckpointDir,
@@ -38,128 +40,41 @@ from skeleton_attention.training.checkpoints import (
     restore_rng_state,
     seed_everything,
 )
-from skeleton_attention.training.optim import (
-    EpochSchedule,
-    build_optimizer,
-    check_optimizer,
-    check_schedule,
+from skeleton_attention.training.distributed import (
+    DistEnv,
+    agree,
+    all_gather_object,
+    barrier,
+    device_for,
+    join_process_group,
+    shard_loader,
+    shard_train_loader,
+    wrap,
 )
+from skeleton_attention.training.epoch import compute_loss as compute_loss
+from skeleton_attention.training.epoch import move_batch as move_batch
+from skeleton_attention.training.epoch import train_one_epoch
+from skeleton_attention.training.evaluation import Predictions as Predictions
+from skeleton_attention.training.evaluation import predict, validation_metrics
+from skeleton_attention.training.evaluation import valid_lengths as _valid_lengths  # noqa: F401 (re-exported)
+from skeleton_attention.training.optim import EpochSchedule as EpochSchedule
+from skeleton_attention.training.optim import build_optimizer as build_optimizer
+from skeleton_attention.training.trainer_config import TrainerConfig as TrainerConfig
 
 logger = logging.getLogger(__name__)
 
-AMP_DTYPES = {
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-}
-
-
-# --- configuration --------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainerConfig:
-    """Trainer settings; see docs/training.md for every key.
-
-    ``phases``: a list of dicts, each with ``epochs`` (and optionally ``name``, ``optimizer`` and
-    ``schedule`` overrides merged over the top-level ones; every other key is for the model's
-    ``configure_phase``). Without phases there is one phase of ``epochs`` epochs.
-    """
-
-    epochs: int = 10
-    optimizer: dict[str, Any] = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
-    schedule: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
-    phases: list[dict[str, Any]] | None = None
-    grad_clip_norm: float | None = None
-    label_smoothing: float = 0.0
-    amp: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    deterministic: bool = True
-    monitor: str = "val_acc"
-    monitor_mode: str = "max"
-    early_stopping: dict[str, Any] | None = None
-    select_best_from_phase: int = 0
-    checkpoint_dir: str | None = None
-    resume: bool = False
-    progress: bool = True
-    max_steps_per_epoch: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.monitor_mode not in ("max", "min"):
-            raise ValueError(f"monitor_mode must be 'max' or 'min', got {self.monitor_mode!r}")
-        if self.amp is not None and self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be null or one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
-        check_optimizer(self.optimizer)
-        check_schedule(self.schedule)
-        for i, phase in enumerate(self.phase_list()):
-            if int(phase.get("epochs", 0)) < 1:
-                raise ValueError(f"phase {i} ({phase.get('name')}) needs epochs >= 1")
-            check_optimizer({**self.optimizer, **phase.get("optimizer", {})})
-            check_schedule({**self.schedule, **phase.get("schedule", {})})
-        n = len(self.phase_list())
-        if not -n <= self.select_best_from_phase < n:
-            raise ValueError(f"select_best_from_phase={self.select_best_from_phase} with {n} phase(s)")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TrainerConfig:
-        config = dict(config)
-        known = set(cls.__dataclass_fields__)
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown trainer settings {sorted(unknown)}; known: {sorted(known)}")
-        if config.get("phases") is not None:
-            config["phases"] = [dict(p) for p in config["phases"]]
-        return cls(**config)
-
-    def phase_list(self) -> list[dict[str, Any]]:
-        if self.phases:
-            return [{"name": p.get("name", f"phase{i}"), **p} for i, p in enumerate(self.phases)]
-        return [{"name": "main", "epochs": int(self.epochs)}]
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(int(p["epochs"]) for p in self.phase_list())
-
-    def fingerprint(self, extra: Mapping[str, Any] | None = None) -> str:
-        """Hash of everything that changes the training trajectory (not device/progress/resume), plus
-        ``extra`` (the caller's data and model settings)."""
-        relevant = {
-            k: getattr(self, k)
-            for k in (
-                "optimizer",
-                "schedule",
-                "grad_clip_norm",
-                "label_smoothing",
-                "amp",
-                "seed",
-                "monitor",
-                "monitor_mode",
-                "early_stopping",
-                "select_best_from_phase",
-                "max_steps_per_epoch",
-            )
-        }
-        relevant["phases"] = self.phase_list()
-        relevant["extra"] = dict(extra or {})
-        return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-# --- loss -----------------------------------------------------------------------------------------
-
-
-def compute_loss(output: Any, labels: Tensor, label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and its named parts (``ce``, ``ce_<head>``, ``reg_<name>``), in float32."""
-    parts: dict[str, Tensor] = {"ce": F.cross_entropy(output.logits.float(), labels, label_smoothing=label_smoothing)}
-    for name, logits in (output.head_logits or {}).items():
-        parts[f"ce_{name}"] = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
-    for name, value in (output.regularization or {}).items():
-        if value.dim() != 0:
-            raise ValueError(f"regularization term {name!r} must be a scalar, got shape {tuple(value.shape)}")
-        parts[f"reg_{name}"] = value.float()
-    total = torch.stack(list(parts.values())).sum()
-    return total, parts
+__all__ = [
+    "AMP_DTYPES",
+    "EpochSchedule",
+    "FitResult",
+    "Predictions",
+    "Trainer",
+    "TrainerConfig",
+    "build_optimizer",
+    "compute_loss",
+    "move_batch",
+    "resolve_device",
+]
 
 
 # --- results --------------------------------------------------------------------------------------
@@ -177,46 +92,10 @@ class FitResult:
     stopped_early: bool
 
 
-@dataclass
-class Predictions:
-    """Model outputs over a loader, in loader order."""
-
-    logits: np.ndarray  # (N, C) float32
-    labels: np.ndarray  # (N,) int64
-    indices: np.ndarray  # (N,) dataset indices
-    lengths: np.ndarray  # (N,) valid frames (from the mask; 0 when the batch has none)
-    attention: list[dict[str, np.ndarray]] = field(default_factory=list)  # first k samples
-    #: the maps named in ``predict(collect_attention=...)`` for every sample, stacked (N, ...)
-    attention_all: dict[str, np.ndarray] = field(default_factory=dict)
-    #: mean training objective (CE with the configured label smoothing + head CEs + regularization)
-    loss: float = float("nan")
-    #: mean plain cross-entropy of the main logits (no label smoothing, no regularization)
-    ce: float = float("nan")
-    #: mean sum of the model's regularization terms (0 for a model without any)
-    reg: float = float("nan")
-
-
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def move_batch(batch: Mapping[str, Any], device: torch.device, non_blocking: bool = False) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v) for k, v in batch.items()}
-
-
-def _valid_lengths(batch: Mapping[str, Any], n: int) -> np.ndarray:
-    """(N,) valid frames per sample: the batch's ``length`` when given, else from ``mask`` (N, T), or
-    (N, views, T) (a frame counts when any view has it); zeros when the batch has neither."""
-    length = batch.get("length")
-    if isinstance(length, Tensor) and tuple(length.shape) == (n,):
-        return length.cpu().numpy().astype(np.int64)
-    mask = batch.get("mask")
-    if isinstance(mask, Tensor) and mask.dim() >= 2 and mask.shape[0] == n:
-        frames = mask.reshape(n, -1, mask.shape[-1]).any(dim=1)
-        return frames.sum(dim=1).cpu().numpy().astype(np.int64)
-    return np.zeros(n, dtype=np.int64)
 
 
 @contextmanager
@@ -264,7 +143,14 @@ class _FitState:
 
 
 class Trainer:
-    """Trains ``model`` with ``config``; see the module docstring."""
+    """Trains ``model`` with ``config``; see the module docstring.
+
+    ``model`` stays the plain module (phases call its ``configure_phase``, checkpoints and
+    ``best_state`` hold its own state dict, without a ``module.`` prefix); under DDP the training
+    step calls :attr:`train_module`, a DistributedDataParallel wrapper built anew at every phase
+    start. ``is_main`` is False on torchrun ranks other than 0: they neither write checkpoints nor
+    (through :class:`~skeleton_attention.training.callbacks.MlflowCallback`) log.
+    """
 
     def __init__(
         self,
@@ -279,19 +165,25 @@ class Trainer:
         self.fingerprint_extra = dict(fingerprint_extra or {})
         self.model = model
         self.callbacks = CallbackList(callbacks)
-        self.device = resolve_device(self.config.device)
+        self.dist = DistEnv.resolve(self.config.distributed)
+        self.device = device_for(resolve_device(self.config.device), self.dist)
         self.phases = self.config.phase_list()
         self._check_phases()
-        amp = self.config.amp if self.device.type == "cuda" else None
-        if self.config.amp and amp is None:
-            logger.info("AMP %s requested but the device is %s: running in float32", self.config.amp, self.device)
-        self.amp_dtype = AMP_DTYPES[amp] if amp else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.amp_dtype = amp_.amp_dtype(self.config.amp, self.device)
+        self.scaler = amp_.grad_scaler(self.amp_dtype)
         self.checkpoints = CheckpointDir(self.config.checkpoint_dir) if self.config.checkpoint_dir else None
         self.optimizer: torch.optim.Optimizer | None = None
         self.schedule: EpochSchedule | None = None
         self.current_phase_index = 0
+        self.current_epoch = 0
+        #: what the training step calls: the model, its DDP wrapper, or their compiled form
+        self.train_module: nn.Module = model
         self.model.to(self.device)
+
+    @property
+    def is_main(self) -> bool:
+        """True in a single process and on rank 0: the process that writes and logs."""
+        return self.dist.is_main
 
     def _check_phases(self) -> None:
         """Every phase against the model (``model.check_phase`` where it has one), before any
@@ -308,6 +200,9 @@ class Trainer:
     # -- public API --------------------------------------------------------------------------------
 
     def fit(self, train_loader, val_loader=None) -> FitResult:
+        """Train on ``train_loader``, select on ``val_loader``. Under torchrun (``distributed: auto``
+        and WORLD_SIZE > 1) the process joins the process group (and stays in it), shards the training
+        loader's sampler (in place) and scores its own block of the validation rows."""
         cfg = self.config
         monitor_needs_val = cfg.monitor.startswith("val_")
         if val_loader is None and monitor_needs_val:
@@ -315,62 +210,47 @@ class Trainer:
                 f"monitor {cfg.monitor!r} needs a validation loader; set data.val_fraction > 0 "
                 "(validation is carved from the training split, never from test)"
             )
-        with _deterministic(cfg.deterministic and self.device.type == "cpu"):
-            return self._fit(train_loader, val_loader)
+        join_process_group(self.dist, self.device)
+        shard_train_loader(train_loader, self.dist)
+        val_shard = shard_loader(val_loader, self.dist) if val_loader is not None else None
+        try:
+            with _deterministic(cfg.deterministic and self.device.type == "cpu"):
+                result = self._fit(train_loader, val_shard)
+        finally:
+            self.train_module = self.model
+        barrier(self.dist)  # rank 0's last checkpoint is on disk before any rank goes on
+        return result
 
     def predict(self, loader, keep_attention: int = 0, collect_attention: Sequence[str] = ()) -> Predictions:
         """Logits of every sample (eval mode, no grad) and the attention maps of the first few;
-        the maps named in ``collect_attention`` (small ones, e.g. view weights) of every sample."""
-        self.model.eval()
-        logits, labels, indices, lengths, attention = [], [], [], [], []
-        collected: dict[str, list[np.ndarray]] = {name: [] for name in collect_attention}
-        loss_sum, ce_sum, reg_sum, count = 0.0, 0.0, 0.0, 0
-        with torch.inference_mode():
-            for batch in loader:
-                batch = move_batch(batch, self.device, non_blocking=True)
-                with self._autocast():
-                    out = self.model(batch)
-                y = batch["label"]
-                loss, parts = compute_loss(out, y, self.config.label_smoothing)
-                loss_sum += float(loss) * y.shape[0]
-                ce_sum += float(F.cross_entropy(out.logits.float(), y, reduction="sum"))
-                reg_sum += sum(float(v) for k, v in parts.items() if k.startswith("reg_")) * y.shape[0]
-                count += y.shape[0]
-                logits.append(out.logits.float().cpu().numpy())
-                labels.append(y.cpu().numpy())
-                indices.append(
-                    batch["index"].cpu().numpy() if "index" in batch else np.arange(count - y.shape[0], count)
-                )
-                lengths.append(_valid_lengths(batch, y.shape[0]))
-                for name, maps in collected.items():
-                    if name not in (out.attention or {}):
-                        raise ValueError(f"collect_attention: the model returned no attention map {name!r}")
-                    maps.append(out.attention[name].detach().float().cpu().numpy())
-                for i in range(y.shape[0]):
-                    if len(attention) >= keep_attention:
-                        break
-                    attention.append(
-                        {name: a[i].detach().float().cpu().numpy() for name, a in (out.attention or {}).items()}
-                    )
-        num_classes = logits[0].shape[1] if logits else 0
-        return Predictions(
-            logits=np.concatenate(logits) if logits else np.zeros((0, num_classes), np.float32),
-            labels=np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64),
-            indices=np.concatenate(indices).astype(np.int64) if indices else np.zeros(0, np.int64),
-            lengths=np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64),
-            attention=attention,
-            attention_all={name: np.concatenate(maps) for name, maps in collected.items() if maps},
-            loss=loss_sum / count if count else float("nan"),
-            ce=ce_sum / count if count else float("nan"),
-            reg=reg_sum / count if count else float("nan"),
+        the maps named in ``collect_attention`` (small ones, e.g. view weights) of every sample.
+        Not sharded: under DDP every rank predicts the whole loader."""
+        return predict(
+            self.model,
+            loader,
+            self.device,
+            self._autocast,
+            self.config.label_smoothing,
+            keep_attention=keep_attention,
+            collect_attention=collect_attention,
         )
 
-    # -- internals ---------------------------------------------------------------------------------
+    def autocast(self):
+        """The AMP context of this trainer (a no-op without AMP)."""
+        return amp_.autocast(self.amp_dtype, self.device)
 
-    def _autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+    _autocast = autocast  # the name earlier code used
+
+    def clip_gradients(self) -> None:
+        """Clip the trainable parameters' gradient norm (DDP has averaged them: same on every rank)."""
+        if self.config.grad_clip_norm:
+            nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], float(self.config.grad_clip_norm)
+            )
+
+    _clip = clip_gradients
+
+    # -- internals ---------------------------------------------------------------------------------
 
     def _phase_config(self, phase: Mapping[str, Any], key: str) -> dict[str, Any]:
         base = getattr(self.config, key)
@@ -384,11 +264,12 @@ class Trainer:
 
     def _start_phase(self, index: int, configure: bool = True) -> None:
         """configure_phase (unless the model is already configured, e.g. restored from a checkpoint),
-        then a fresh optimizer and schedule over the trainable parameters."""
+        a new DDP wrapper over the now-trainable parameters, a fresh optimizer and schedule."""
         phase = self.phases[index]
         self.current_phase_index = index
         if configure:
             self._configure(index)
+        self.train_module = self._wrap()
         self.optimizer = build_optimizer(
             (p for p in self.model.parameters() if p.requires_grad), self._phase_config(phase, "optimizer")
         )
@@ -398,6 +279,15 @@ class Trainer:
             int(phase["epochs"]),
             self.config.monitor_mode,
         )
+
+    def _wrap(self) -> nn.Module:
+        """DDP (which broadcasts rank 0's weights, so a phase that re-initializes a module from a
+        rank's own RNG still starts identical everywhere), then ``torch.compile`` if asked."""
+        module = wrap(self.model, self.device, self.dist, self.config.find_unused_parameters)
+        if self.config.compile:
+            options = dict(self.config.compile) if isinstance(self.config.compile, Mapping) else {}
+            module = torch.compile(module, **options)
+        return module
 
     def _improved(self, value: float, best: float, min_delta: float = 0.0) -> bool:
         if not math.isfinite(value):
@@ -422,6 +312,13 @@ class Trainer:
                 return generator
         return None
 
+    def _fingerprint(self) -> str:
+        """The settings fingerprint; the world size joins it under DDP (it sets the global batch)."""
+        extra = dict(self.fingerprint_extra)
+        if self.dist.is_distributed:
+            extra["world_size"] = self.dist.world_size
+        return self.config.fingerprint(extra)
+
     def _fit(self, train_loader, val_loader) -> FitResult:
         cfg = self.config
         early = dict(cfg.early_stopping or {})
@@ -433,10 +330,15 @@ class Trainer:
         generator = self._sampler_generator(train_loader)
         run = _FitState()
         start_phase, start_epoch_in_phase, resumed_mid_phase = 0, 0, False
-        if cfg.resume and self.checkpoints is not None and self.checkpoints.has_last():
+        resuming = bool(cfg.resume and self.checkpoints is not None and self.checkpoints.has_last())
+        if resuming:
             start_phase, start_epoch_in_phase, resumed_mid_phase = self._restore(run, generator)
-        else:
-            seed_everything(cfg.seed)
+        # every rank must start from the same epoch (rank 0 wrote the checkpoint all ranks read)
+        agree(float(run.epoch), self.dist, "the epoch to resume from", self.device)
+        if not resuming:
+            # rank r seeds with seed + r: dropout masks must differ between ranks (rank 0 and a single
+            # process match; DDP's broadcast makes the weights equal whatever each rank draws)
+            seed_everything(cfg.seed + self.dist.rank)
             if generator is not None and getattr(train_loader.sampler, "seed", None) is not None:
                 generator.manual_seed(int(train_loader.sampler.seed))
 
@@ -480,9 +382,14 @@ class Trainer:
                 run.stopped_early = run.stopped_early or phase_stopped
                 run.finished = phase_finished and phase_index == len(self.phases) - 1
                 if self.checkpoints is not None:
-                    self.checkpoints.save_last(
-                        self._last_checkpoint(run, phase_index, epoch_in_phase + 1, phase_finished, generator)
-                    )
+                    # the one collective of a checkpoint: every rank's RNG state (dropout streams differ)
+                    rng_ranks = all_gather_object(capture_rng_state(), self.dist)
+                    if self.is_main:  # the model, optimizer and metrics are the same on every rank
+                        self.checkpoints.save_last(
+                            self._last_checkpoint(
+                                run, phase_index, epoch_in_phase + 1, phase_finished, generator, rng_ranks
+                            )
+                        )
                 self.callbacks.on_epoch_end(self, metrics)
                 if phase_stopped:
                     logger.info(
@@ -516,7 +423,7 @@ class Trainer:
         """Keep (and write ``best.pt`` for) the weights of a new best validation epoch."""
         run.best_metric, run.best_epoch, run.best_phase = value, run.epoch, phase_index
         run.best_state = _cpu_copy(self.model.state_dict())
-        if self.checkpoints is not None:
+        if self.checkpoints is not None and self.is_main:
             self.checkpoints.save_best(
                 {
                     "model": run.best_state,
@@ -534,11 +441,12 @@ class Trainer:
         epoch_in_phase: int,
         phase_finished: bool,
         generator: torch.Generator | None,
+        rng_ranks: list[Any] | None = None,
     ) -> dict[str, Any]:
         """Everything :meth:`_restore` needs to continue bit-identically after this epoch."""
         assert self.schedule is not None
         return {
-            "fingerprint": self.config.fingerprint(self.fingerprint_extra),
+            "fingerprint": self._fingerprint(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "schedule": self.schedule.state_dict(),
@@ -555,6 +463,7 @@ class Trainer:
             "bad_epochs": run.bad_epochs,
             "history": run.history,
             "rng": capture_rng_state(),
+            "rng_ranks": rng_ranks if rng_ranks and len(rng_ranks) > 1 else None,
             "sampler_generator": generator.get_state() if generator is not None else None,
         }
 
@@ -563,7 +472,7 @@ class Trainer:
         ``(first phase, first epoch in it, resumed in the middle of that phase)``."""
         assert self.checkpoints is not None
         state = self.checkpoints.load_last(map_location="cpu")
-        expected = self.config.fingerprint(self.fingerprint_extra)
+        expected = self._fingerprint()
         if state.get("fingerprint") != expected:
             raise ValueError(
                 f"{self.checkpoints.last} was written with different training settings "
@@ -600,93 +509,31 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if generator is not None and state.get("sampler_generator") is not None:
             generator.set_state(state["sampler_generator"])
-        restore_rng_state(state["rng"])
+        per_rank = state.get("rng_ranks")
+        restore_rng_state(per_rank[self.dist.rank] if per_rank else state["rng"])
         logger.info("resumed from %s at epoch %d (phase %d)", self.checkpoints.last, run.epoch, idx)
         return start
 
     def _run_epoch(
         self, train_loader, val_loader, epoch: int, total: int, phase_index: int, phase: Mapping[str, Any]
     ) -> dict[str, Any]:
-        cfg = self.config
         assert self.optimizer is not None
-        self.model.train()
-        sums: dict[str, float] = {}
-        seen, correct, steps = 0, 0, 0
-        started = time.perf_counter()
-        num_batches = len(train_loader)
-        if cfg.max_steps_per_epoch:
-            num_batches = min(num_batches, cfg.max_steps_per_epoch)
-        bar = tqdm(
-            total=num_batches,
-            desc=f"epoch {epoch}/{total} {phase['name']}",
-            disable=not cfg.progress,
-            leave=False,
-            dynamic_ncols=True,
-            unit="batch",
-        )
-        try:
-            for batch in train_loader:
-                if cfg.max_steps_per_epoch and steps >= cfg.max_steps_per_epoch:
-                    break
-                batch = move_batch(batch, self.device, non_blocking=True)
-                labels = batch["label"]
-                with self._autocast():
-                    out = self.model(batch)
-                loss, parts = compute_loss(out, labels, cfg.label_smoothing)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {float(loss.detach())} at epoch {epoch} step {steps + 1} "
-                        f"(parts: { {k: float(v.detach()) for k, v in parts.items()} })"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    self.scaler.unscale_(self.optimizer)
-                    self._clip()
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                else:
-                    loss.backward()
-                    self._clip()
-                    self.optimizer.step()
-                n = labels.shape[0]
-                steps += 1
-                seen += n
-                correct += int((out.logits.detach().argmax(dim=1) == labels).sum())
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach()) * n
-                for name, value in parts.items():
-                    sums[name] = sums.get(name, 0.0) + float(value.detach()) * n
-                elapsed = time.perf_counter() - started
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{sums['loss'] / seen:.4f}",
-                    acc=f"{correct / seen:.3f}",
-                    sps=f"{seen / max(elapsed, 1e-9):.0f}",
-                    refresh=False,
-                )
-        finally:
-            bar.close()
-        train_time = time.perf_counter() - started
-        if seen == 0:
-            raise ValueError("the training loader yielded no batch")
+        self.current_epoch = epoch
+        train = train_one_epoch(self, train_loader, epoch, total, phase)
         metrics: dict[str, Any] = {
             "epoch": epoch,
             "phase_index": phase_index,
             "phase": str(phase["name"]),
             "lr": float(self.optimizer.param_groups[0]["lr"]),
-            "train_loss": sums["loss"] / seen,
-            "train_acc": correct / seen,
+            **train,
         }
-        for name, value in sums.items():
-            if name != "loss":
-                metrics[f"train_{name}"] = value / seen
-        # the regularization terms together (STA-LSTM eq. 7), apart from the cross-entropy
-        metrics["train_reg"] = sum(v for k, v in sums.items() if k.startswith("reg_")) / seen
-        metrics["train_samples_per_s"] = seen / max(train_time, 1e-9)
-        metrics["train_time_s"] = train_time
         if val_loader is not None:
             val_started = time.perf_counter()
-            metrics.update(self._validate(val_loader))
+            metrics.update(
+                validation_metrics(
+                    self.model, val_loader, self.device, self.autocast, self.config.label_smoothing, self.dist
+                )
+            )
             metrics["val_time_s"] = time.perf_counter() - val_started
         logger.info(
             "epoch %d/%d [%s] %s",
@@ -702,29 +549,3 @@ class Trainer:
             ),
         )
         return metrics
-
-    def _validate(self, loader) -> dict[str, float]:
-        """Validation metrics. ``val_ce`` (plain cross-entropy of the main logits) is what a loss-based
-        selection should watch; ``val_loss_total`` (alias ``val_loss``) adds label smoothing, head
-        losses and the regularization terms, which move with the weights and attention, not with
-        how well validation samples are classified; ``val_reg`` is the regularization alone."""
-        preds = self.predict(loader)
-        if preds.labels.size == 0:
-            keys = ("val_ce", "val_loss_total", "val_loss", "val_reg", "val_acc", "val_top5")
-            return {key: float("nan") for key in keys}
-        ranked = np.argsort(-preds.logits, axis=1, kind="stable")
-        k = min(5, preds.logits.shape[1])
-        return {
-            "val_ce": preds.ce,
-            "val_loss_total": preds.loss,
-            "val_loss": preds.loss,
-            "val_reg": preds.reg,
-            "val_acc": float(np.mean(ranked[:, 0] == preds.labels)),
-            "val_top5": float(np.mean(np.any(ranked[:, :k] == preds.labels[:, None], axis=1))),
-        }
-
-    def _clip(self) -> None:
-        if self.config.grad_clip_norm:
-            nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], float(self.config.grad_clip_norm)
-            )
