@@ -5,7 +5,8 @@
 
 (a) per body, drop leading null frames and loop-repeat the recorded part into trailing null
     frames (a *null* frame is one where every joint of that body is exactly zero);
-(b) subtract the centre joint (``layout.center``) of the reference body, per frame or once;
+(b) subtract the centre joint (``layout.center``) of the reference body, per frame or once (or
+    once, the midpoint of the bodies' centre joints: ``midpoint_first_frame``);
 (c) rotate so that the reference body's spine (``spine_bottom -> spine_top``) points to +z;
 (d) rotate about z so that its right -> left shoulder vector points to +x;
 (e) optionally (``scale="spine"``) divide by the reference body's median torso length
@@ -29,8 +30,8 @@ import numpy as np
 from skeleton_attention.skeletons.layouts import JointLayout, get_layout
 from skeleton_attention.skeletons.sequence import SkeletonSequence
 
-CenterMode = Literal["per_frame", "first_frame", "none"]
-_CENTER_MODES = ("per_frame", "first_frame", "none")
+CenterMode = Literal["per_frame", "first_frame", "midpoint_first_frame", "none"]
+_CENTER_MODES = ("per_frame", "first_frame", "midpoint_first_frame", "none")
 ScaleMode = Literal["none", "spine"]
 _SCALE_MODES = ("none", "spine")
 #: (bottom, top) joint names of the body-size segment for ``scale="spine"``; the first pair that a
@@ -151,6 +152,7 @@ def centre_origin(
 
     Frames where that joint is missing take the origin of the nearest frame where it is present
     (2s-AGCN subtracts zeros there, which leaves the other body uncentred). ``"none"`` gives zeros.
+    ``"midpoint_first_frame"``: see :func:`midpoint_origin`.
     """
     num_frames = coords.shape[1]
     origin = np.zeros((num_frames, dims), dtype=np.float64)
@@ -158,6 +160,11 @@ def centre_origin(
         return origin
     if mode not in _CENTER_MODES:
         raise ValueError(f"center must be one of {_CENTER_MODES}, got {mode!r}")
+    if mode == "midpoint_first_frame":
+        mid = midpoint_origin(coords, joint, joint_valid, dims)
+        if mid is not None:
+            return np.broadcast_to(mid, origin.shape).copy()
+        mode = "first_frame"  # fewer than two bodies ever share a frame: the single-body rule
     ref = reference_body(joint_valid)
     if ref is None:
         return origin
@@ -172,6 +179,19 @@ def centre_origin(
     if mode == "first_frame":
         return np.broadcast_to(track[np.flatnonzero(ok)[0]], origin.shape).copy()
     return _nearest_fill(track, ok)
+
+
+def midpoint_origin(coords: np.ndarray, joint: int, joint_valid: np.ndarray, dims: int = 3) -> np.ndarray | None:
+    """(dims,) mean of the present bodies' ``joint`` at the first frame where at least two bodies
+    have it, or None when no frame has two. For an interaction (SBU) this puts the origin between
+    the two people, so neither person is the privileged one at the origin (with ``first_frame``
+    person 1 always starts at 0 and person 2 wherever they stood); translation is still kept."""
+    has = joint_valid[:, :, joint]  # (M, T)
+    frames = np.flatnonzero(has.sum(axis=0) >= 2)
+    if frames.size == 0:
+        return None
+    t = int(frames[0])
+    return coords[has[:, t], t, joint, :dims].astype(np.float64).mean(axis=0)
 
 
 # --------------------------------------------------------------------------------------------
