@@ -9,7 +9,7 @@ same ``val_*`` numbers and takes the same selection and early-stopping decisions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,25 @@ def valid_lengths(batch: Mapping[str, Any], n: int) -> np.ndarray:
     return np.zeros(n, dtype=np.int64)
 
 
+def _evaluated_batches(
+    model: nn.Module,
+    loader,
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager],
+    label_smoothing: float,
+) -> Iterator[tuple[dict[str, Tensor], Any, Tensor, dict[str, Tensor]]]:
+    """Each batch on ``device`` with the model's output and its loss (eval mode, no grad): the
+    forward pass that prediction and validation share."""
+    model.eval()
+    with torch.inference_mode():
+        for batch in loader:
+            batch = move_batch(batch, device, non_blocking=True)
+            with autocast():
+                out = model(batch)
+            loss, parts = compute_loss(out, batch["label"], label_smoothing)
+            yield batch, out, loss, parts
+
+
 def predict(
     model: nn.Module,
     loader,
@@ -68,35 +87,27 @@ def predict(
 ) -> Predictions:
     """Logits of every sample (eval mode, no grad) and the attention maps of the first few;
     the maps named in ``collect_attention`` (small ones, e.g. view weights) of every sample."""
-    model.eval()
     logits, labels, indices, lengths, attention = [], [], [], [], []
     collected: dict[str, list[np.ndarray]] = {name: [] for name in collect_attention}
     loss_sum, ce_sum, reg_sum, count = 0.0, 0.0, 0.0, 0
-    with torch.inference_mode():
-        for batch in loader:
-            batch = move_batch(batch, device, non_blocking=True)
-            with autocast():
-                out = model(batch)
-            y = batch["label"]
-            loss, parts = compute_loss(out, y, label_smoothing)
-            loss_sum += float(loss) * y.shape[0]
-            ce_sum += float(F.cross_entropy(out.logits.float(), y, reduction="sum"))
-            reg_sum += sum(float(v) for k, v in parts.items() if k.startswith("reg_")) * y.shape[0]
-            count += y.shape[0]
-            logits.append(out.logits.float().cpu().numpy())
-            labels.append(y.cpu().numpy())
-            indices.append(batch["index"].cpu().numpy() if "index" in batch else np.arange(count - y.shape[0], count))
-            lengths.append(valid_lengths(batch, y.shape[0]))
-            for name, maps in collected.items():
-                if name not in (out.attention or {}):
-                    raise ValueError(f"collect_attention: the model returned no attention map {name!r}")
-                maps.append(out.attention[name].detach().float().cpu().numpy())
-            for i in range(y.shape[0]):
-                if len(attention) >= keep_attention:
-                    break
-                attention.append(
-                    {name: a[i].detach().float().cpu().numpy() for name, a in (out.attention or {}).items()}
-                )
+    for batch, out, loss, parts in _evaluated_batches(model, loader, device, autocast, label_smoothing):
+        y = batch["label"]
+        loss_sum += float(loss) * y.shape[0]
+        ce_sum += float(F.cross_entropy(out.logits.float(), y, reduction="sum"))
+        reg_sum += sum(float(v) for k, v in parts.items() if k.startswith("reg_")) * y.shape[0]
+        count += y.shape[0]
+        logits.append(out.logits.float().cpu().numpy())
+        labels.append(y.cpu().numpy())
+        indices.append(batch["index"].cpu().numpy() if "index" in batch else np.arange(count - y.shape[0], count))
+        lengths.append(valid_lengths(batch, y.shape[0]))
+        for name, maps in collected.items():
+            if name not in (out.attention or {}):
+                raise ValueError(f"collect_attention: the model returned no attention map {name!r}")
+            maps.append(out.attention[name].detach().float().cpu().numpy())
+        for i in range(y.shape[0]):
+            if len(attention) >= keep_attention:
+                break
+            attention.append({name: a[i].detach().float().cpu().numpy() for name, a in (out.attention or {}).items()})
     num_classes = logits[0].shape[1] if logits else 0
     return Predictions(
         logits=np.concatenate(logits) if logits else np.zeros((0, num_classes), np.float32),
@@ -133,31 +144,25 @@ def validation_metrics(
     regularization terms, which move with the weights and attention, not with how well validation
     samples are classified; ``val_reg`` is the regularization alone. Sums stay on the device and
     are added over the ranks (``loader`` holds this rank's share)."""
-    model.eval()
     # loss x n, ce, reg x n, top-1 hits, top-5 hits, samples
     sums = torch.zeros(6, dtype=torch.float64, device=device)
-    with torch.inference_mode():
-        for batch in loader:
-            batch = move_batch(batch, device, non_blocking=True)
-            with autocast():
-                out = model(batch)
-            y = batch["label"]
-            n = y.shape[0]
-            loss, parts = compute_loss(out, y, label_smoothing)
-            logits = out.logits.float()
-            reg = sum((v for k, v in parts.items() if k.startswith("reg_")), torch.zeros((), device=device))
-            rank = _rank_of_label(logits, y)
-            k = min(5, logits.shape[1])
-            sums += torch.stack(
-                [
-                    loss.double() * n,
-                    F.cross_entropy(logits, y, reduction="sum").double(),
-                    reg.double() * n,
-                    (rank == 0).sum().double(),
-                    (rank < k).sum().double(),
-                    torch.tensor(float(n), dtype=torch.float64, device=device),
-                ]
-            )
+    for batch, out, loss, parts in _evaluated_batches(model, loader, device, autocast, label_smoothing):
+        y = batch["label"]
+        n = y.shape[0]
+        logits = out.logits.float()
+        reg = sum((v for k, v in parts.items() if k.startswith("reg_")), torch.zeros((), device=device))
+        rank = _rank_of_label(logits, y)
+        k = min(5, logits.shape[1])
+        sums += torch.stack(
+            [
+                loss.double() * n,
+                F.cross_entropy(logits, y, reduction="sum").double(),
+                reg.double() * n,
+                (rank == 0).sum().double(),
+                (rank < k).sum().double(),
+                torch.tensor(float(n), dtype=torch.float64, device=device),
+            ]
+        )
     loss_sum, ce_sum, reg_sum, top1, top5, count = all_reduce_sums(sums, dist).cpu().tolist()
     if count == 0:
         return {key: float("nan") for key in VAL_KEYS}
