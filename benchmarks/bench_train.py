@@ -1,37 +1,46 @@
-"""Training and inference speed of any registered model: the project's Trainer vs a plain eager loop.
+"""Training and inference speed of every model family: the project's Trainer in fp32, with bf16
+autocast and with ``torch.compile``, against a plain eager loop; one table, with a correctness column.
 
-Both paths train the same model (default STA-LSTM at paper size: 3 x LSTM(100) main network, one
-LSTM(100) per attention subnetwork; ``--model`` / ``--model-kwargs`` pick another family, e.g. the
-view-attention LSTM with ``--views 3``) on NTU shapes (2 bodies x 25 joints x 3 channels, 60 classes)
-from the same initial weights on the same synthetic batches (random coordinates, per-sample lengths
-between half and all of ``--frames`` unless the model needs a fixed length, padded and masked by the
-project's collate function; multi-view models also get ``view_mask``):
+Families (``--models``, default ``sta_lstm``; ``all`` = every one) at their paper sizes, read from
+``conf/base/parameters_train_<family>.yml`` (benchmarks/bench_families.py): STA-LSTM, the
+view-attention LSTM (``--views`` views, default 3), SAN-V2 and TS-SAN, DSTA-Net, MANs-9. Each gets
+synthetic NTU-shaped batches of its input contract (2 bodies x 25 joints x 3 channels, 60 classes;
+its streams; multi-view batches with ``view_mask`` for the view-attention LSTM; the fixed T its
+sampling produces for SAN (32 / 96), DSTA-Net (128) and MANs (50), else per-sample lengths between
+half and all of ``--frames``, padded and masked by the project's collate), its batch size (or
+``--batch``), its optimizer and gradient clipping, from the same initial weights on the same batches.
 
-* ``plain``    a hand-written loop: forward, CE (+ head CEs) + regularization terms, backward, clip,
-              optimizer step;
-              inference is ``model(batch)`` under ``torch.inference_mode``; it also times the
-              DataLoader's ``next()`` (reading + collate), reported as the loader's share of the
-              step time (``loader %``);
-* ``plain_sync`` the same loop reading ``float(loss)`` and the correct count on the host after
-              every step, as the Trainer did before it kept its running metrics on the device
-              (on CUDA each read waits for the GPU; on the CPU there is nothing to wait for);
-* ``trainer``  :class:`skeleton_attention.training.trainer.Trainer` (metrics accumulation,
-              gradient clipping, determinism on CPU, a full checkpoint every epoch) and
-              ``Trainer.predict``; on CUDA also with bf16 autocast (``trainer_bf16``).
+Paths (``--paths``, default ``eager amp compile``):
 
-Every measurement runs in its own fresh interpreter, so the peak memory it reports is its own
-(CPU: peak RSS of the process; CUDA: ``torch.cuda.max_memory_allocated``). The first
-``--warmup`` epoch(s) are not timed. On the CPU the rates use the process's CPU time (robust to
-other load on a shared machine; with ``--threads 1`` it is single-core time), on CUDA wall time.
-Usage::
+* ``eager``    :class:`skeleton_attention.training.trainer.Trainer` in float32 (running metrics on the
+              device: no per-step host read; determinism on CPU; a full checkpoint every epoch) and
+              ``Trainer.predict``; ``trainer`` is the same path's old name;
+* ``amp``      the same with ``training.amp: bf16`` (``trainer_bf16``: old name). The Trainer applies
+              AMP on CUDA only (training/amp.py); on the CPU the benchmark sets the Trainer's
+              autocast dtype to bf16 itself (as tests/test_trainer.py does), because torch supports
+              bf16 autocast there and whether it pays is what this measures;
+* ``compile``  the same with ``training.compile`` (``true``, or the family's options, e.g.
+              DSTA-Net ``{dynamic: false}``); prediction stays eager, as in the Trainer;
+* ``plain``    a hand-written loop: forward, the Trainer's loss, backward, clipping, optimizer step;
+* ``plain_sync`` the plain loop reading the loss and correct count on the host after every step,
+              as the Trainer did before its running metrics moved to the device.
 
-    python benchmarks/bench_train.py                          # CPU, and CUDA when available
-    python benchmarks/bench_train.py --samples 512 --frames 150 --batch 128 --threads 2
-    python benchmarks/bench_train.py --devices cuda --batch 256 --samples 4096
-    python benchmarks/bench_train.py --paths plain plain_sync trainer   # cost of per-step host reads
+Columns: train and inference samples/s (timed epochs only; inference over the same samples),
+``loader %`` (the DataLoader's ``next()``: reading and collate, ``num_workers=0``, as a share of the
+timed training time), peak memory (CPU: the worker's peak RSS; CUDA: ``torch.cuda.max_memory_allocated``),
+``warm-up s`` (the untimed first epoch(s): compilation included on the ``compile`` path), and the
+correctness check: the mean training loss of the first epoch (the same steps, weights, batches and
+dropout draws on every path) against the ``eager`` row's, relative, within :data:`TOLERANCE`.
+
+Every (model, path) runs in its own fresh interpreter (its own peak memory, its own compile
+caches). On the CPU the rates use the process's CPU time (robust to other load on a shared
+machine; with ``--threads 1``, single-core time), on CUDA wall time after synchronizing. Usage::
+
+    python benchmarks/bench_train.py --devices cpu --models all --samples 32 --batch 16   # CPU table
+    python benchmarks/bench_train.py --devices cuda --models all                          # paper batches
+    python benchmarks/bench_train.py --paths plain plain_sync eager    # cost of per-step host reads
     python benchmarks/bench_train.py --table data/04_feature/ntu/samples.parquet --batch 32   # real loader
-    python benchmarks/bench_train.py --model view_attention --views 3 --frames 60
-    python benchmarks/bench_train.py --model san --model-kwargs '{"variant": "san_v1"}' --frames 32
+    python benchmarks/bench_train.py --models san_v2 --model-kwargs '{"variant": "san_v1"}'
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -51,10 +59,27 @@ try:
     import skeleton_attention  # noqa: F401
 except ImportError:  # running from a checkout without an editable install
     sys.path.insert(0, str(REPO_ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import machine_line, peak_rss_mib  # noqa: E402
+from bench_families import FAMILIES, resolve_family  # noqa: E402
+from bench_train_report import TOLERANCE, check_correctness, print_table  # noqa: E402
+
+PATHS = ("eager", "amp", "compile", "plain", "plain_sync")
+ALIASES = {"trainer": "eager", "trainer_bf16": "amp"}
+DEFAULT_PATHS = ("eager", "amp", "compile")
 
 
 def _dataset(
-    samples: int, frames: int, seed: int, *, views: int, fixed_length: bool, classes: int, streams: tuple[str, ...]
+    samples: int,
+    frames: int,
+    seed: int,
+    *,
+    views: int,
+    bodies: int,
+    fixed_length: bool,
+    classes: int,
+    streams: tuple[str, ...],
 ):
     """Random NTU-shaped items as the project's datasets yield them: ``x`` (M, T, V, C), or
     (views, M, T, V, C) with a ``view_mask`` that drops one view of every fourth sample; one
@@ -62,7 +87,7 @@ def _dataset(
     import numpy as np
     from torch.utils.data import Dataset
 
-    shape = (samples, views, 2, frames, 25, 3) if views > 1 else (samples, 2, frames, 25, 3)
+    shape = (samples, views, bodies, frames, 25, 3) if views > 1 else (samples, bodies, frames, 25, 3)
 
     class Synthetic(Dataset):
         def __init__(self) -> None:
@@ -90,11 +115,9 @@ def _dataset(
     return Synthetic()
 
 
-def _loader(dataset, batch: int, shuffle_seed: int | None):
+def _loader(dataset, batch: int, shuffle_seed: int | None, collate):
     import torch
     from torch.utils.data import DataLoader
-
-    from skeleton_attention.training.data import collate_samples
 
     generator = None
     if shuffle_seed is not None:
@@ -105,9 +128,34 @@ def _loader(dataset, batch: int, shuffle_seed: int | None):
         batch_size=batch,
         shuffle=shuffle_seed is not None,
         generator=generator,
-        collate_fn=collate_samples,
+        collate_fn=collate,
         num_workers=0,
     )
+
+
+class TimedLoader:
+    """A training loader that adds the time of every ``next()`` (reading, sampling, collate) to
+    ``seconds``; the Trainer sees the wrapped loader's length, sampler and dataset."""
+
+    def __init__(self, loader) -> None:
+        self.loader = loader
+        self.seconds = 0.0
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        while True:
+            before = _now()
+            batch = next(batches, None)
+            self.seconds += _now() - before
+            if batch is None:
+                return
+            yield batch
 
 
 def _table_loaders(spec: dict, input_spec):
@@ -129,7 +177,7 @@ def _peak_memory_mb(device) -> float:
 
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    return peak_rss_mib()
 
 
 def _sync(device) -> None:
@@ -147,176 +195,290 @@ def _now() -> float:
 
 
 class EpochClock:
-    """Trainer callback: wall time of every epoch, checkpoint writing included."""
+    """Trainer callback: time of every epoch (checkpoint writing included) and the loader's part."""
 
-    def __init__(self, device) -> None:
+    def __init__(self, device, loader: TimedLoader) -> None:
         self.device = device
+        self.loader = loader
         self.durations: list[float] = []
+        self.loading: list[float] = []
         self._last: float | None = None
+        self._loaded = 0.0
 
     def on_fit_start(self, trainer, history) -> None:
         pass
 
     def on_phase_start(self, trainer, phase_index, phase) -> None:
         _sync(self.device)
-        self._last = _now()
+        self._last, self._loaded = _now(), self.loader.seconds
 
     def on_epoch_end(self, trainer, metrics) -> None:
         _sync(self.device)
         now = _now()
         self.durations.append(now - self._last)
-        self._last = now
+        self.loading.append(self.loader.seconds - self._loaded)
+        self._last, self._loaded = now, self.loader.seconds
 
     def on_fit_end(self, trainer, result) -> None:
         pass
 
 
+def _description(spec: dict, input_spec):
+    from skeleton_attention.models.base import DataDescription
+
+    streams = tuple(spec["streams"])
+    return DataDescription(
+        streams=streams,
+        channels=(3,) * len(streams),
+        num_classes=60,
+        num_joints=25,
+        num_bodies=int(spec["num_bodies"]),
+        num_views=int(spec["views"]) if input_spec.multi_view else 1,
+        multi_view=input_spec.multi_view,
+        num_frames=spec["fixed_frames"],
+        layout="ntu25",
+    )
+
+
+def _plain(spec: dict, model, train_loader, device) -> dict:
+    """The hand-written loop: the Trainer's loss, clipping and optimizer, no Trainer."""
+    import torch
+
+    from skeleton_attention.training.checkpoints import seed_everything
+    from skeleton_attention.training.trainer import build_optimizer, compute_loss, move_batch
+
+    per_step_sync = spec["path"] == "plain_sync"
+    optimizer = build_optimizer(model.parameters(), spec["optimizer"])
+    clip = spec["grad_clip_norm"]
+    warmup, epochs = int(spec["warmup"]), int(spec["epochs"])
+    seed_everything(0)  # what the Trainer does at the start of a fit: the same dropout draws
+    train_time = load_time = warmup_time = 0.0
+    first_loss = None
+    for epoch in range(warmup + epochs):
+        model.train()
+        _sync(device)
+        start = _now()
+        batches = iter(train_loader)
+        loss_sum, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+        running_loss, correct = 0.0, 0
+        while True:
+            before = _now()
+            batch = next(batches, None)  # reading, sampling, collate (num_workers=0: all in this process)
+            if epoch >= warmup:
+                load_time += _now() - before
+            if batch is None:
+                break
+            batch = move_batch(batch, device)
+            out = model(batch)
+            loss, _ = compute_loss(out, batch["label"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), float(clip))
+            optimizer.step()
+            n = int(batch["label"].shape[0])
+            loss_sum += loss.detach().double() * n
+            seen += n
+            if per_step_sync:  # the host reads of the old Trainer loop
+                running_loss += float(loss.detach())
+                correct += int((out.logits.detach().argmax(dim=1) == batch["label"]).sum())
+        _sync(device)
+        elapsed = _now() - start
+        if epoch == 0:
+            first_loss = float(loss_sum) / seen
+        if epoch >= warmup:
+            train_time += elapsed
+        else:
+            warmup_time += elapsed
+    return {"train_time": train_time, "load_time": load_time, "warmup_time": warmup_time, "loss": first_loss}
+
+
+def _trainer(spec: dict, model, train_loader, device) -> tuple[dict, object]:
+    """The project's Trainer on ``spec['path']``: fp32, bf16 autocast, or compiled."""
+    import torch
+
+    from skeleton_attention.training.trainer import Trainer, TrainerConfig
+
+    path, warmup = spec["path"], int(spec["warmup"])
+    timed = TimedLoader(train_loader)
+    with tempfile.TemporaryDirectory() as checkpoints:
+        config = TrainerConfig(
+            epochs=warmup + int(spec["epochs"]),
+            optimizer=spec["optimizer"],
+            grad_clip_norm=spec["grad_clip_norm"],
+            monitor="train_acc",
+            device=spec["device"],
+            amp="bf16" if path == "amp" else None,
+            compile=spec["compile"] if path == "compile" else False,
+            progress=False,
+            checkpoint_dir=checkpoints,
+        )
+        if path == "compile":
+            # inductor draws dropout masks with its own RNG unless told to use eager's: then the
+            # compiled training would differ from eager by chance, not by error, and the correctness
+            # column could not tell the two apart
+            import torch._inductor.config as inductor_config
+
+            inductor_config.fallback_random = True
+        clock = EpochClock(device, timed)
+        trainer = Trainer(model, config, callbacks=[clock])
+        if path == "amp" and trainer.amp_dtype is None:
+            trainer.amp_dtype = torch.bfloat16  # the Trainer's AMP is CUDA-only; see the module docstring
+        result = trainer.fit(timed, None)
+    return {
+        # whole epochs as the trainer runs them: batches, metrics, LR schedule and checkpoint
+        "train_time": sum(clock.durations[warmup:]),
+        "load_time": sum(clock.loading[warmup:]),
+        "warmup_time": sum(clock.durations[:warmup]),
+        "loss": result.history[0]["train_loss"],
+    }, trainer
+
+
 def measure(spec: dict) -> dict:
     """One measurement (runs in a child interpreter)."""
     import torch
-    import torch.nn.functional as F
 
-    from skeleton_attention.models.base import DataDescription
     from skeleton_attention.models.registry import build_model, model_input_spec
-    from skeleton_attention.training.trainer import Trainer, TrainerConfig, move_batch
+    from skeleton_attention.training.batches import collate_samples
+    from skeleton_attention.training.trainer import move_batch
 
     torch.set_num_threads(int(spec["threads"]))
     # CPU: process CPU time, which the other load on a shared machine disturbs far less than wall
     # time (with one thread it is the single-core time); CUDA: wall time after synchronizing
     _CLOCK["clock"] = time.process_time if spec["clock"] == "cpu" else time.perf_counter
     device = torch.device(spec["device"])
-    torch.manual_seed(0)
     input_spec = model_input_spec(spec["model"])
-    views = int(spec["views"]) if input_spec.multi_view else 1
-    streams = tuple(input_spec.streams or ("joint",))
-    description = DataDescription(
-        streams=streams,
-        channels=(3,) * len(streams),
-        num_classes=60,
-        num_joints=25,
-        num_bodies=2,
-        num_views=views,
-        multi_view=input_spec.multi_view,
-        num_frames=spec["frames"] if input_spec.fixed_length else None,
-        layout="ntu25",
-    )
+    description = _description(spec, input_spec)
     if spec.get("table"):
         train_loader, eval_loader, description = _table_loaders(spec, input_spec)
     else:
         dataset = _dataset(
-            spec["samples"], spec["frames"], seed=1, views=views, fixed_length=input_spec.fixed_length, classes=60,
-            streams=streams,
+            spec["samples"],
+            spec["fixed_frames"] or spec["frames"],
+            seed=1,
+            views=description.num_views,
+            bodies=description.num_bodies,
+            fixed_length=spec["fixed_frames"] is not None,
+            classes=60,
+            streams=description.streams,
         )
-        train_loader = _loader(dataset, spec["batch"], shuffle_seed=2)
-        eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None)
+        collate = input_spec.collate or collate_samples
+        train_loader = _loader(dataset, spec["batch"], shuffle_seed=2, collate=collate)
+        eval_loader = _loader(dataset, spec["batch"], shuffle_seed=None, collate=collate)
+    torch.manual_seed(0)  # the same initial weights on every path
     model = build_model(spec["model"], description, **spec["model_kwargs"]).to(device)
-    optimizer_config = {"name": spec["optimizer"], "lr": spec["lr"]}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    base_memory = (
-        _peak_memory_mb(device)
-        if device.type == "cuda"
-        else (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    )
-    warmup, epochs = int(spec["warmup"]), int(spec["epochs"])
-    path = spec["path"]
-    result: dict = {"device": spec["device"], "path": path}
-
-    if path in ("plain", "plain_sync"):
-        per_step_sync = path == "plain_sync"
-        load_time = 0.0
-        if spec["optimizer"] == "adam":
-            optimizer = torch.optim.Adam(model.parameters(), lr=spec["lr"])
-        else:
-            optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=0.9)
-        train_time = 0.0
-        for epoch in range(warmup + epochs):
-            model.train()
-            _sync(device)
-            start = _now()
-            batches = iter(train_loader)
-            running_loss, correct = 0.0, 0
-            while True:
-                before = _now()
-                batch = next(batches, None)  # reading, sampling, collate (num_workers=0: all in this process)
-                if epoch >= warmup:
-                    load_time += _now() - before
-                if batch is None:
-                    break
-                batch = move_batch(batch, device)
-                out = model(batch)
-                loss = F.cross_entropy(out.logits, batch["label"]) + sum(out.regularization.values())
-                for head in out.head_logits.values():
-                    loss = loss + F.cross_entropy(head, batch["label"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                if per_step_sync:  # the host reads of the old Trainer loop
-                    running_loss += float(loss.detach())
-                    correct += int((out.logits.detach().argmax(dim=1) == batch["label"]).sum())
-            _sync(device)
-            if epoch >= warmup:
-                train_time += _now() - start
-        result["loader_share"] = load_time / train_time
-        model.eval()
-        _sync(device)
-        start = _now()
+    if spec["path"] in ("plain", "plain_sync"):
+        timing = _plain(spec, model, train_loader, device)
+        predict = model
+    else:
+        timing, trainer = _trainer(spec, model, train_loader, device)
+        predict = None
+    model.eval()
+    _sync(device)
+    start = _now()
+    if predict is None:
+        trainer.predict(eval_loader)
+    else:
         with torch.inference_mode():
             for batch in eval_loader:
                 model(move_batch(batch, device))
-        _sync(device)
-        infer_time = _now() - start
-    else:
-        amp = "bf16" if path == "trainer_bf16" else None
-        with tempfile.TemporaryDirectory() as checkpoints:
-            config = TrainerConfig(
-                epochs=warmup + epochs,
-                optimizer=optimizer_config,
-                grad_clip_norm=1.0,
-                monitor="train_acc",
-                device=spec["device"],
-                amp=amp,
-                progress=False,
-                checkpoint_dir=checkpoints,
-            )
-            clock = EpochClock(device)
-            trainer = Trainer(model, config, callbacks=[clock])
-            trainer.fit(train_loader, None)
-            # whole epochs as the trainer runs them: batches, metrics, LR schedule and checkpoint
-            train_time = sum(clock.durations[warmup:])
-        _sync(device)
-        start = _now()
-        trainer.predict(eval_loader)
-        _sync(device)
-        infer_time = _now() - start
+    _sync(device)
+    infer_time = _now() - start
     n_train, n_eval = len(train_loader.dataset), len(eval_loader.dataset)
-    result.update(
-        {
-            "train_samples_per_s": n_train * epochs / train_time,
-            "infer_samples_per_s": n_eval / infer_time,
-            "peak_memory_mb": _peak_memory_mb(device),
-            "memory_before_mb": base_memory,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "clock": spec["clock"],
-        }
+    return {
+        "family": spec["family"],
+        "device": spec["device"],
+        "path": spec["path"],
+        "train_samples_per_s": n_train * int(spec["epochs"]) / timing["train_time"],
+        "infer_samples_per_s": n_eval / infer_time,
+        "loader_share": timing["load_time"] / timing["train_time"],
+        "warmup_s": timing["warmup_time"],
+        "loss": timing["loss"],
+        "peak_memory_mb": _peak_memory_mb(device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "clock": spec["clock"],
+    }
+
+
+def _family_specs(args: argparse.Namespace) -> list[dict]:
+    """One resolved family per ``--models`` name, with the command line's overrides."""
+    names = list(FAMILIES) if "all" in args.models else list(dict.fromkeys(args.models))
+    families = []
+    for name in names:
+        family = resolve_family(name, tiny=args.tiny)
+        family["model_kwargs"].update(args.model_kwargs or {})
+        if args.batch:
+            family["batch"] = args.batch
+        if args.optimizer:
+            family["optimizer"] = {"name": args.optimizer, "lr": args.lr}
+        if args.compile_options is not None:
+            family["compile"] = args.compile_options
+        families.append(family)
+    return families
+
+
+def _run_worker(spec: dict, threads: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, env=env, check=False
     )
-    return result
+    if done.returncode != 0:
+        last = [line for line in done.stderr.strip().splitlines() if line.strip()][-1:] or ["(no message)"]
+        return {
+            "family": spec["family"],
+            "device": spec["device"],
+            "path": spec["path"],
+            "error": last[0][:160],
+            "stderr": done.stderr[-3000:],
+        }
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--devices", nargs="*", default=None, help="cpu and/or cuda (default: cpu + cuda if present)")
-    parser.add_argument("--model", default="sta_lstm", help="a registered model name")
-    parser.add_argument("--model-kwargs", type=json.loads, default=None, help='JSON, e.g. \'{"variant": "lstm"}\'')
+    parser.add_argument(
+        "--devices", nargs="*", default=None, help="cpu and/or cuda (default: cuda if present, else cpu)"
+    )
+    parser.add_argument(
+        "--models",
+        "--model",
+        nargs="+",
+        default=["sta_lstm"],
+        choices=[*FAMILIES, "all"],
+        help="benchmark families (bench_families.py), or all",
+    )
+    parser.add_argument(
+        "--model-kwargs",
+        type=json.loads,
+        default=None,
+        help='JSON merged over every family\'s model kwargs, e.g. \'{"variant": "lstm"}\'',
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="each family's tiny model settings (bench_families.py), for tests and dry runs",
+    )
     parser.add_argument("--views", type=int, default=3, help="views per sample for multi-view models")
-    parser.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    parser.add_argument("--optimizer", default=None, help="instead of the family's optimizer (with --lr)")
     parser.add_argument("--lr", type=float, default=0.005)
-    parser.add_argument("--samples", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=100, help="max frames; lengths are U[frames/2, frames]")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument(
+        "--compile-options",
+        type=json.loads,
+        default=None,
+        help='torch.compile arguments (JSON) instead of the family\'s, e.g. \'{"mode": "max-autotune"}\'',
+    )
+    parser.add_argument("--samples", type=int, default=None, help="samples per epoch (default: 2 batches)")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=100,
+        help="max frames of variable-length families; lengths are U[frames/2, frames]",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the family's)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed epochs first (compilation happens here)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
         "--clock",
@@ -327,9 +489,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--paths",
         nargs="*",
-        choices=("plain", "plain_sync", "trainer", "trainer_bf16"),
+        choices=(*PATHS, *ALIASES),
         default=None,
-        help="what to measure (default: plain, trainer, and trainer_bf16 on CUDA)",
+        help=f"what to measure (default: {' '.join(DEFAULT_PATHS)})",
     )
     parser.add_argument(
         "--table", default=None, help="a prepared table (data/04_feature/ntu/samples.parquet) instead of synthetic data"
@@ -342,76 +504,78 @@ def main(argv: list[str] | None = None) -> None:
         help="with --table: data settings (JSON) over the defaults, e.g. sampling and augmentation",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--dry-run", action="store_true", help="print each worker's settings and run none")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.worker:
         print(json.dumps(measure(json.loads(args.worker))))
-        return
+        return 0
+    if args.warmup < 1:
+        raise SystemExit("--warmup must be >= 1: the correctness column compares the first epoch's loss")
 
     import torch
 
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    model_kwargs = (
-        args.model_kwargs
-        if args.model_kwargs is not None
-        else ({"variant": "sta_lstm"} if args.model == "sta_lstm" else {})
-    )
-    rows = []
+    devices = args.devices or (["cuda"] if torch.cuda.is_available() else ["cpu"])
+    paths = list(dict.fromkeys(ALIASES.get(p, p) for p in (args.paths or DEFAULT_PATHS)))
+    families = _family_specs(args)
+    specs = []
     for device in devices:
-        paths = args.paths or ["plain", "trainer"] + (["trainer_bf16"] if device == "cuda" else [])
-        for path in paths:
-            spec = {
-                "clock": args.clock or ("cpu" if device == "cpu" else "wall"),
-                "device": device,
-                "path": path,
-                "samples": args.samples,
-                "frames": args.frames,
-                "batch": args.batch,
-                "epochs": args.epochs,
-                "warmup": args.warmup,
-                "threads": args.threads,
-                "model": args.model,
-                "model_kwargs": model_kwargs,
-                "views": args.views,
-                "optimizer": args.optimizer,
-                "lr": args.lr,
-                "table": args.table,
-                "protocol": args.protocol,
-                "data_settings": args.data_settings,
-            }
-            env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-            done = subprocess.run(
-                [sys.executable, __file__, "--worker", json.dumps(spec)],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"{device}/{path} failed:\n{done.stderr[-3000:]}")
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    data = f"table {args.table} ({args.protocol})" if args.table else f"{args.samples} samples x <= {args.frames} fr"
+        for family in families:
+            for path in paths:
+                specs.append(
+                    {
+                        **family,
+                        "clock": args.clock or ("cpu" if device == "cpu" else "wall"),
+                        "device": device,
+                        "path": path,
+                        "samples": args.samples or 2 * family["batch"],
+                        "frames": args.frames,
+                        "views": args.views,
+                        "epochs": args.epochs,
+                        "warmup": args.warmup,
+                        "threads": args.threads,
+                        "table": args.table,
+                        "protocol": args.protocol,
+                        "data_settings": args.data_settings,
+                    }
+                )
+    if args.dry_run:
+        for spec in specs:
+            print(json.dumps(spec))
+        return 0
+    rows = [_run_worker(spec, args.threads) for spec in specs]
+    check_correctness(rows)
+    data = f"table {args.table} ({args.protocol})" if args.table else "synthetic NTU-shaped batches"
+    cpu_only = "" if "cuda" in devices else " CPU only (no CUDA device here)."
+    print(f"torch {torch.__version__}, {args.threads} CPU thread(s), devices {', '.join(devices)}.{cpu_only}")
+    print(machine_line())
     print(
-        f"{args.model} {json.dumps(model_kwargs)} ({rows[0]['parameters']:,} parameters), {data}, "
-        f"batch {args.batch}, {args.epochs} timed epoch(s) after {args.warmup} warm-up, "
-        f"{args.threads} CPU thread(s), torch {torch.__version__}"
+        f"{data}; {args.epochs} timed epoch(s) after {args.warmup} warm-up epoch(s) per row; rates on "
+        f"{'CPU time' if (args.clock or 'cpu') == 'cpu' and devices == ['cpu'] else 'the device clock'}; "
+        f"correctness: first-epoch training loss vs eager, relative, fp32 paths within {TOLERANCE['fp32']:g}, "
+        f"bf16 within {TOLERANCE['bf16']:g}"
     )
-    header = (
-        f"{'device':<6} {'path':<13} {'clock':<5} {'train samples/s':>16} {'infer samples/s':>16} "
-        f"{'peak MB':>9} {'before MB':>10} {'loader %':>9}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        share = f"{100 * r['loader_share']:>9.1f}" if "loader_share" in r else f"{'':>9}"
+    for family in families:
+        frames = family["fixed_frames"] or f"<= {args.frames}"
+        samples = args.samples or 2 * family["batch"]
         print(
-            f"{r['device']:<6} {r['path']:<13} {r['clock']:<5} {r['train_samples_per_s']:>16.1f} "
-            f"{r['infer_samples_per_s']:>16.1f} "
-            f"{r['peak_memory_mb']:>9.0f} {r['memory_before_mb']:>10.0f} {share}"
+            f"- {family['label']}: {family['model']} {json.dumps(family['model_kwargs'])} "
+            f"from {family['config_file']}; batch {family['batch']}, {samples} samples, "
+            f"{frames} frames, streams {family['streams']}, compile {json.dumps(family['compile'])}"
         )
+    print()
+    print_table(rows, {f["family"]: f["label"] for f in families})
+    for row in rows:
+        if "error" in row:
+            print(f"\n{row['family']} / {row['device']} / {row['path']} failed:\n{row['stderr']}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+    return 1 if any("error" in r or r.get("correct") is False for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
