@@ -547,7 +547,11 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             print(json.dumps(spec))
         return 0
-    rows = [_run_worker(spec, args.threads) for spec in specs]
+    rows = []
+    for spec in specs:
+        rows.append(_run_worker(spec, args.threads))
+        if args.json:  # after every row: a run stopped by a time limit keeps what it measured
+            args.json.write_text(json.dumps(rows, indent=2))
     check_correctness(rows)
     data = f"table {args.table} ({args.protocol})" if args.table else "synthetic NTU-shaped batches"
     cpu_only = "" if "cuda" in devices else " CPU only (no CUDA device here)."

@@ -8,9 +8,11 @@ in unit tests).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -72,30 +74,9 @@ def test_alignment_benchmark_tiny_compares_batched_and_plain_scoring(shared_data
         assert float(row[header.index("max diff coords")]) < 1e-6
 
 
-@pytest.mark.slow
-def test_train_benchmark_runs_both_paths():
-    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--samples", "16", "--frames", "20",
-               "--batch", "8", "--epochs", "1", "--warmup", "0")
-    rows = [line.split() for line in out.splitlines() if line.startswith("cpu ")]
-    assert [row[1] for row in rows] == ["plain", "trainer"]
-    assert "loader %" in out and 0.0 < float(rows[0][-1]) < 100.0  # the plain loop times its loader
-
-
 def test_provenance_benchmark_measures_both_fingerprints(shared_data):
     out = _run("benchmarks/bench_provenance.py", "--raw", str(shared_data / "ntu_raw"), "--pattern", "*.skeleton")
     assert "stat" in out and "sha256" in out and "files" in out
-
-
-@pytest.mark.slow
-def test_train_benchmark_takes_any_family_including_multi_view():
-    sizes = {"hidden_size": 16, "attention_hidden_size": 8, "spatial_fc_size": 8, "bilstm_size": 8, "view_fc_size": 8}
-    kwargs = json.dumps(sizes)
-    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--samples", "8", "--frames", "12",
-               "--batch", "4", "--epochs", "1", "--warmup", "0", "--model", "view_attention",
-               "--model-kwargs", kwargs, "--views", "3", "--optimizer", "sgd", "--lr", "0.01")
-    assert out.splitlines()[0].startswith("view_attention {")
-    paths = [line.split()[1] for line in out.splitlines() if line.startswith("cpu ")]
-    assert paths == ["plain", "trainer"]
 
 
 def test_bench_parquet_compares_every_setting_on_real_files(shared_data):
@@ -110,3 +91,113 @@ def test_bench_parquet_compares_every_setting_on_real_files(shared_data):
     sizes = {r[0]: float(r[3]) for r in rows}
     # BYTE_STREAM_SPLIT makes zstd smaller; uncompressed holds every float byte
     assert sizes["default (zstd, BYTE_STREAM_SPLIT)"] < sizes["byte_stream_split=False"] < sizes["compression=none"]
+
+
+# --- benchmarks/bench_train.py: every family, eager / amp / compile / plain, the correctness column ---
+
+
+def _bench_train(*args: str) -> tuple[list[str], list[dict[str, str]]]:
+    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--tiny", "--samples", "8", "--batch", "4",
+               "--frames", "12", "--epochs", "1", "--warmup", "1", *args)
+    assert "CPU only (no CUDA device here)" in out and "load average" in out
+    header, rows = _table(out, "model")
+    return header, [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def _check_row(row: dict[str, str]) -> None:
+    for column in ("train samples/s", "inference samples/s", "peak MB", "loss"):
+        value = float(row[column])
+        assert math.isfinite(value) and value > 0, (column, row)
+    assert 0.0 < float(row["loader %"]) < 100.0, row  # the loader's next() is timed on every path
+    assert float(row["warm-up s"]) >= 0.0
+    if row["path"] == "eager":
+        assert row["correct"] == "reference" and row["vs eager"] == ""
+    else:  # within the stated tolerance of eager's first-epoch loss
+        tolerance = 3e-2 if row["path"] == "amp" else 1e-3
+        assert row["correct"] == f"yes (tol {tolerance:g})", row
+        assert float(row["vs eager"]) <= tolerance
+
+
+@pytest.mark.slow
+def test_train_benchmark_runs_every_family_eager_and_bf16():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_families import FAMILIES
+    from bench_train_report import COLUMNS
+
+    header, rows = _bench_train("--models", "all", "--paths", "eager", "amp")
+    assert tuple(header) == COLUMNS
+    labels = [f"{family['label']} (tiny)" for family in FAMILIES.values()]
+    assert [(r["model"], r["path"]) for r in rows] == [(label, p) for label in labels for p in ("eager", "amp")]
+    for row in rows:
+        _check_row(row)
+
+
+@pytest.mark.slow
+def test_train_benchmark_compiled_and_plain_loops_train_like_the_trainer():
+    _, rows = _bench_train("--models", "sta_lstm", "--paths", "eager", "compile", "plain", "trainer_bf16")
+    assert [r["path"] for r in rows] == ["eager", "compile", "plain", "amp"]  # old path names still work
+    for row in rows:
+        _check_row(row)
+
+
+def test_bench_families_read_the_paper_settings_from_conf():
+    import yaml
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_families import FAMILIES, resolve_family
+
+    resolved = {name: resolve_family(name) for name in FAMILIES}
+    for name in FAMILIES:  # the fallback resolver (GPU machines have no OmegaConf) agrees
+        assert resolve_family(name, use_omegaconf=False) == resolved[name]
+    sta = yaml.safe_load((REPO_ROOT / "conf/base/parameters_train_sta_lstm.yml").read_text())["train_sta_lstm"]
+    assert resolved["sta_lstm"]["model_kwargs"] == {**sta["model"]["kwargs"], "variant": sta["model"]["variant"]}
+    assert resolved["sta_lstm"]["batch"] == sta["data"]["batch_size"]
+    assert resolved["sta_lstm"]["optimizer"] == sta["training"]["optimizer"]
+    # each family's input contract: fixed T from its sampling, streams, views, compile options
+    frames = {name: spec["fixed_frames"] for name, spec in resolved.items()}
+    assert frames == {"sta_lstm": None, "view_attention": None, "san_v2": 32, "ts_san": 96, "dsta_net": 128,
+                      "mans9": 50}
+    assert resolved["san_v2"]["streams"] == ["joint", "motion_fast"]
+    assert resolved["view_attention"]["model"] == "view_attention"  # the multi-view network
+    assert resolved["dsta_net"]["compile"] == {"dynamic": False}
+    assert resolved["mans9"]["model_kwargs"]["stcm"] == "mans9"
+    tiny = resolve_family("dsta_net", tiny=True)
+    assert tiny["model_kwargs"]["channels"] == [8, 16] and tiny["fixed_frames"] == 128
+
+
+def test_train_benchmark_correctness_flags_a_loss_outside_the_tolerance():
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from bench_train_report import check_correctness
+
+    rows = [
+        {"family": "f", "device": "cpu", "path": "eager", "loss": 2.0},
+        {"family": "f", "device": "cpu", "path": "amp", "loss": 2.02},  # 1 %: bf16 rounding
+        {"family": "f", "device": "cpu", "path": "compile", "loss": 2.01},  # 0.5 %: not fp32 rounding
+        {"family": "f", "device": "cpu", "path": "plain", "loss": float("nan")},
+        {"family": "g", "device": "cpu", "path": "compile", "loss": 2.0},  # no eager row to compare with
+    ]
+    check_correctness(rows)
+    assert [r["correct"] for r in rows] == [None, True, False, False, None]
+    assert rows[2]["rel_diff"] == pytest.approx(0.005)
+
+
+@pytest.mark.slow
+def test_device_check_dry_run_parses_its_commands_and_runs_the_torchrun_smoke(tmp_path):
+    import shutil
+
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable,
+           "TORCHRUN": shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(["bash", "benchmarks/device_check.sh", "--dry-run"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (tmp_path / "env.txt").read_text()
+    assert log.count("   exit 0") == 3
+    workers = [json.loads(line) for line in (tmp_path / "bench_train.md").read_text().splitlines()]
+    assert {(w["family"], w["path"]) for w in workers} == {
+        (f, p) for f in ("sta_lstm", "view_attention", "san_v2", "ts_san", "dsta_net", "mans9")
+        for p in ("eager", "amp", "compile")
+    }
+    assert all(w["device"] == "cuda" and w["clock"] == "wall" for w in workers)
+    smoke = json.loads((tmp_path / "ddp_smoke.txt").read_text().strip().splitlines()[-1])
+    assert smoke["ok"] and smoke["ddp_vs_plain_max_abs_diff"] <= 1e-5
