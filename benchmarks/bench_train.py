@@ -68,6 +68,8 @@ from bench_train_report import TOLERANCE, check_correctness, print_table  # noqa
 PATHS = ("eager", "amp", "compile", "plain", "plain_sync")
 ALIASES = {"trainer": "eager", "trainer_bf16": "amp"}
 DEFAULT_PATHS = ("eager", "amp", "compile")
+#: registered model names that were --model values before the families (docs/results.md commands)
+MODEL_ALIASES = {"san": "san_v2", "mans": "mans9"}
 
 
 def _dataset(
@@ -404,15 +406,19 @@ def measure(spec: dict) -> dict:
 
 def _family_specs(args: argparse.Namespace) -> list[dict]:
     """One resolved family per ``--models`` name, with the command line's overrides."""
-    names = list(FAMILIES) if "all" in args.models else list(dict.fromkeys(args.models))
+    names = list(FAMILIES) if "all" in args.models else [MODEL_ALIASES.get(n, n) for n in args.models]
     families = []
-    for name in names:
+    for name in dict.fromkeys(names):
         family = resolve_family(name, tiny=args.tiny)
         family["model_kwargs"].update(args.model_kwargs or {})
+        if args.frames and family["fixed_frames"]:
+            family["fixed_frames"] = args.frames
         if args.batch:
             family["batch"] = args.batch
         if args.optimizer:
-            family["optimizer"] = {"name": args.optimizer, "lr": args.lr}
+            family["optimizer"] = {"name": args.optimizer, "lr": args.lr or 0.005}
+        elif args.lr:
+            family["optimizer"]["lr"] = args.lr
         if args.compile_options is not None:
             family["compile"] = args.compile_options
         families.append(family)
@@ -446,7 +452,7 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         nargs="+",
         default=["sta_lstm"],
-        choices=[*FAMILIES, "all"],
+        choices=[*FAMILIES, *MODEL_ALIASES, "all"],
         help="benchmark families (bench_families.py), or all",
     )
     parser.add_argument(
@@ -461,8 +467,10 @@ def _parser() -> argparse.ArgumentParser:
         help="each family's tiny model settings (bench_families.py), for tests and dry runs",
     )
     parser.add_argument("--views", type=int, default=3, help="views per sample for multi-view models")
-    parser.add_argument("--optimizer", default=None, help="instead of the family's optimizer (with --lr)")
-    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--optimizer", default=None, help="adam / sgd / ... instead of the family's optimizer")
+    parser.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default: the family's; 0.005 with --optimizer)"
+    )
     parser.add_argument(
         "--compile-options",
         type=json.loads,
@@ -473,8 +481,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--frames",
         type=int,
-        default=100,
-        help="max frames of variable-length families; lengths are U[frames/2, frames]",
+        default=None,
+        help="variable-length families: max frames, lengths U[frames/2, frames] (default 100); "
+        "fixed-length ones: T instead of the one their sampling fixes",
     )
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the family's)")
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs")
@@ -533,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
                         "device": device,
                         "path": path,
                         "samples": args.samples or 2 * family["batch"],
-                        "frames": args.frames,
+                        "frames": args.frames or 100,
                         "views": args.views,
                         "epochs": args.epochs,
                         "warmup": args.warmup,
@@ -564,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         f"bf16 within {TOLERANCE['bf16']:g}"
     )
     for family in families:
-        frames = family["fixed_frames"] or f"<= {args.frames}"
+        frames = family["fixed_frames"] or f"<= {args.frames or 100}"
         samples = args.samples or 2 * family["batch"]
         print(
             f"- {family['label']}: {family['model']} {json.dumps(family['model_kwargs'])} "

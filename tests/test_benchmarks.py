@@ -119,23 +119,25 @@ def _check_row(row: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_train_benchmark_runs_every_family_eager_and_bf16():
+def test_train_benchmark_trains_every_family_through_the_trainer():
+    # eager only: each worker is a fresh interpreter (~3 s CPU), so every family x every path would
+    # cost ~100 s here; the paths are checked on one family below and on all in docs/training.md "Speed"
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     from bench_families import FAMILIES
     from bench_train_report import COLUMNS
 
-    header, rows = _bench_train("--models", "all", "--paths", "eager", "amp")
+    header, rows = _bench_train("--models", "all", "--paths", "eager")
     assert tuple(header) == COLUMNS
     labels = [f"{family['label']} (tiny)" for family in FAMILIES.values()]
-    assert [(r["model"], r["path"]) for r in rows] == [(label, p) for label in labels for p in ("eager", "amp")]
+    assert [(r["model"], r["path"]) for r in rows] == [(label, "eager") for label in labels]
     for row in rows:
         _check_row(row)
 
 
 @pytest.mark.slow
-def test_train_benchmark_compiled_and_plain_loops_train_like_the_trainer():
-    _, rows = _bench_train("--models", "sta_lstm", "--paths", "eager", "compile", "plain", "trainer_bf16")
-    assert [r["path"] for r in rows] == ["eager", "compile", "plain", "amp"]  # old path names still work
+def test_train_benchmark_every_path_trains_like_eager():
+    _, rows = _bench_train("--models", "sta_lstm", "--paths", "trainer", "trainer_bf16", "compile", "plain")
+    assert [r["path"] for r in rows] == ["eager", "amp", "compile", "plain"]  # the old path names still work
     for row in rows:
         _check_row(row)
 
