@@ -11,17 +11,26 @@ Recordings (each set is loaded as the pipelines load it):
   parameters, as ``process_nucla_recording`` does.
 
 Codes, each in a fresh process, taking turns over ``--rounds`` rounds (the best round counts):
-``new`` (this tree: candidates scored in batches, ``rigid_batch.py``), ``unbatched`` (this tree with
-the one-candidate-at-a-time scorer, the straightforward implementation) and, with
-``--baseline-ref REV``, the code of git revision REV. Per set and code: CPU ms per recording for the
-alignment, for loading the views, and for the rest of preparation of the same files (parse +
-denoise + normalize + streams + Parquet row, as ``end_to_end`` in ``bench_prepare.py``), and how
-far the results are from the first other code's (offsets, rates and body order must be the same;
-the largest difference of residuals, rotations and the output coordinates). Usage::
+``conf`` (this tree with the search settings of ``conf/base/parameters_prepare.yml``), ``exhaustive``
+(this tree with the search settings left at ``align_views``' defaults, the old behaviour:
+``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7), ``unbatched`` (exhaustive
+settings, one candidate at a time, the straightforward implementation) and, with
+``--baseline-ref REV``, the code of git revision REV (exhaustive settings). Per set and code: CPU
+ms per recording for the alignment, for loading the views, and for the rest of preparation of the
+same files (parse + denoise + normalize + streams + Parquet row, as ``end_to_end`` in
+``bench_prepare.py``), and how far the results are from ``exhaustive`` (``conf`` for
+``exhaustive`` itself): the recordings whose offset, rate or body order differ; the mean and the
+largest change of a recording's mean residual (its views' mean per-joint distance to the
+reference, mm; positive = worse); over the recordings with the same choices, the largest
+difference of rotations and output coordinates. On the synthetic NTU recordings the true offsets
+are known (the generator's manifest): the mean and largest error of the offsets found. Usage::
 
     python benchmarks/bench_alignment.py                           # about 2 minutes
-    python benchmarks/bench_alignment.py --baseline-ref ce986b1 --ntu-groups 40 --nucla-recordings 100
+    python benchmarks/bench_alignment.py --ntu-groups 42 --nucla-recordings 1000 --rounds 1 --no-unbatched
     python benchmarks/bench_alignment.py --tiny                    # toy sizes (the test suite)
+
+The second line is the validation of the search settings: every N-UCLA recording, both real NTU
+groups and 42 synthetic ones (docs/performance.md §3).
 """
 
 from __future__ import annotations
@@ -46,6 +55,9 @@ from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
 
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
+#: the search settings ``exhaustive`` leaves at ``align_views``' defaults (the old behaviour)
+BUDGET_KEYS = ("search_iterations", "search_frame_step", "shortlist", "shortlist_iterations", "final_tol")
+REFERENCE = "exhaustive"
 COLUMNS = (
     "set",
     "code",
@@ -57,9 +69,11 @@ COLUMNS = (
     "align / rest",
     "align speed-up",
     "choices differing",
-    "max diff residual m",
+    "mean change residual mm",
+    "max change residual mm",
     "max diff rotation",
     "max diff coords",
+    "offset error mean / max (truth)",
 )
 
 
@@ -68,10 +82,11 @@ COLUMNS = (
 # ---------------------------------------------------------------------------------------------
 
 
-def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
+def ntu_synthetic_files(folder: Path, groups: int) -> tuple[list[list[Path]], list[dict[str, float]]]:
     """``groups`` synthetic recordings of cameras 1-3 (replication 1; the generator's 14 classes, then
-    further performers)."""
-    from skeleton_attention.skeletons.synthetic import SYNTHETIC_ACTIONS, write_synthetic_ntu
+    further performers) and each one's true offsets: reference (camera 1) frame t is frame
+    ``t + offset`` of camera c, as ``align_views`` reports it (keys: the camera as text)."""
+    from skeleton_attention.skeletons.synthetic import MANIFEST_NAME, SYNTHETIC_ACTIONS, write_synthetic_ntu
 
     classes = min(groups, len(SYNTHETIC_ACTIONS))
     performers = tuple(range(1, -(-groups // classes) + 1))
@@ -82,9 +97,12 @@ def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
         replications=(1,),
         cameras=(1, 2, 3),
         seed=0,
-        write_manifest=False,
     )
-    return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
+    recordings = _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
+    # each view starts master_offset frames into the recording
+    meta = json.loads((folder / MANIFEST_NAME).read_text())["files"]
+    starts = [{int(p.stem[5:8]): meta[p.name]["master_offset"] for p in g} for g in recordings]
+    return recordings, [{str(c): float(s[1] - s[c]) for c in s if c != 1} for s in starts]
 
 
 def _by_recording(files: Sequence[Path], key: Callable[[Path], str]) -> list[list[Path]]:
@@ -195,6 +213,7 @@ def _use_unbatched_scorer() -> None:
 
 def _summary(aligned) -> dict[str, Any]:
     return {
+        "reference": aligned.reference_camera,
         "offsets": dict(aligned.offsets),
         "rates": dict(aligned.rates),
         "order": dict(aligned.body_order),
@@ -210,6 +229,9 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
         _use_unbatched_scorer()
     spec = json.loads(spec_file.read_text())
     params = yaml.safe_load(PARAMETERS_FILE.read_text())
+    if code != "conf":  # the old behaviour: the search settings at align_views' defaults
+        for kind in ("prepare_ntu", "prepare_nucla"):
+            params[kind]["multiview"] = {k: v for k, v in params[kind]["multiview"].items() if k not in BUDGET_KEYS}
     out: dict[str, Any] = {}
     for name, groups in spec["sets"].items():
         kind = "nucla" if name.startswith("nucla") else "ntu"
@@ -243,21 +265,39 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def compare(a: list, b: list) -> tuple[int, float, float, float]:
-    """Recordings whose offsets/rates/body order differ, and the largest residual, rotation and
-    coordinate differences over the others."""
-    differing, residual, rotation, coords = 0, 0.0, 0.0, 0.0
-    for xs, ys in zip(a, b, strict=True):
-        for x, y in zip(xs, ys, strict=True):
-            if x["offsets"] != y["offsets"] or x["rates"] != y["rates"] or x["order"] != y["order"]:
-                differing += 1
-                continue
-            for c in x["residuals"]:
-                if np.isfinite(x["residuals"][c]):
-                    residual = max(residual, abs(x["residuals"][c] - y["residuals"][c]))
-                rotation = max(rotation, float(np.abs(x["rotations"][c] - y["rotations"][c]).max()))
-            coords = max(coords, float(np.abs(x["coords"] - y["coords"]).max()))
-    return differing, residual, rotation, coords
+def _mean_residual(summary: Mapping[str, Any], reference: int) -> float:
+    """A recording's mean residual over its non-reference views (NaN with one view)."""
+    values = [r for c, r in summary["residuals"].items() if c != reference and np.isfinite(r)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def compare(a: list, b: list) -> tuple[int, float, float, float, float]:
+    """``a`` against ``b``: recordings (rigid alignment only) whose offsets/rates/body order differ,
+    the mean and the largest change of a recording's mean residual (``a - b``, metres), and over the
+    recordings with the same choices the largest rotation and coordinate differences."""
+    differing, changes, rotation, coords = 0, [], 0.0, 0.0
+    for x, y in zip(a, b, strict=True):
+        x, y = x[0], y[0]  # the rigid alignment (N-UCLA's second entry is the naive baseline)
+        change = _mean_residual(x, x["reference"]) - _mean_residual(y, y["reference"])
+        if np.isfinite(change):
+            changes.append(change)
+        if x["offsets"] != y["offsets"] or x["rates"] != y["rates"] or x["order"] != y["order"]:
+            differing += 1
+            continue
+        for c in x["residuals"]:
+            rotation = max(rotation, float(np.abs(x["rotations"][c] - y["rotations"][c]).max()))
+        coords = max(coords, float(np.abs(x["coords"] - y["coords"]).max()))
+    mean = float(np.mean(changes)) if changes else 0.0
+    worst = float(np.max(changes)) if changes else 0.0
+    return differing, mean, worst, rotation, coords
+
+
+def offset_errors(results: list, truth: Sequence[Mapping[str, float]] | None) -> str:
+    """Mean and largest |offset found - true offset| over the views with a known truth ("-" without)."""
+    if not truth:
+        return "-"
+    errors = [abs(r[0]["offsets"][int(c)] - t) for r, true in zip(results, truth, strict=True) for c, t in true.items()]
+    return f"{np.mean(errors):.3f} / {np.max(errors):.2f}"
 
 
 def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int) -> dict[str, dict]:
@@ -288,7 +328,8 @@ def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], r
     return best
 
 
-def format_table(best: Mapping[str, dict]) -> str:
+def format_table(best: Mapping[str, dict], truth: Mapping[str, list] | None = None) -> str:
+    """One row per set and code; differences against ``exhaustive`` (``conf`` for ``exhaustive``)."""
     codes = list(best)
     head = "| " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * len(COLUMNS)]
@@ -296,13 +337,15 @@ def format_table(best: Mapping[str, dict]) -> str:
         for label in codes:
             r = best[label][name]
             n = r["recordings"]
-            other = codes[1] if label == codes[0] and len(codes) > 1 else codes[0]
-            diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0)
-            speedup = best[codes[-1]][name]["align_s"] / r["align_s"]
+            other = REFERENCE if label != REFERENCE and REFERENCE in best else next(
+                (c for c in codes if c != label), label)
+            diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0, 0.0)
+            speedup = best[REFERENCE if REFERENCE in best else codes[-1]][name]["align_s"] / r["align_s"]
             lines.append(
                 f"| {name} | {label} | {n} | {r['views']} | {1e3 * r['align_s'] / n:.1f} | "
                 f"{1e3 * r['load_s'] / n:.1f} | {1e3 * r['rest_s'] / n:.1f} | {r['align_s'] / r['rest_s']:.2f} | "
-                f"{speedup:.1f} | {diff[0]} | {diff[1]:.1e} | {diff[2]:.1e} | {diff[3]:.1e} |"
+                f"{speedup:.1f} | {diff[0]} | {1e3 * diff[1]:+.2f} | {1e3 * diff[2]:+.1f} | {diff[3]:.1e} | "
+                f"{diff[4]:.1e} | {offset_errors(r['results'], (truth or {}).get(name))} |"
             )
     return "\n".join(lines)
 
@@ -328,25 +371,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{machine_line()}; best of {args.rounds} rounds, CPU time of one process")
     with tempfile.TemporaryDirectory() as tmp, baseline_tree(args.baseline_ref) as baseline_src:
         sets: dict[str, list[list[str]]] = {}
+        truth: dict[str, list] = {}
         if args.ntu_groups > 0:
-            sets["ntu synthetic"] = [[str(p) for p in g] for g in ntu_synthetic_files(Path(tmp), args.ntu_groups)]
+            groups, truth["ntu synthetic"] = ntu_synthetic_files(Path(tmp), args.ntu_groups)
+            sets["ntu synthetic"] = [[str(p) for p in g] for g in groups]
         real = ntu_real_files()
         if real and not args.tiny:
             sets["ntu real"] = [[str(p) for p in g] for g in real]
         if args.nucla_recordings > 0 and args.nucla_dir.is_dir():
             sets["nucla"] = [[str(p) for p in g] for g in nucla_files(args.nucla_dir, args.nucla_recordings)]
-        codes: dict[str, Path | None] = {"new": None}
+        codes: dict[str, Path | None] = {"conf": None, REFERENCE: None}
         if not args.no_unbatched:
             codes["unbatched"] = None
         if baseline_src is not None:
             codes[f"baseline {args.baseline_ref}"] = baseline_src
         best = run(sets, codes, args.rounds)
     print()
-    print(format_table(best))
+    print(format_table(best, truth))
     print()
     print(
-        "align speed-up: the last code's alignment time over this code's; differences: against the "
-        f"first other code ({list(codes)[1] if len(codes) > 1 else 'none'} for new, new for the others)"
+        f"align speed-up: {REFERENCE}'s alignment time over this code's; differences: against {REFERENCE} "
+        f"(conf for {REFERENCE}); residual change: a recording's mean residual, this code minus the other"
     )
 
 

@@ -226,6 +226,9 @@ def align_views(
     if mode not in ("rigid", "body"):
         raise ValueError(f"mode must be 'rigid' or 'body', got {mode!r}")
     budget = SearchBudget(search_frame_step, shortlist, shortlist_iterations, final_tol)
+    for name, value in (("search_iterations", search_iterations), ("final_iterations", final_iterations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"align_views: {name} must be an integer >= 1, got {value!r}")
     norm_params = {"center": "per_frame", "align_spine": True, "align_shoulders": True,
                    **dict(normalize_params or {}), "fill_null_frames": False}
 
