@@ -50,8 +50,10 @@ class SearchBudget:
             raise ValueError(f"align_views: shortlist must be >= 0 (0 = off), got {self.shortlist}")
         if self.shortlist_iterations < 0:
             raise ValueError(f"align_views: shortlist_iterations must be >= 0, got {self.shortlist_iterations}")
-        if isinstance(self.final_tol, bool) or not isinstance(self.final_tol, (int, float)) or not (
-            0 < self.final_tol < 1
+        if (
+            isinstance(self.final_tol, bool)
+            or not isinstance(self.final_tol, (int, float))
+            or not (0 < self.final_tol < 1)
         ):
             raise ValueError(f"align_views: final_tol must be a number in (0, 1), got {self.final_tol!r}")
 
@@ -81,9 +83,9 @@ def grid(
     if not estimate_rate:
         return offsets, np.array([rate_center])
     return offsets, rate_center * np.linspace(1 - max_rate_deviation, 1 + max_rate_deviation, rate_steps)
-def resample_frames(
-    coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+
+
+def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',) or (K, T').
 
     Returns ``(values (M, T', V, C), ok (M, T', V))`` (with positions (K, T'): (M, K, T', V, C)
@@ -191,15 +193,30 @@ class Scorer:
             index = [k for k, c in enumerate(candidates) if c[2] == perm]
             offsets = np.array([candidates[k][0] for k in index], dtype=np.float64)
             rates = np.array([candidates[k][1] for k in index], dtype=np.float64)
-            values, ok = resample_frames(self.view[list(perm)], self.view_ok[list(perm)],
-                                         offsets[:, None] + rates[:, None] * frames[None, :])
+            values, ok = resample_frames(
+                self.view[list(perm)], self.view_ok[list(perm)], offsets[:, None] + rates[:, None] * frames[None, :]
+            )
             keep, costs, rot, trans = candidate_fits(
-                values, ok, ref, ref_ok, rigid=self.mode != "body", robust=self.robust, iterations=iterations,
-                min_points=self.min_points, time_scale=self.time_scale, tol=self.tol,
+                values,
+                ok,
+                ref,
+                ref_ok,
+                rigid=self.mode != "body",
+                robust=self.robust,
+                iterations=iterations,
+                min_points=self.min_points,
+                time_scale=self.time_scale,
+                tol=self.tol,
             )
             for j, k in enumerate(keep):
-                fits[index[k]] = _Fit(float(costs[j]), float(offsets[k]), float(rates[k]),
-                                      np.array(rot[j]), np.array(trans[j]), tuple(perm))
+                fits[index[k]] = _Fit(
+                    float(costs[j]),
+                    float(offsets[k]),
+                    float(rates[k]),
+                    np.array(rot[j]),
+                    np.array(trans[j]),
+                    tuple(perm),
+                )
         return fits
 
 
@@ -252,8 +269,13 @@ def search(
 
     def scored(candidates, best=None):
         if candidates:
-            ok = _overlap_ok(ref_len, view_len, np.array([c[0] for c in candidates]),
-                             np.array([c[1] for c in candidates]), min_overlap)
+            ok = _overlap_ok(
+                ref_len,
+                view_len,
+                np.array([c[0] for c in candidates]),
+                np.array([c[1] for c in candidates]),
+                min_overlap,
+            )
             candidates = [c for c, keep in zip(candidates, ok, strict=True) if keep]
         candidates = _shortlisted(scorer, core, candidates, budget)
         return _best(scorer.score_many(core, candidates), best) if candidates else best
@@ -277,7 +299,7 @@ def search(
 def final_fit(scorer: Scorer, ref_len: int, best: _Fit, iterations: int, budget: SearchBudget) -> _Fit:
     """The final transform of the chosen candidate: all reference frames the view covers, up to
     ``iterations`` reweighting steps, stopping at ``budget.final_tol``."""
-    refit = replace(scorer, tol=budget.final_tol).score(np.arange(ref_len), best.offset, best.rate, best.perm,
-                                                         iterations=iterations)
+    refit = replace(scorer, tol=budget.final_tol).score(
+        np.arange(ref_len), best.offset, best.rate, best.perm, iterations=iterations
+    )
     return refit if refit is not None else best
-
