@@ -11,15 +11,16 @@ Recordings (each set is loaded as the pipelines load it):
   parameters, as ``process_nucla_recording`` does.
 
 Codes, each in a fresh process, taking turns over ``--rounds`` rounds (the best round counts):
-``conf`` (this tree with the search settings of ``conf/base/parameters_prepare.yml``), ``exhaustive``
-(this tree with the search settings left at ``align_views``' defaults, the old behaviour:
-``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7), ``unbatched`` (exhaustive
-settings, one candidate at a time, the straightforward implementation) and, with
-``--baseline-ref REV``, the code of git revision REV (exhaustive settings). Per set and code: CPU
+``conf`` (this tree with the settings of ``conf/base/parameters_prepare.yml``), ``previous`` (this
+tree with the settings before the search settings: those left at ``align_views``' defaults,
+``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7 and, for NTU, ``coarse_step``
+1: the exhaustive search), ``unbatched`` (previous settings, one candidate at a time, the
+straightforward implementation) and, with ``--baseline-ref REV``, the code of git revision REV
+(previous settings). Per set and code: CPU
 ms per recording for the alignment, for loading the views, and for the rest of preparation of the
 same files (parse + denoise + normalize + streams + Parquet row, as ``end_to_end`` in
-``bench_prepare.py``), and how far the results are from ``exhaustive`` (``conf`` for
-``exhaustive`` itself): the recordings whose offset, rate or body order differ; the mean and the
+``bench_prepare.py``), and how far the results are from ``previous`` (``conf`` for
+``previous`` itself): the recordings whose offset, rate or body order differ; the mean and the
 largest change of a recording's mean residual (its views' mean per-joint distance to the
 reference, mm; positive = worse); over the recordings with the same choices, the largest
 difference of rotations and output coordinates. On the synthetic NTU recordings the true offsets
@@ -55,9 +56,11 @@ from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
 
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
-#: the search settings ``exhaustive`` leaves at ``align_views``' defaults (the old behaviour)
+#: the settings that ``previous`` leaves at ``align_views``' defaults: the search settings, and
+#: NTU's coarse_step (N-UCLA's was set before)
 BUDGET_KEYS = ("search_iterations", "search_frame_step", "shortlist", "shortlist_iterations", "final_tol")
-REFERENCE = "exhaustive"
+PREVIOUS_DEFAULTS = {"prepare_ntu": (*BUDGET_KEYS, "coarse_step"), "prepare_nucla": BUDGET_KEYS}
+REFERENCE = "previous"
 COLUMNS = (
     "set",
     "code",
@@ -223,15 +226,20 @@ def _summary(aligned) -> dict[str, Any]:
     }
 
 
+def previous_settings(params: dict[str, Any]) -> None:
+    """The multiview settings as they were before the search settings (in place): the exhaustive search."""
+    for kind, keys in PREVIOUS_DEFAULTS.items():
+        params[kind]["multiview"] = {k: v for k, v in params[kind]["multiview"].items() if k not in keys}
+
+
 def worker(code: str, spec_file: Path, out_file: Path) -> None:
     """Time one code on every set (this process imports that code); results pickled to ``out_file``."""
     if code == "unbatched":
         _use_unbatched_scorer()
     spec = json.loads(spec_file.read_text())
     params = yaml.safe_load(PARAMETERS_FILE.read_text())
-    if code != "conf":  # the old behaviour: the search settings at align_views' defaults
-        for kind in ("prepare_ntu", "prepare_nucla"):
-            params[kind]["multiview"] = {k: v for k, v in params[kind]["multiview"].items() if k not in BUDGET_KEYS}
+    if code != "conf":
+        previous_settings(params)
     out: dict[str, Any] = {}
     for name, groups in spec["sets"].items():
         kind = "nucla" if name.startswith("nucla") else "ntu"
@@ -329,7 +337,7 @@ def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], r
 
 
 def format_table(best: Mapping[str, dict], truth: Mapping[str, list] | None = None) -> str:
-    """One row per set and code; differences against ``exhaustive`` (``conf`` for ``exhaustive``)."""
+    """One row per set and code; differences against ``previous`` (``conf`` for ``previous``)."""
     codes = list(best)
     head = "| " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * len(COLUMNS)]

@@ -65,10 +65,10 @@ def test_alignment_benchmark_tiny_compares_settings_and_plain_scoring(shared_dat
 
     assert tuple(header) == COLUMNS
     assert [(r[0], r[1]) for r in rows] == [
-        (s, code) for s in ("ntu synthetic", "nucla") for code in ("conf", "exhaustive", "unbatched")
+        (s, code) for s in ("ntu synthetic", "nucla") for code in ("conf", "previous", "unbatched")
     ]
     col = {name: [r[header.index(name)] for r in rows] for name in header}
-    for k in (2, 5):  # the one-at-a-time scorer picks what the batched exhaustive search picks, to 1e-6
+    for k in (2, 5):  # the one-at-a-time scorer picks what the batched search picks, to 1e-6
         assert col["choices differing"][k] == "0"
         assert abs(float(col["mean change residual mm"][k])) < 1e-3 and float(col["max diff coords"][k]) < 1e-6
     assert all(float(v) > 0 for v in col["align ms/rec"])
