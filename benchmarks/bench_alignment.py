@@ -124,7 +124,8 @@ def nucla_files(folder: Path, recordings: int) -> list[list[Path]]:
 
 
 def _ntu_aligner(params: Mapping[str, Any]):
-    from skeleton_attention.skeletons.alignment import multiview_frame
+    # the alignment functions are looked up on the module at each call, so --split can time them
+    from skeleton_attention.skeletons import alignment
     from skeleton_attention.skeletons.ntu import parse_ntu_name
     from skeleton_attention.skeletons.views import load_ntu_view
 
@@ -138,14 +139,13 @@ def _ntu_aligner(params: Mapping[str, Any]):
 
     def align(loaded):
         views, tracked = loaded
-        return multiview_frame(views, frame, cameras=cameras, tracked=tracked, **multiview), None
+        return alignment.multiview_frame(views, frame, cameras=cameras, tracked=tracked, **multiview), None
 
     return load, align
 
 
 def _nucla_aligner(params: Mapping[str, Any]):
-    from skeleton_attention.skeletons import nucla
-    from skeleton_attention.skeletons.alignment import multiview_frame, naive_alignment
+    from skeleton_attention.skeletons import alignment, nucla
     from skeleton_attention.skeletons.layouts import KINECT20
 
     multiview = dict(params["multiview"])
@@ -161,7 +161,7 @@ def _nucla_aligner(params: Mapping[str, Any]):
         return {c: v for c, v in views.items() if c not in copies}
 
     def align(views):
-        aligned = multiview_frame(
+        aligned = alignment.multiview_frame(
             views,
             frame,
             reference_camera=reference,
@@ -170,7 +170,8 @@ def _nucla_aligner(params: Mapping[str, Any]):
             normalize_params=normalize,
             **multiview,
         )
-        return aligned, naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
+        naive = alignment.naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
+        return aligned, naive
 
     return load, align
 
@@ -226,6 +227,84 @@ def _summary(aligned) -> dict[str, Any]:
     }
 
 
+SPLIT_STAGES = (
+    "integer search",
+    "sub-frame refinement",
+    "final refit",
+    "rest of align_views",
+    "second resample + pre-normalise",
+    "naive baseline",
+)
+
+
+def time_split(align: Callable, loaded: Sequence[Any]) -> dict[str, float]:
+    """CPU seconds per stage of aligning ``loaded`` (a second pass, with every stage wrapped in a timer).
+
+    The integer search is :func:`alignment_search.search` minus its last scoring call (the
+    sub-frame refinement); *rest of align_views* is the resampling, transform and residuals of the
+    chosen candidate; *second resample + pre-normalise* is what ``multiview_frame`` adds for the
+    ``body``/``camera`` frames; the naive baseline runs for N-UCLA's report only.
+    """
+    from skeleton_attention.skeletons import alignment, alignment_search
+
+    acc: dict[str, float] = defaultdict(float)
+
+    def timed(owner: Any, name: str, label: str, last: str | None = None) -> Callable[[], None]:
+        """Wrap ``owner.name`` in a timer adding to ``acc[label]`` (and setting ``acc[last]``); returns the undo."""
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            out = original(*args, **kwargs)
+            spent = time.process_time() - start
+            acc[label] += spent
+            if last:
+                acc[last] = spent
+            if name == "search":  # its last scoring call was the sub-frame refinement
+                acc["sub-frame refinement"] += acc.pop("last score", 0.0)
+            return out
+
+        setattr(owner, name, wrapper)
+        return lambda: setattr(owner, name, original)
+
+    undo = [
+        timed(alignment_search.Scorer, "score_many", "scoring", last="last score"),
+        timed(alignment, "search", "search"),
+        timed(alignment, "final_fit", "final refit"),
+        timed(alignment, "align_views", "align_views"),
+        timed(alignment, "multiview_frame", "multiview_frame"),
+        timed(alignment, "naive_alignment", "naive baseline"),
+    ]
+    try:
+        for views in loaded:
+            align(views)
+    finally:
+        for restore in reversed(undo):
+            restore()
+    return {
+        "integer search": acc["search"] - acc["sub-frame refinement"],
+        "sub-frame refinement": acc["sub-frame refinement"],
+        "final refit": acc["final refit"],
+        "rest of align_views": acc["align_views"] - acc["search"] - acc["final refit"],
+        "second resample + pre-normalise": acc["multiview_frame"] - acc["align_views"],
+        "naive baseline": acc["naive baseline"],
+    }
+
+
+def format_split(best: Mapping[str, dict]) -> str:
+    """Per set and code: CPU ms per recording of every stage of the alignment."""
+    head = ("set", "code", *SPLIT_STAGES)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in best[next(iter(best))]:
+        for label, result in best.items():
+            split, n = result[name].get("split"), result[name]["recordings"]
+            if split:
+                lines.append(
+                    f"| {name} | {label} | " + " | ".join(f"{1e3 * split[s] / n:.1f}" for s in SPLIT_STAGES) + " |"
+                )
+    return "\n".join(lines)
+
+
 def previous_settings(params: dict[str, Any]) -> None:
     """The multiview settings as they were before the search settings (in place): the exhaustive search."""
     for kind, keys in PREVIOUS_DEFAULTS.items():
@@ -265,6 +344,8 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
             "rest_s": rest_s,
             "results": [[_summary(a) for a in pair if a is not None] for pair in results],
         }
+        if spec.get("split") and code != "baseline":
+            out[name]["split"] = time_split(align, loaded)
     out_file.write_bytes(pickle.dumps(out))
 
 
@@ -308,12 +389,14 @@ def offset_errors(results: list, truth: Sequence[Mapping[str, float]] | None) ->
     return f"{np.mean(errors):.3f} / {np.max(errors):.2f}"
 
 
-def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int) -> dict[str, dict]:
+def run(
+    sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int, split: bool = False
+) -> dict[str, dict]:
     """Every code in a fresh process per round, the codes taking turns; the best round counts."""
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"sets": sets}))
+        spec.write_text(json.dumps({"sets": sets, "split": split}))
         for _ in range(rounds):
             for label, src in codes.items():
                 out = Path(tmp) / "out.pkl"
@@ -345,8 +428,9 @@ def format_table(best: Mapping[str, dict], truth: Mapping[str, list] | None = No
         for label in codes:
             r = best[label][name]
             n = r["recordings"]
-            other = REFERENCE if label != REFERENCE and REFERENCE in best else next(
-                (c for c in codes if c != label), label)
+            other = (
+                REFERENCE if label != REFERENCE and REFERENCE in best else next((c for c in codes if c != label), label)
+            )
             diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0, 0.0)
             speedup = best[REFERENCE if REFERENCE in best else codes[-1]][name]["align_s"] / r["align_s"]
             lines.append(
@@ -367,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baseline-ref", default=None, help="a git revision run beside this tree's code")
     parser.add_argument("--no-unbatched", action="store_true", help="leave out the one-at-a-time scorer")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: 2 NTU and 3 N-UCLA recordings, 1 round")
+    parser.add_argument("--split", action="store_true", help="also time every stage of the alignment (a 2nd pass)")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
@@ -393,10 +478,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             codes["unbatched"] = None
         if baseline_src is not None:
             codes[f"baseline {args.baseline_ref}"] = baseline_src
-        best = run(sets, codes, args.rounds)
+        best = run(sets, codes, args.rounds, split=args.split)
     print()
     print(format_table(best, truth))
     print()
+    if args.split:
+        print("CPU ms per recording and stage (one pass, each stage timed):")
+        print(format_split(best))
+        print()
     print(
         f"align speed-up: {REFERENCE}'s alignment time over this code's; differences: against {REFERENCE} "
         f"(conf for {REFERENCE}); residual change: a recording's mean residual, this code minus the other"

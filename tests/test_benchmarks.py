@@ -58,10 +58,16 @@ def test_prepare_benchmark_tiny_prints_both_tables_and_the_extrapolation(shared_
 
 
 def test_alignment_benchmark_tiny_compares_settings_and_plain_scoring(shared_data):
-    out = _run("benchmarks/bench_alignment.py", "--tiny", "--nucla-dir", str(shared_data / "nucla_raw"))
+    out = _run("benchmarks/bench_alignment.py", "--tiny", "--split", "--nucla-dir", str(shared_data / "nucla_raw"))
     header, rows = _table(out, "set")
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from bench_alignment import COLUMNS
+    from bench_alignment import COLUMNS, SPLIT_STAGES
+
+    # the time per stage: every code, every set; the search stages cost something, no stage is negative
+    split_header, split_rows = _table(out[out.index("CPU ms per recording and stage"):], "set")
+    assert tuple(split_header) == ("set", "code", *SPLIT_STAGES)
+    assert [(r[0], r[1]) for r in split_rows] == [(r[0], r[1]) for r in rows]
+    assert all(float(r[2]) > 0 and min(float(v) for v in r[2:]) >= -0.05 for r in split_rows)
 
     assert tuple(header) == COLUMNS
     assert [(r[0], r[1]) for r in rows] == [
