@@ -139,9 +139,9 @@ def test_shortlist_keeps_the_choices_on_real_ntu(shared_data):
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("search_frame_step", 0, "frame_step must be >= 1"),
-        ("search_frame_step", 1.5, "frame_step must be an integer"),
-        ("search_frame_step", True, "frame_step must be an integer"),
+        ("search_frame_step", 0, "search_frame_step must be >= 1"),
+        ("search_frame_step", 1.5, "search_frame_step must be an integer"),
+        ("search_frame_step", True, "search_frame_step must be an integer"),
         ("shortlist", -1, "shortlist must be >= 0"),
         ("shortlist_iterations", -2, "shortlist_iterations must be >= 0"),
         ("final_tol", 0.0, "final_tol must be a number in"),

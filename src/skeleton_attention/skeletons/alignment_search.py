@@ -6,17 +6,19 @@ Geman-McClure cost of the per-joint distances after a robust rigid fit (``rigid_
 reference frames every candidate maps inside the view. The search is an integer grid (optionally
 every ``coarse_step``-th offset, then the neighbours of the best), then a sub-frame refinement.
 
-:class:`SearchBudget` says how much of that work is done. Its defaults are the exhaustive search
-(every core frame, every candidate through the full robust fit, the final refit to 1e-7); the
-pipelines' settings (``conf/base/parameters_prepare.yml``, measured in docs/performance.md §3):
+:class:`SearchBudget` says how much of that work is done (with ``align_views``' older
+``search_iterations`` and ``coarse_step``). Its defaults are the exhaustive search (every core
+frame, every candidate through the full robust fit, the final refit to 1e-7); the pipelines set
+cheaper ones (``conf/base/parameters_prepare.yml``, measured in docs/performance.md §3):
 
-* ``frame_step``: score candidates on every k-th core frame. Motion at 30 fps is smooth, so
-  neighbouring frames add little information about the offset, while every frame costs the same;
+* ``frame_step`` (``align_views``' ``search_frame_step``): score candidates on every k-th core
+  frame. Motion at 30 fps is smooth, so neighbouring frames add little information about the
+  offset, while every frame costs the same;
 * ``shortlist``: rank the candidates of each search step by a cheap fit first (``shortlist_
   iterations`` reweighting steps; 0 is one least-squares Kabsch), and give only the best
   ``shortlist`` of them the full ``search_iterations`` robust fit, which decides;
 * ``final_tol``: the final refit on the whole timeline stops when the rotation and translation
-  move less than this (the reweighted fit converges linearly, so 1e-7 takes most of its 50 steps).
+  move less than this (the reweighted fit converges linearly: the last digits take many steps).
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from skeleton_attention.skeletons.rigid_batch import RobustMode, candidate_fits, robust_rigid_fit
+
+#: the ``align_views`` keyword of each :class:`SearchBudget` field (for the error messages)
+_KEYWORDS = {
+    "frame_step": "search_frame_step",
+    "shortlist": "shortlist",
+    "shortlist_iterations": "shortlist_iterations",
+}
 
 
 @dataclass(frozen=True)
@@ -43,9 +52,9 @@ class SearchBudget:
         for name in ("frame_step", "shortlist", "shortlist_iterations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ValueError(f"align_views: {name} must be an integer, got {value!r}")
+                raise ValueError(f"align_views: {_KEYWORDS[name]} must be an integer, got {value!r}")
         if self.frame_step < 1:
-            raise ValueError(f"align_views: frame_step must be >= 1 (1 = every frame), got {self.frame_step}")
+            raise ValueError(f"align_views: search_frame_step must be >= 1 (1 = every frame), got {self.frame_step}")
         if self.shortlist < 0:
             raise ValueError(f"align_views: shortlist must be >= 0 (0 = off), got {self.shortlist}")
         if self.shortlist_iterations < 0:
