@@ -1,4 +1,4 @@
-"""Multi-view alignment speed per recording, against the plain implementation, in one run.
+"""Multi-view alignment speed per recording: the search settings against the previous ones, in one run.
 
 Recordings (each set is loaded as the pipelines load it):
 
@@ -16,8 +16,7 @@ tree with the settings before the search settings: those left at ``align_views``
 ``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7 and, for NTU, ``coarse_step``
 1: the exhaustive search), ``unbatched`` (previous settings, one candidate at a time, the
 straightforward implementation) and, with ``--baseline-ref REV``, the code of git revision REV
-(previous settings). Per set and code: CPU
-ms per recording for the alignment, for loading the views, and for the rest of preparation of the
+(previous settings). Per set and code: CPU ms per recording for the alignment, for loading the views, and for the rest of preparation of the
 same files (parse + denoise + normalize + streams + Parquet row, as ``end_to_end`` in
 ``bench_prepare.py``), and how far the results are from ``previous`` (``conf`` for
 ``previous`` itself): the recordings whose offset, rate or body order differ; the mean and the
@@ -27,11 +26,14 @@ difference of rotations and output coordinates. On the synthetic NTU recordings 
 are known (the generator's manifest): the mean and largest error of the offsets found. Usage::
 
     python benchmarks/bench_alignment.py                           # about 2 minutes
+    python benchmarks/bench_alignment.py --rounds 3 --split        # also the CPU time of every stage
     python benchmarks/bench_alignment.py --ntu-groups 42 --nucla-recordings 1000 --rounds 1 --no-unbatched
     python benchmarks/bench_alignment.py --tiny                    # toy sizes (the test suite)
 
-The second line is the validation of the search settings: every N-UCLA recording, both real NTU
-groups and 42 synthetic ones (docs/performance.md §3).
+``--split`` aligns every recording a second time with each stage timed (integer search, sub-frame
+refinement, final refit, the rest of ``align_views``, ``multiview_frame``'s second resample and
+pre-normalisation, N-UCLA's naive baseline). The third line is the validation of the search
+settings: every N-UCLA recording, both real NTU groups and 42 synthetic ones (docs/performance.md §3).
 """
 
 from __future__ import annotations
