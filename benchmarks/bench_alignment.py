@@ -16,9 +16,9 @@ tree with the settings before the search settings: those left at ``align_views``
 ``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7 and, for NTU, ``coarse_step``
 1: the exhaustive search), ``unbatched`` (previous settings, one candidate at a time, the
 straightforward implementation) and, with ``--baseline-ref REV``, the code of git revision REV
-(previous settings). Per set and code: CPU ms per recording for the alignment, for loading the views, and for the rest of preparation of the
-same files (parse + denoise + normalize + streams + Parquet row, as ``end_to_end`` in
-``bench_prepare.py``), and how far the results are from ``previous`` (``conf`` for
+(previous settings). Per set and code: CPU ms per recording for the alignment, for loading the
+views, and for the rest of preparation of the same files (parse + denoise + normalize + streams +
+Parquet row, as ``end_to_end`` in ``bench_prepare.py``), and how far the results are from ``previous`` (``conf`` for
 ``previous`` itself): the recordings whose offset, rate or body order differ; the mean and the
 largest change of a recording's mean residual (its views' mean per-joint distance to the
 reference, mm; positive = worse); over the recordings with the same choices, the largest
