@@ -80,6 +80,13 @@ def thread_env(workers: int) -> dict[str, str]:
     return {name: threads for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
+def worker_env(workers: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a member process: ``environ`` plus its share of the cores as thread
+    counts, unless ``environ`` sets them already (a user who exported ``OMP_NUM_THREADS=1`` on a
+    shared machine keeps it: two OpenMP threads per process on busy cores spin instead of working)."""
+    return {**thread_env(workers), **environ}
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
