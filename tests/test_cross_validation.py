@@ -60,7 +60,9 @@ def test_member_processes_share_the_cores_unless_the_user_set_the_threads():
     assert shared["PATH"] == "/bin"
     assert shared["OMP_NUM_THREADS"] == shared["MKL_NUM_THREADS"] == shared["OPENBLAS_NUM_THREADS"] == "1"
     kept = worker_env(1, {"OMP_NUM_THREADS": "1"})
-    assert kept["OMP_NUM_THREADS"] == "1"  # a user's explicit choice wins over the share
+    # a user's explicit choice wins over the share, for every library (torch reads MKL's count)
+    assert kept["OMP_NUM_THREADS"] == kept["MKL_NUM_THREADS"] == kept["OPENBLAS_NUM_THREADS"] == "1"
+    assert worker_env(1, {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"})["MKL_NUM_THREADS"] == "3"
 
 
 def test_fold_subset_selection_for_long_protocols():
