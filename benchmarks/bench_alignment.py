@@ -1,4 +1,4 @@
-"""Multi-view alignment speed per recording, against the plain implementation, in one run.
+"""Multi-view alignment speed per recording: the search settings against the previous ones, in one run.
 
 Recordings (each set is loaded as the pipelines load it):
 
@@ -11,17 +11,29 @@ Recordings (each set is loaded as the pipelines load it):
   parameters, as ``process_nucla_recording`` does.
 
 Codes, each in a fresh process, taking turns over ``--rounds`` rounds (the best round counts):
-``new`` (this tree: candidates scored in batches, ``rigid_batch.py``), ``unbatched`` (this tree with
-the one-candidate-at-a-time scorer, the straightforward implementation) and, with
-``--baseline-ref REV``, the code of git revision REV. Per set and code: CPU ms per recording for the
-alignment, for loading the views, and for the rest of preparation of the same files (parse +
-denoise + normalize + streams + Parquet row, as ``end_to_end`` in ``bench_prepare.py``), and how
-far the results are from the first other code's (offsets, rates and body order must be the same;
-the largest difference of residuals, rotations and the output coordinates). Usage::
+``conf`` (this tree with the settings of ``conf/base/parameters_prepare.yml``), ``previous`` (this
+tree with the settings before the search settings: those left at ``align_views``' defaults,
+``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7 and, for NTU, ``coarse_step``
+1: the exhaustive search), ``unbatched`` (previous settings, one candidate at a time, the
+straightforward implementation) and, with ``--baseline-ref REV``, the code of git revision REV
+(previous settings). Per set and code: CPU ms per recording for the alignment, for loading the
+views, and for the rest of preparation of the same files (parse + denoise + normalize + streams +
+Parquet row, as ``end_to_end`` in ``bench_prepare.py``), and how far the results are from ``previous`` (``conf`` for
+``previous`` itself): the recordings whose offset, rate or body order differ; the mean and the
+largest change of a recording's mean residual (its views' mean per-joint distance to the
+reference, mm; positive = worse); over the recordings with the same choices, the largest
+difference of rotations and output coordinates. On the synthetic NTU recordings the true offsets
+are known (the generator's manifest): the mean and largest error of the offsets found. Usage::
 
     python benchmarks/bench_alignment.py                           # about 2 minutes
-    python benchmarks/bench_alignment.py --baseline-ref ce986b1 --ntu-groups 40 --nucla-recordings 100
+    python benchmarks/bench_alignment.py --rounds 3 --split        # also the CPU time of every stage
+    python benchmarks/bench_alignment.py --ntu-groups 42 --nucla-recordings 1000 --rounds 1 --no-unbatched
     python benchmarks/bench_alignment.py --tiny                    # toy sizes (the test suite)
+
+``--split`` aligns every recording a second time with each stage timed (integer search, sub-frame
+refinement, final refit, the rest of ``align_views``, ``multiview_frame``'s second resample and
+pre-normalisation, N-UCLA's naive baseline). The third line is the validation of the search
+settings: every N-UCLA recording, both real NTU groups and 42 synthetic ones (docs/performance.md §3).
 """
 
 from __future__ import annotations
@@ -46,6 +58,11 @@ from bench_common import REPO_ROOT, baseline_tree, code_env, machine_line
 
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PARAMETERS_FILE = REPO_ROOT / "conf" / "base" / "parameters_prepare.yml"
+#: the settings that ``previous`` leaves at ``align_views``' defaults: the search settings, and
+#: NTU's coarse_step (N-UCLA's was set before)
+BUDGET_KEYS = ("search_iterations", "search_frame_step", "shortlist", "shortlist_iterations", "final_tol")
+PREVIOUS_DEFAULTS = {"prepare_ntu": (*BUDGET_KEYS, "coarse_step"), "prepare_nucla": BUDGET_KEYS}
+REFERENCE = "previous"
 COLUMNS = (
     "set",
     "code",
@@ -57,9 +74,11 @@ COLUMNS = (
     "align / rest",
     "align speed-up",
     "choices differing",
-    "max diff residual m",
+    "mean change residual mm",
+    "max change residual mm",
     "max diff rotation",
     "max diff coords",
+    "offset error mean / max (truth)",
 )
 
 
@@ -68,10 +87,11 @@ COLUMNS = (
 # ---------------------------------------------------------------------------------------------
 
 
-def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
+def ntu_synthetic_files(folder: Path, groups: int) -> tuple[list[list[Path]], list[dict[str, float]]]:
     """``groups`` synthetic recordings of cameras 1-3 (replication 1; the generator's 14 classes, then
-    further performers)."""
-    from skeleton_attention.skeletons.synthetic import SYNTHETIC_ACTIONS, write_synthetic_ntu
+    further performers) and each one's true offsets: reference (camera 1) frame t is frame
+    ``t + offset`` of camera c, as ``align_views`` reports it (keys: the camera as text)."""
+    from skeleton_attention.skeletons.synthetic import MANIFEST_NAME, SYNTHETIC_ACTIONS, write_synthetic_ntu
 
     classes = min(groups, len(SYNTHETIC_ACTIONS))
     performers = tuple(range(1, -(-groups // classes) + 1))
@@ -82,9 +102,12 @@ def ntu_synthetic_files(folder: Path, groups: int) -> list[list[Path]]:
         replications=(1,),
         cameras=(1, 2, 3),
         seed=0,
-        write_manifest=False,
     )
-    return _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
+    recordings = _by_recording(files, lambda p: p.stem[:4] + p.stem[8:])[:groups]
+    # each view starts master_offset frames into the recording
+    meta = json.loads((folder / MANIFEST_NAME).read_text())["files"]
+    starts = [{int(p.stem[5:8]): meta[p.name]["master_offset"] for p in g} for g in recordings]
+    return recordings, [{str(c): float(s[1] - s[c]) for c in s if c != 1} for s in starts]
 
 
 def _by_recording(files: Sequence[Path], key: Callable[[Path], str]) -> list[list[Path]]:
@@ -103,7 +126,8 @@ def nucla_files(folder: Path, recordings: int) -> list[list[Path]]:
 
 
 def _ntu_aligner(params: Mapping[str, Any]):
-    from skeleton_attention.skeletons.alignment import multiview_frame
+    # the alignment functions are looked up on the module at each call, so --split can time them
+    from skeleton_attention.skeletons import alignment
     from skeleton_attention.skeletons.ntu import parse_ntu_name
     from skeleton_attention.skeletons.views import load_ntu_view
 
@@ -117,14 +141,13 @@ def _ntu_aligner(params: Mapping[str, Any]):
 
     def align(loaded):
         views, tracked = loaded
-        return multiview_frame(views, frame, cameras=cameras, tracked=tracked, **multiview), None
+        return alignment.multiview_frame(views, frame, cameras=cameras, tracked=tracked, **multiview), None
 
     return load, align
 
 
 def _nucla_aligner(params: Mapping[str, Any]):
-    from skeleton_attention.skeletons import nucla
-    from skeleton_attention.skeletons.alignment import multiview_frame, naive_alignment
+    from skeleton_attention.skeletons import alignment, nucla
     from skeleton_attention.skeletons.layouts import KINECT20
 
     multiview = dict(params["multiview"])
@@ -140,7 +163,7 @@ def _nucla_aligner(params: Mapping[str, Any]):
         return {c: v for c, v in views.items() if c not in copies}
 
     def align(views):
-        aligned = multiview_frame(
+        aligned = alignment.multiview_frame(
             views,
             frame,
             reference_camera=reference,
@@ -149,7 +172,8 @@ def _nucla_aligner(params: Mapping[str, Any]):
             normalize_params=normalize,
             **multiview,
         )
-        return aligned, naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
+        naive = alignment.naive_alignment(views, reference_camera=reference, cameras=cameras, layout=KINECT20)
+        return aligned, naive
 
     return load, align
 
@@ -195,6 +219,7 @@ def _use_unbatched_scorer() -> None:
 
 def _summary(aligned) -> dict[str, Any]:
     return {
+        "reference": aligned.reference_camera,
         "offsets": dict(aligned.offsets),
         "rates": dict(aligned.rates),
         "order": dict(aligned.body_order),
@@ -204,12 +229,98 @@ def _summary(aligned) -> dict[str, Any]:
     }
 
 
+SPLIT_STAGES = (
+    "integer search",
+    "sub-frame refinement",
+    "final refit",
+    "rest of align_views",
+    "second resample + pre-normalise",
+    "naive baseline",
+)
+
+
+def time_split(align: Callable, loaded: Sequence[Any]) -> dict[str, float]:
+    """CPU seconds per stage of aligning ``loaded`` (a second pass, with every stage wrapped in a timer).
+
+    The integer search is :func:`alignment_search.search` minus its last scoring call (the
+    sub-frame refinement); *rest of align_views* is the resampling, transform and residuals of the
+    chosen candidate; *second resample + pre-normalise* is what ``multiview_frame`` adds for the
+    ``body``/``camera`` frames; the naive baseline runs for N-UCLA's report only.
+    """
+    from skeleton_attention.skeletons import alignment, alignment_search
+
+    acc: dict[str, float] = defaultdict(float)
+
+    def timed(owner: Any, name: str, label: str, last: str | None = None) -> Callable[[], None]:
+        """Wrap ``owner.name`` in a timer adding to ``acc[label]`` (and setting ``acc[last]``); returns the undo."""
+        original = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            start = time.process_time()
+            out = original(*args, **kwargs)
+            spent = time.process_time() - start
+            acc[label] += spent
+            if last:
+                acc[last] = spent
+            if name == "search":  # its last scoring call was the sub-frame refinement
+                acc["sub-frame refinement"] += acc.pop("last score", 0.0)
+            return out
+
+        setattr(owner, name, wrapper)
+        return lambda: setattr(owner, name, original)
+
+    undo = [
+        timed(alignment_search.Scorer, "score_many", "scoring", last="last score"),
+        timed(alignment, "search", "search"),
+        timed(alignment, "final_fit", "final refit"),
+        timed(alignment, "align_views", "align_views"),
+        timed(alignment, "multiview_frame", "multiview_frame"),
+        timed(alignment, "naive_alignment", "naive baseline"),
+    ]
+    try:
+        for views in loaded:
+            align(views)
+    finally:
+        for restore in reversed(undo):
+            restore()
+    return {
+        "integer search": acc["search"] - acc["sub-frame refinement"],
+        "sub-frame refinement": acc["sub-frame refinement"],
+        "final refit": acc["final refit"],
+        "rest of align_views": acc["align_views"] - acc["search"] - acc["final refit"],
+        "second resample + pre-normalise": acc["multiview_frame"] - acc["align_views"],
+        "naive baseline": acc["naive baseline"],
+    }
+
+
+def format_split(best: Mapping[str, dict]) -> str:
+    """Per set and code: CPU ms per recording of every stage of the alignment."""
+    head = ("set", "code", *SPLIT_STAGES)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in best[next(iter(best))]:
+        for label, result in best.items():
+            split, n = result[name].get("split"), result[name]["recordings"]
+            if split:
+                lines.append(
+                    f"| {name} | {label} | " + " | ".join(f"{1e3 * split[s] / n:.1f}" for s in SPLIT_STAGES) + " |"
+                )
+    return "\n".join(lines)
+
+
+def previous_settings(params: dict[str, Any]) -> None:
+    """The multiview settings as they were before the search settings (in place): the exhaustive search."""
+    for kind, keys in PREVIOUS_DEFAULTS.items():
+        params[kind]["multiview"] = {k: v for k, v in params[kind]["multiview"].items() if k not in keys}
+
+
 def worker(code: str, spec_file: Path, out_file: Path) -> None:
     """Time one code on every set (this process imports that code); results pickled to ``out_file``."""
     if code == "unbatched":
         _use_unbatched_scorer()
     spec = json.loads(spec_file.read_text())
     params = yaml.safe_load(PARAMETERS_FILE.read_text())
+    if code != "conf":
+        previous_settings(params)
     out: dict[str, Any] = {}
     for name, groups in spec["sets"].items():
         kind = "nucla" if name.startswith("nucla") else "ntu"
@@ -235,6 +346,8 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
             "rest_s": rest_s,
             "results": [[_summary(a) for a in pair if a is not None] for pair in results],
         }
+        if spec.get("split") and code != "baseline":
+            out[name]["split"] = time_split(align, loaded)
     out_file.write_bytes(pickle.dumps(out))
 
 
@@ -243,29 +356,49 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def compare(a: list, b: list) -> tuple[int, float, float, float]:
-    """Recordings whose offsets/rates/body order differ, and the largest residual, rotation and
-    coordinate differences over the others."""
-    differing, residual, rotation, coords = 0, 0.0, 0.0, 0.0
-    for xs, ys in zip(a, b, strict=True):
-        for x, y in zip(xs, ys, strict=True):
-            if x["offsets"] != y["offsets"] or x["rates"] != y["rates"] or x["order"] != y["order"]:
-                differing += 1
-                continue
-            for c in x["residuals"]:
-                if np.isfinite(x["residuals"][c]):
-                    residual = max(residual, abs(x["residuals"][c] - y["residuals"][c]))
-                rotation = max(rotation, float(np.abs(x["rotations"][c] - y["rotations"][c]).max()))
-            coords = max(coords, float(np.abs(x["coords"] - y["coords"]).max()))
-    return differing, residual, rotation, coords
+def _mean_residual(summary: Mapping[str, Any], reference: int) -> float:
+    """A recording's mean residual over its non-reference views (NaN with one view)."""
+    values = [r for c, r in summary["residuals"].items() if c != reference and np.isfinite(r)]
+    return float(np.mean(values)) if values else float("nan")
 
 
-def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int) -> dict[str, dict]:
+def compare(a: list, b: list) -> tuple[int, float, float, float, float]:
+    """``a`` against ``b``: recordings (rigid alignment only) whose offsets/rates/body order differ,
+    the mean and the largest change of a recording's mean residual (``a - b``, metres), and over the
+    recordings with the same choices the largest rotation and coordinate differences."""
+    differing, changes, rotation, coords = 0, [], 0.0, 0.0
+    for x, y in zip(a, b, strict=True):
+        x, y = x[0], y[0]  # the rigid alignment (N-UCLA's second entry is the naive baseline)
+        change = _mean_residual(x, x["reference"]) - _mean_residual(y, y["reference"])
+        if np.isfinite(change):
+            changes.append(change)
+        if x["offsets"] != y["offsets"] or x["rates"] != y["rates"] or x["order"] != y["order"]:
+            differing += 1
+            continue
+        for c in x["residuals"]:
+            rotation = max(rotation, float(np.abs(x["rotations"][c] - y["rotations"][c]).max()))
+        coords = max(coords, float(np.abs(x["coords"] - y["coords"]).max()))
+    mean = float(np.mean(changes)) if changes else 0.0
+    worst = float(np.max(changes)) if changes else 0.0
+    return differing, mean, worst, rotation, coords
+
+
+def offset_errors(results: list, truth: Sequence[Mapping[str, float]] | None) -> str:
+    """Mean and largest |offset found - true offset| over the views with a known truth ("-" without)."""
+    if not truth:
+        return "-"
+    errors = [abs(r[0]["offsets"][int(c)] - t) for r, true in zip(results, truth, strict=True) for c, t in true.items()]
+    return f"{np.mean(errors):.3f} / {np.max(errors):.2f}"
+
+
+def run(
+    sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], rounds: int, split: bool = False
+) -> dict[str, dict]:
     """Every code in a fresh process per round, the codes taking turns; the best round counts."""
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"sets": sets}))
+        spec.write_text(json.dumps({"sets": sets, "split": split}))
         for _ in range(rounds):
             for label, src in codes.items():
                 out = Path(tmp) / "out.pkl"
@@ -288,7 +421,8 @@ def run(sets: Mapping[str, list[list[str]]], codes: Mapping[str, Path | None], r
     return best
 
 
-def format_table(best: Mapping[str, dict]) -> str:
+def format_table(best: Mapping[str, dict], truth: Mapping[str, list] | None = None) -> str:
+    """One row per set and code; differences against ``previous`` (``conf`` for ``previous``)."""
     codes = list(best)
     head = "| " + " | ".join(COLUMNS) + " |"
     lines = [head, "|" + "---|" * len(COLUMNS)]
@@ -296,13 +430,16 @@ def format_table(best: Mapping[str, dict]) -> str:
         for label in codes:
             r = best[label][name]
             n = r["recordings"]
-            other = codes[1] if label == codes[0] and len(codes) > 1 else codes[0]
-            diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0)
-            speedup = best[codes[-1]][name]["align_s"] / r["align_s"]
+            other = (
+                REFERENCE if label != REFERENCE and REFERENCE in best else next((c for c in codes if c != label), label)
+            )
+            diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0, 0.0)
+            speedup = best[REFERENCE if REFERENCE in best else codes[-1]][name]["align_s"] / r["align_s"]
             lines.append(
                 f"| {name} | {label} | {n} | {r['views']} | {1e3 * r['align_s'] / n:.1f} | "
                 f"{1e3 * r['load_s'] / n:.1f} | {1e3 * r['rest_s'] / n:.1f} | {r['align_s'] / r['rest_s']:.2f} | "
-                f"{speedup:.1f} | {diff[0]} | {diff[1]:.1e} | {diff[2]:.1e} | {diff[3]:.1e} |"
+                f"{speedup:.1f} | {diff[0]} | {1e3 * diff[1]:+.2f} | {1e3 * diff[2]:+.1f} | {diff[3]:.1e} | "
+                f"{diff[4]:.1e} | {offset_errors(r['results'], (truth or {}).get(name))} |"
             )
     return "\n".join(lines)
 
@@ -316,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--baseline-ref", default=None, help="a git revision run beside this tree's code")
     parser.add_argument("--no-unbatched", action="store_true", help="leave out the one-at-a-time scorer")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: 2 NTU and 3 N-UCLA recordings, 1 round")
+    parser.add_argument("--split", action="store_true", help="also time every stage of the alignment (a 2nd pass)")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
     parser.add_argument("--_spec", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--_out", type=Path, help=argparse.SUPPRESS)
@@ -328,25 +466,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"{machine_line()}; best of {args.rounds} rounds, CPU time of one process")
     with tempfile.TemporaryDirectory() as tmp, baseline_tree(args.baseline_ref) as baseline_src:
         sets: dict[str, list[list[str]]] = {}
+        truth: dict[str, list] = {}
         if args.ntu_groups > 0:
-            sets["ntu synthetic"] = [[str(p) for p in g] for g in ntu_synthetic_files(Path(tmp), args.ntu_groups)]
+            groups, truth["ntu synthetic"] = ntu_synthetic_files(Path(tmp), args.ntu_groups)
+            sets["ntu synthetic"] = [[str(p) for p in g] for g in groups]
         real = ntu_real_files()
         if real and not args.tiny:
             sets["ntu real"] = [[str(p) for p in g] for g in real]
         if args.nucla_recordings > 0 and args.nucla_dir.is_dir():
             sets["nucla"] = [[str(p) for p in g] for g in nucla_files(args.nucla_dir, args.nucla_recordings)]
-        codes: dict[str, Path | None] = {"new": None}
+        codes: dict[str, Path | None] = {"conf": None, REFERENCE: None}
         if not args.no_unbatched:
             codes["unbatched"] = None
         if baseline_src is not None:
             codes[f"baseline {args.baseline_ref}"] = baseline_src
-        best = run(sets, codes, args.rounds)
+        best = run(sets, codes, args.rounds, split=args.split)
     print()
-    print(format_table(best))
+    print(format_table(best, truth))
     print()
+    if args.split:
+        print("CPU ms per recording and stage (one pass, each stage timed):")
+        print(format_split(best))
+        print()
     print(
-        "align speed-up: the last code's alignment time over this code's; differences: against the "
-        f"first other code ({list(codes)[1] if len(codes) > 1 else 'none'} for new, new for the others)"
+        f"align speed-up: {REFERENCE}'s alignment time over this code's; differences: against {REFERENCE} "
+        f"(conf for {REFERENCE}); residual change: a recording's mean residual, this code minus the other"
     )
 
 

@@ -59,19 +59,30 @@ def test_prepare_benchmark_tiny_prints_both_tables_and_the_extrapolation(shared_
     assert "113,945 files:" in out and "measured slope" in out
 
 
-def test_alignment_benchmark_tiny_compares_batched_and_plain_scoring(shared_data):
-    out = _run("benchmarks/bench_alignment.py", "--tiny", "--nucla-dir", str(shared_data / "nucla_raw"))
+def test_alignment_benchmark_tiny_compares_settings_and_plain_scoring(shared_data):
+    out = _run("benchmarks/bench_alignment.py", "--tiny", "--split", "--nucla-dir", str(shared_data / "nucla_raw"))
     header, rows = _table(out, "set")
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from bench_alignment import COLUMNS
+    from bench_alignment import COLUMNS, SPLIT_STAGES
+
+    # the time per stage: every code, every set; the search stages cost something, no stage is negative
+    split_header, split_rows = _table(out[out.index("CPU ms per recording and stage"):], "set")
+    assert tuple(split_header) == ("set", "code", *SPLIT_STAGES)
+    assert [(r[0], r[1]) for r in split_rows] == [(r[0], r[1]) for r in rows]
+    assert all(float(r[2]) > 0 and min(float(v) for v in r[2:]) >= -0.05 for r in split_rows)
 
     assert tuple(header) == COLUMNS
-    assert [(r[0], r[1]) for r in rows] == [("ntu synthetic", "new"), ("ntu synthetic", "unbatched"),
-                                            ("nucla", "new"), ("nucla", "unbatched")]
-    for row in rows:  # the batched search picks the same candidates, to 1e-6
-        assert row[header.index("choices differing")] == "0"
-        assert float(row[header.index("max diff residual m")]) < 1e-6
-        assert float(row[header.index("max diff coords")]) < 1e-6
+    assert [(r[0], r[1]) for r in rows] == [
+        (s, code) for s in ("ntu synthetic", "nucla") for code in ("conf", "previous", "unbatched")
+    ]
+    col = {name: [r[header.index(name)] for r in rows] for name in header}
+    for k in (2, 5):  # the one-at-a-time scorer picks what the batched search picks, to 1e-6
+        assert col["choices differing"][k] == "0"
+        assert abs(float(col["mean change residual mm"][k])) < 1e-3 and float(col["max diff coords"][k]) < 1e-6
+    assert all(float(v) > 0 for v in col["align ms/rec"])
+    # the synthetic recordings' true offsets are known: the error is reported for every code
+    assert all(float(v.split(" / ")[1]) <= 0.5 for v in col["offset error mean / max (truth)"][:3])
+    assert col["offset error mean / max (truth)"][3:] == ["-"] * 3
 
 
 def test_provenance_benchmark_measures_both_fingerprints(shared_data):

@@ -162,3 +162,23 @@ def test_embedded_run_is_quiet_and_above_its_accuracy_floor(embedded_project):
     assert summary.startswith(f"test top-1 {metrics['test_top1']:.4f} ")
     assert metrics["num_test_samples"] == 120
     assert metrics["test_top1"] >= EMBEDDED_TOP1_FLOOR
+
+
+@pytest.mark.slow
+def test_the_report_node_redraws_the_figures_on_its_own(embedded_project):
+    """`kedro run --nodes=train_<family>.report` reads the evaluation's outputs from disk (the
+    attention maps are a pickle file, not an in-memory hand-over), so figures can be redrawn."""
+    trained = _kedro(embedded_project, "run", "--env=embedded", "--pipelines=train_sta_lstm", f"--params={TINY}")
+    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-4000:]
+    reporting = embedded_project / "data" / f"08_reporting/train_sta_lstm/{EMBEDDED_RUN}"
+    figures = [reporting / name for name in ("attention.png", "attention_skeleton.png")]
+    for figure in figures:
+        figure.unlink()
+    metrics_before = json.loads((embedded_project / EMBEDDED_METRICS).read_text())
+    redrawn = _kedro(
+        embedded_project, "run", "--env=embedded", "--pipelines=train_sta_lstm", "--nodes=train_sta_lstm.report"
+    )
+    assert redrawn.returncode == 0, (redrawn.stdout + redrawn.stderr)[-4000:]
+    assert "Completed 1 out of 1 tasks" in redrawn.stdout + redrawn.stderr
+    assert all(figure.stat().st_size > 10_000 for figure in figures)
+    assert json.loads((embedded_project / EMBEDDED_METRICS).read_text()) == metrics_before

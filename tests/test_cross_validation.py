@@ -17,7 +17,7 @@ import yaml
 
 from skeleton_attention.experiments.cross_validation import aggregate_folds, plot_fold_accuracies
 from skeleton_attention.experiments.fold_driver import select_folds
-from skeleton_attention.experiments.processes import dotlist
+from skeleton_attention.experiments.processes import dotlist, worker_env
 from skeleton_attention.skeletons.bundle import BundleSource, BundleSpec, PreparedBundle, write_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,16 @@ def test_runtime_params_become_a_command_linedotlist():
     assert dotlist({"run": {"dataset": "sbu", "fold": 2}, "x": {"y": [1, 2], "z": None, "w": 0.5}}) == [
         "run.dataset=sbu", "run.fold=2", "x.y=[1, 2]", "x.z=null", "x.w=0.5",
     ]
+
+
+def test_member_processes_share_the_cores_unless_the_user_set_the_threads():
+    shared = worker_env(10_000, {"PATH": "/bin"})  # more workers than cores: one thread each
+    assert shared["PATH"] == "/bin"
+    assert shared["OMP_NUM_THREADS"] == shared["MKL_NUM_THREADS"] == shared["OPENBLAS_NUM_THREADS"] == "1"
+    kept = worker_env(1, {"OMP_NUM_THREADS": "1"})
+    # a user's explicit choice wins over the share, for every library (torch reads MKL's count)
+    assert kept["OMP_NUM_THREADS"] == kept["MKL_NUM_THREADS"] == kept["OPENBLAS_NUM_THREADS"] == "1"
+    assert worker_env(1, {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "3"})["MKL_NUM_THREADS"] == "3"
 
 
 def test_fold_subset_selection_for_long_protocols():

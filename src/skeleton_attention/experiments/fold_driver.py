@@ -41,8 +41,8 @@ from skeleton_attention.experiments.processes import (
     read_state,
     run_members,
     sigterm_as_interrupt,
-    thread_env,
     with_run,
+    worker_env,
     write_json,
 )
 from skeleton_attention.skeletons.ingest import resolve_workers as available_cores
@@ -157,7 +157,7 @@ def run_cross_validation(plan: FoldPlan) -> dict[str, Any]:
     write_json(state_path, state)
     try:
         with sigterm_as_interrupt():
-            env = {**os.environ, **thread_env(plan.workers)}
+            env = worker_env(plan.workers, os.environ)
             codes = run_members(todo, plan.workers, plan.project_path, env, state, state_path, parent)
     except BaseException:
         if parent:

@@ -48,8 +48,8 @@ from skeleton_attention.experiments.processes import (
     read_state,
     run_members,
     sigterm_as_interrupt,
-    thread_env,
     with_run,
+    worker_env,
     write_json,
 )
 
@@ -188,7 +188,7 @@ def run_group(plan: RunGroupPlan) -> dict[str, Any]:
     state["fingerprint"] = plan.fingerprint
     write_json(state_path, state)
     # one run at a time: every core, unless the caller set threads
-    env = {**thread_env(plan.workers), **os.environ}
+    env = worker_env(plan.workers, os.environ)
     try:
         with sigterm_as_interrupt():
             codes = run_members(todo, plan.workers, plan.project_path, env, state, state_path, parent)

@@ -237,6 +237,29 @@ class SkeletonModel(nn.Module):
         del phase
 
 
+def require_on_device(condition: Tensor, message: str) -> None:
+    """Fail with ``message`` unless the 0-d bool tensor ``condition`` is True, without a host sync.
+
+    On the CPU in eager mode reading the value costs nothing, so a ``ValueError`` is raised at once.
+    On an accelerator, ``bool(condition)`` would stall the host until the device drained its queue,
+    once per forward pass; under ``torch.compile`` it would break the graph. There the check is
+    queued on the device (``torch._assert_async``) and a failing batch aborts the step with
+    ``message`` when the device reaches it.
+    """
+    if condition.device.type == "cpu" and not torch.compiler.is_compiling():
+        if not bool(condition):
+            raise ValueError(message)
+        return
+    torch._assert_async(condition, message)
+
+
+def all_true_without_sync(mask: Tensor) -> bool:
+    """True when every element of ``mask`` is True and finding that out costs no host sync (CPU,
+    eager). On an accelerator or under ``torch.compile`` it answers False, so the caller takes its
+    general (masked) path, which gives the same result up to float rounding."""
+    return mask.device.type == "cpu" and not torch.compiler.is_compiling() and bool(mask.all())
+
+
 def check_sequence_batch(
     batch: Mapping[str, Tensor],
     *,
@@ -263,8 +286,11 @@ def check_sequence_batch(
         )
     if mask.dtype != torch.bool or tuple(mask.shape) != (n, t):
         raise ValueError(f"batch['mask'] must be bool (N, T) = {(n, t)}; got {mask.dtype} {tuple(mask.shape)}")
-    if t == 0 or not bool(mask.any(dim=1).all()):
-        raise ValueError("every sample needs at least one valid frame (a row of batch['mask'] is all False)")
+    if t == 0:
+        raise ValueError("every sample needs at least one valid frame (batch['mask'] has no frames)")
+    require_on_device(
+        mask.any(dim=1).all(), "every sample needs at least one valid frame (a row of batch['mask'] is all False)"
+    )
     return x, mask
 
 
@@ -300,8 +326,12 @@ def check_multiview_batch(
         raise ValueError(
             f"batch['view_mask'] must be bool (N, views) = {(n, w)}; got {view_mask.dtype} {tuple(view_mask.shape)}"
         )
-    if t == 0 or not bool(mask.any(dim=1).all()) or not bool(view_mask.any(dim=1).all()):
-        raise ValueError("every sample needs at least one valid frame and one present view")
+    if t == 0:
+        raise ValueError("every sample needs at least one valid frame (batch['mask'] has no frames)")
+    require_on_device(
+        mask.any(dim=1).all() & view_mask.any(dim=1).all(),
+        "every sample needs at least one valid frame and one present view",
+    )
     return x, mask, view_mask
 
 
@@ -323,4 +353,3 @@ def reject_dimension_kwargs(kwargs: Mapping[str, Any], dimensions: Sequence[str]
     given = sorted(set(dimensions) & set(kwargs))
     if given:
         raise ValueError(f"{family} takes its dimensions from data=, not from {given}")
-

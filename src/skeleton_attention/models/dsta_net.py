@@ -43,6 +43,7 @@ from skeleton_attention.models.base import (
     InputSpec,
     ModelOutput,
     SkeletonModel,
+    all_true_without_sync,
     check_sequence_batch,
     check_variant,
     reject_dimension_kwargs,
@@ -413,7 +414,7 @@ class DSTANet(SkeletonModel):
         h = x.reshape(n * m, t, v, c).permute(0, 3, 1, 2)  # bodies folded into the batch: (N*M, C, T, V)
         h = h * frame[:, None, :, None].to(h.dtype)
         h = self.input_map(h)
-        fmask: Tensor | None = None if bool(mask.all()) else frame
+        fmask: Tensor | None = None if all_true_without_sync(mask) else frame
         maps: dict[str, Tensor] = {}
         last = len(self.layers)
         for index, layer in enumerate(self.layers, start=1):

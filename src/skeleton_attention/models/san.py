@@ -40,7 +40,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from skeleton_attention.models.base import DataDescription, InputSpec, ModelOutput, SkeletonModel
+from skeleton_attention.models.base import (
+    DataDescription,
+    InputSpec,
+    ModelOutput,
+    SkeletonModel,
+    require_on_device,
+)
 from skeleton_attention.models.registry import register_model
 
 #: the paper's Fig. 3 designs (``variant``) -> how position and motion are fused
@@ -407,8 +413,10 @@ class SAN(SkeletonModel):
             return x.reshape(n * k, shape[1], length, *shape[3:])
 
         seg_mask = mask.view(n * k, length)
-        if not bool(seg_mask.any(dim=1).all()):
-            raise ValueError("every segment needs at least one valid frame (a row of batch['mask'] is empty there)")
+        require_on_device(
+            seg_mask.any(dim=1).all(),
+            "every segment needs at least one valid frame (a row of batch['mask'] is empty there)",
+        )
         need_weights = not self.training
         logits, heads, maps = self._clip(
             segments(pos), segments(mot), seg_mask, present.repeat_interleave(k, dim=0), need_weights

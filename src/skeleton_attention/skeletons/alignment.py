@@ -23,13 +23,22 @@ against (body frame + resampling by index). Method and measured numbers: ``docs/
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
+from skeleton_attention.skeletons.alignment_search import (
+    Scorer,
+    SearchBudget,
+    _Fit,
+    final_fit,
+    grid,
+    permutations,
+    resample_frames,
+    search,
+)
 from skeleton_attention.skeletons.layouts import NTU25, JointLayout
 from skeleton_attention.skeletons.normalize import (
     body_frame_rotation,
@@ -37,7 +46,15 @@ from skeleton_attention.skeletons.normalize import (
     joint_valid_mask,
     pre_normalize,
 )
-from skeleton_attention.skeletons.rigid_batch import candidate_fits
+from skeleton_attention.skeletons.rigid_batch import RobustMode, kabsch, robust_rigid_fit
+
+# the search's names stay importable from here (views.py re-exports them; tests patch the scorer)
+_Scorer = Scorer
+__all__ = [
+    "FRAMES", "JOINT_GROUPS", "AlignedViews", "Frame", "Mode", "RatePrior", "RobustMode", "SearchBudget",
+    "align_views", "kabsch", "multiview_frame", "naive_alignment", "resample_frames", "robust_rigid_fit",
+    "rotation_angle_deg", "yaw_deg",
+]
 
 #: joint groups of the residual report (names of NTU25; other layouts use the names they share)
 JOINT_GROUPS: dict[str, tuple[str, ...]] = {
@@ -53,90 +70,6 @@ JOINT_GROUPS: dict[str, tuple[str, ...]] = {
 
 # --------------------------------------------------------------------------------------------
 # geometry helpers
-
-
-def resample_frames(
-    coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',) or (K, T').
-
-    Returns ``(values (M, T', V, C), ok (M, T', V))`` (with positions (K, T'): (M, K, T', V, C)
-    and (M, K, T', V), every row of positions interpolated the same way). A value is ok when its position lies in
-    ``[0, T-1]`` and both neighbouring frames are valid for that joint (only the nearer one
-    when the position is integral); values that are not ok are zero.
-    """
-    num_frames = coords.shape[1]
-    pos = np.asarray(positions, dtype=np.float64)
-    eps = 1e-6
-    inside = (pos >= -eps) & (pos <= num_frames - 1 + eps)
-    p = np.clip(pos, 0.0, num_frames - 1)
-    i0 = np.floor(p + eps).astype(np.intp)
-    i0 = np.minimum(i0, num_frames - 1)
-    frac = p - i0
-    frac[frac < eps] = 0.0
-    i1 = np.minimum(i0 + 1, num_frames - 1)
-    a = frac[None, ..., None]
-    ok = valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
-    values = (1.0 - a)[..., None] * coords[:, i0] + a[..., None] * coords[:, i1]
-    values = np.where(ok[..., None], values, 0.0)
-    return values, ok
-
-
-def kabsch(p: np.ndarray, q: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted least-squares rotation and translation with ``q ≈ R @ p + t`` (no reflection)."""
-    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
-    total = w.sum()
-    if total <= 0:
-        raise ValueError("kabsch needs positive total weight")
-    w = w / total
-    mp = w @ p
-    mq = w @ q
-    h = (p - mp).T @ ((q - mq) * w[:, None])
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return rot, mq - rot @ mp
-
-
-RobustMode = Literal["l1", "trimmed", "none"]
-
-
-def robust_rigid_fit(
-    p: np.ndarray,
-    q: np.ndarray,
-    *,
-    robust: RobustMode = "l1",
-    iterations: int = 30,
-    delta: float = 0.005,
-    keep: float = 0.8,
-    tol: float = 1e-7,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rigid ``q ≈ R p + t`` robust to bad points; returns ``(R, t, residuals)``.
-
-    ``"l1"``: iteratively reweighted Kabsch with weights ``1 / max(r, delta)``, which minimises
-    the sum of Euclidean distances (``delta``, metres, caps the weight of near-exact points).
-    ``"trimmed"``: re-fit on the ``keep`` fraction of smallest residuals. ``"none"``: one
-    least-squares fit. Residuals are the distances of all points under the final transform.
-    """
-    p = np.asarray(p, dtype=np.float64)
-    q = np.asarray(q, dtype=np.float64)
-    if len(p) < 3:
-        raise ValueError(f"a rigid fit needs >= 3 point pairs, got {len(p)}")
-    rot, t = kabsch(p, q)
-    r = np.linalg.norm(p @ rot.T + t - q, axis=1)
-    if robust == "none":
-        return rot, t, r
-    if robust not in ("l1", "trimmed"):
-        raise ValueError(f"robust must be 'l1', 'trimmed' or 'none', got {robust!r}")
-    for _ in range(iterations):
-        w = 1.0 / np.maximum(r, delta) if robust == "l1" else (r <= np.quantile(r, keep)).astype(np.float64)
-        new_rot, new_t = kabsch(p, q, w)
-        change = np.abs(new_rot - rot).max() + np.abs(new_t - t).max()
-        rot, t = new_rot, new_t
-        r = np.linalg.norm(p @ rot.T + t - q, axis=1)
-        if change < tol:
-            break
-    return rot, t, r
 
 
 def rotation_angle_deg(rot: np.ndarray) -> float:
@@ -211,164 +144,11 @@ class AlignedViews:
         return out
 
 
-@dataclass
-class _Fit:
-    cost: float
-    offset: float
-    rate: float
-    rot: np.ndarray
-    trans: np.ndarray
-    perm: tuple[int, ...]
-
-
 def _pad_bodies(x: np.ndarray, num_bodies: int) -> np.ndarray:
     if x.shape[0] >= num_bodies:
         return x
     pad = np.zeros((num_bodies - x.shape[0], *x.shape[1:]), dtype=x.dtype)
     return np.concatenate([x, pad], axis=0)
-
-
-def _permutations(num_bodies: int, max_permuted: int) -> list[tuple[int, ...]]:
-    if num_bodies <= max_permuted:
-        return list(itertools.permutations(range(num_bodies)))
-    return [tuple(range(num_bodies))]
-
-
-def _grid(
-    max_offset: float, estimate_rate: bool, max_rate_deviation: float, rate_steps: int, rate_center: float = 1.0
-):
-    offsets = np.arange(-np.floor(max_offset), np.floor(max_offset) + 1.0)
-    if not estimate_rate:
-        return offsets, np.array([rate_center])
-    return offsets, rate_center * np.linspace(1 - max_rate_deviation, 1 + max_rate_deviation, rate_steps)
-
-
-def _overlap_ok(ref_len: int, view_len: int, offset: float, rate: float, min_overlap: float) -> bool:
-    """Does the candidate overlap at least ``min_overlap`` of the SHORTER sequence (the share of
-    reference frames it maps into the view, or the share of the view it covers, whichever is
-    larger)? Without it, a candidate that overlaps a few well-fitting frames would beat the true
-    one when candidates are scored on their own overlap."""
-    if min_overlap <= 0:
-        return True
-    pos = offset + rate * np.arange(ref_len, dtype=np.float64)
-    inside = (pos >= -1e-6) & (pos <= view_len - 1 + 1e-6)
-    if not inside.any():
-        return False
-    covered = (pos[inside].max() - pos[inside].min() + 1.0) / view_len
-    return bool(max(inside.mean(), covered) >= min_overlap)
-
-
-def _core_frames(ref_len: int, view_len: int, offsets: np.ndarray, rates: np.ndarray) -> np.ndarray:
-    """Reference frames every candidate maps inside the view: all candidates are scored on them."""
-    t = np.arange(ref_len, dtype=np.float64)
-    corners = [o + r * t for o in (offsets.min(), offsets.max()) for r in (rates.min(), rates.max())]
-    lo, hi = np.min(corners, axis=0), np.max(corners, axis=0)
-    return np.flatnonzero((lo >= 0) & (hi <= view_len - 1))
-
-
-@dataclass
-class _Scorer:
-    """Scores (offset, rate, permutation) candidates for one view against the reference."""
-
-    ref: np.ndarray
-    ref_ok: np.ndarray
-    view: np.ndarray
-    view_ok: np.ndarray
-    mode: str
-    robust: RobustMode
-    search_iterations: int
-    min_points: int
-    time_scale: float
-
-    def pairs(self, frames, offset, rate, perm):
-        frames = np.asarray(frames, dtype=np.intp)
-        positions = offset + rate * frames
-        values, ok = resample_frames(self.view[list(perm)], self.view_ok[list(perm)], positions)
-        both = ok & self.ref_ok[:, frames]
-        return values[both], self.ref[:, frames][both]
-
-    def score(self, frames, offset, rate, perm, iterations=None) -> _Fit | None:
-        return self.score_many(frames, [(offset, rate, tuple(perm))], iterations)[0]
-
-    def _cost(self, r: np.ndarray) -> float:
-        # Geman-McClure: bounded, so a joint Kinect lost costs the same at every offset and
-        # the timing is decided by the joints both cameras see
-        return float(np.mean(r**2 / (r**2 + self.time_scale**2)))
-
-    def _score_one(self, frames, offset, rate, perm, iterations=None) -> _Fit | None:
-        """One candidate with :func:`robust_rigid_fit`: the ``trimmed`` fit (not batched), and the
-        plain reference the batched scoring is tested and benchmarked against."""
-        p, q = self.pairs(frames, offset, rate, perm)
-        if len(p) < self.min_points:
-            return None
-        if self.mode == "body":
-            rot, trans, r = np.eye(3), np.zeros(3), np.linalg.norm(p - q, axis=1)
-        else:
-            rot, trans, r = robust_rigid_fit(p, q, robust=self.robust, iterations=iterations or self.search_iterations)
-        return _Fit(self._cost(r), float(offset), float(rate), rot, trans, tuple(perm))
-
-    def score_many(self, frames, candidates, iterations=None) -> list[_Fit | None]:
-        """Score ``(offset, rate, perm)`` candidates on the reference ``frames``, all at once
-        (:mod:`~skeleton_attention.skeletons.rigid_batch`); None where fewer than ``min_points``
-        joints overlap."""
-        iterations = iterations or self.search_iterations
-        if self.mode != "body" and self.robust == "trimmed":
-            return [self._score_one(frames, o, r, perm, iterations) for o, r, perm in candidates]
-        frames = np.asarray(frames, dtype=np.intp)
-        fits: list[_Fit | None] = [None] * len(candidates)
-        ref, ref_ok = self.ref[:, frames], self.ref_ok[:, frames]
-        for perm in dict.fromkeys(c[2] for c in candidates):
-            index = [k for k, c in enumerate(candidates) if c[2] == perm]
-            offsets = np.array([candidates[k][0] for k in index], dtype=np.float64)
-            rates = np.array([candidates[k][1] for k in index], dtype=np.float64)
-            values, ok = resample_frames(self.view[list(perm)], self.view_ok[list(perm)],
-                                         offsets[:, None] + rates[:, None] * frames[None, :])
-            keep, costs, rot, trans = candidate_fits(
-                values, ok, ref, ref_ok, rigid=self.mode != "body", robust=self.robust, iterations=iterations,
-                min_points=self.min_points, time_scale=self.time_scale,
-            )
-            for j, k in enumerate(keep):
-                fits[index[k]] = _Fit(float(costs[j]), float(offsets[k]), float(rates[k]),
-                                      np.array(rot[j]), np.array(trans[j]), tuple(perm))
-        return fits
-
-
-def _best(fits: Sequence[_Fit | None], best: _Fit | None = None) -> _Fit | None:
-    """The first fit of lowest cost, scanning from ``best`` (which a later fit must strictly beat)."""
-    for fit in fits:
-        if fit is not None and (best is None or fit.cost < best.cost):
-            best = fit
-    return best
-
-
-def _search(
-    scorer: _Scorer, ref_len: int, view_len: int, perms, offsets, rates, refine_step: float,
-    min_overlap: float = 0.0,
-    coarse_step: int = 1,
-) -> _Fit | None:
-    core = _core_frames(ref_len, view_len, offsets, rates)
-    if len(core) < max(10, ref_len // 4):
-        # too short for the requested search range: score on each candidate's own overlap
-        core = np.arange(ref_len)
-
-    def scored(candidates, best=None):
-        candidates = [c for c in candidates if _overlap_ok(ref_len, view_len, c[0], c[1], min_overlap)]
-        return _best(scorer.score_many(core, candidates), best) if candidates else best
-
-    # coarse_step > 1: every coarse_step-th offset first, then every integer next to the best one
-    coarse = offsets[::coarse_step] if coarse_step > 1 else offsets
-    best = scored([(offset, rate, perm) for perm in perms for rate in rates for offset in coarse])
-    if best is not None and coarse_step > 1:
-        near = offsets[(np.abs(offsets - best.offset) < coarse_step) & (offsets != best.offset)]
-        best = scored([(offset, best.rate, best.perm) for offset in near], best)
-    if best is None or refine_step <= 0:
-        return best
-    # sub-frame refinement around the best integer offset (and rate), same frames
-    fine_offsets = best.offset + np.arange(-1.0, 1.0 + 1e-9, refine_step)
-    fine_offsets = fine_offsets[(fine_offsets >= offsets.min()) & (fine_offsets <= offsets.max())]
-    rate_step = (rates[1] - rates[0]) if len(rates) > 1 else 0.0
-    fine_rates = best.rate + np.array([-0.5, 0.0, 0.5]) * rate_step if rate_step else [best.rate]
-    return scored([(offset, rate, best.perm) for rate in fine_rates for offset in fine_offsets], best)
 
 
 def _residual_stats(diff_ok: np.ndarray, dist: np.ndarray, num_joints: int):
@@ -406,6 +186,10 @@ def align_views(
     normalize_output: bool = False,
     normalize_params: Mapping[str, object] | None = None,
     min_points: int = 30,
+    search_frame_step: int = 1,
+    shortlist: int = 0,
+    shortlist_iterations: int = 0,
+    final_tol: float = 1e-7,
 ) -> AlignedViews:
     """Align the camera views of one recording (see the module docstring for the method).
 
@@ -427,6 +211,9 @@ def align_views(
     range at a fraction of the cost). ``normalize_output`` (rigid
     mode) moves all aligned views into the reference view's body frame (its per-frame centre
     and its rotation, from ``normalize_params``), so they stay mutually consistent.
+    ``search_frame_step``, ``shortlist``, ``shortlist_iterations`` and ``final_tol`` set how much
+    work the search does (:class:`~skeleton_attention.skeletons.alignment_search.SearchBudget`;
+    the defaults are the exhaustive search, the pipelines set cheaper ones: docs/performance.md §3).
     """
     if not views:
         raise ValueError("align_views needs at least one view")
@@ -438,6 +225,10 @@ def align_views(
     ref_cam = reference_camera if reference_camera in views else present[0]
     if mode not in ("rigid", "body"):
         raise ValueError(f"mode must be 'rigid' or 'body', got {mode!r}")
+    budget = SearchBudget(search_frame_step, shortlist, shortlist_iterations, final_tol)
+    for name, value in (("search_iterations", search_iterations), ("final_iterations", final_iterations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"align_views: {name} must be an integer >= 1, got {value!r}")
     norm_params = {"center": "per_frame", "align_spine": True, "align_shoulders": True,
                    **dict(normalize_params or {}), "fill_null_frames": False}
 
@@ -467,7 +258,7 @@ def align_views(
 
     if rate_prior not in ("unit", "length_ratio"):
         raise ValueError(f"rate_prior must be 'unit' or 'length_ratio', got {rate_prior!r}")
-    perms = _permutations(num_bodies, max_permuted_bodies) if match_bodies else [tuple(range(num_bodies))]
+    perms = permutations(num_bodies, max_permuted_bodies) if match_bodies else [tuple(range(num_bodies))]
     for c in present:
         slot = cams.index(c)
         if c == ref_cam:
@@ -475,17 +266,16 @@ def align_views(
         else:
             view_len = arrays[c].shape[1]
             center = (view_len - 1) / (ref_len - 1) if rate_prior == "length_ratio" and ref_len > 1 else 1.0
-            offsets, rates = _grid(max_offset, estimate_rate, max_rate_deviation, rate_steps, center)
-            scorer = _Scorer(ref, ref_ok, arrays[c], valid[c], mode, robust, search_iterations,
-                             min_points, time_scale)
-            best = _search(scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap,
-                           coarse_step)
+            offsets, rates = grid(max_offset, estimate_rate, max_rate_deviation, rate_steps, center)
+            scorer = Scorer(ref, ref_ok, arrays[c], valid[c], mode, robust, search_iterations,
+                            min_points, time_scale)
+            best = search(scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap,
+                          coarse_step, budget)
             if best is None:
                 raise ValueError(f"view {c}: fewer than {min_points} joints overlap the reference")
             if mode == "rigid":
                 # the final transform: all reference frames the view covers, more iterations
-                refit = scorer.score(frames, best.offset, best.rate, best.perm, iterations=final_iterations)
-                best = refit if refit is not None else best
+                best = final_fit(scorer, ref_len, best, final_iterations, budget)
         perm = list(best.perm)
         positions = best.offset + best.rate * frames
         values, ok = resample_frames(arrays[c][perm], valid[c][perm], positions)

@@ -1,6 +1,6 @@
-"""Many robust rigid fits at once: the candidate scoring of the multi-view alignment, batched.
+"""Robust rigid fits, one at a time and many at once (the candidate scoring of the multi-view alignment).
 
-:func:`~skeleton_attention.skeletons.alignment.robust_rigid_fit` fits one point set at a time, and
+:func:`robust_rigid_fit` fits one point set at a time, and
 the offset search of :func:`~skeleton_attention.skeletons.alignment.align_views` calls it for every
 candidate (offset, rate, body order): about 30 candidates x 9 weighted Kabsch steps per view, each
 a dozen small numpy calls, which made alignment 0.03-0.08 s per recording (docs/performance.md).
@@ -20,14 +20,73 @@ the weighted means' product does not cancel digits.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+
+
+def kabsch(p: np.ndarray, q: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least-squares rotation and translation with ``q ≈ R @ p + t`` (no reflection)."""
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=np.float64)
+    total = w.sum()
+    if total <= 0:
+        raise ValueError("kabsch needs positive total weight")
+    w = w / total
+    mp = w @ p
+    mq = w @ q
+    h = (p - mp).T @ ((q - mq) * w[:, None])
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, mq - rot @ mp
+
+
+RobustMode = Literal["l1", "trimmed", "none"]
+
+
+def robust_rigid_fit(
+    p: np.ndarray,
+    q: np.ndarray,
+    *,
+    robust: RobustMode = "l1",
+    iterations: int = 30,
+    delta: float = 0.005,
+    keep: float = 0.8,
+    tol: float = 1e-7,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rigid ``q ≈ R p + t`` robust to bad points; returns ``(R, t, residuals)``.
+
+    ``"l1"``: iteratively reweighted Kabsch with weights ``1 / max(r, delta)``, which minimises
+    the sum of Euclidean distances (``delta``, metres, caps the weight of near-exact points).
+    ``"trimmed"``: re-fit on the ``keep`` fraction of smallest residuals. ``"none"``: one
+    least-squares fit. Residuals are the distances of all points under the final transform.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    q = np.asarray(q, dtype=np.float64)
+    if len(p) < 3:
+        raise ValueError(f"a rigid fit needs >= 3 point pairs, got {len(p)}")
+    rot, t = kabsch(p, q)
+    r = np.linalg.norm(p @ rot.T + t - q, axis=1)
+    if robust == "none":
+        return rot, t, r
+    if robust not in ("l1", "trimmed"):
+        raise ValueError(f"robust must be 'l1', 'trimmed' or 'none', got {robust!r}")
+    for _ in range(iterations):
+        w = 1.0 / np.maximum(r, delta) if robust == "l1" else (r <= np.quantile(r, keep)).astype(np.float64)
+        new_rot, new_t = kabsch(p, q, w)
+        change = np.abs(new_rot - rot).max() + np.abs(new_t - t).max()
+        rot, t = new_rot, new_t
+        r = np.linalg.norm(p @ rot.T + t - q, axis=1)
+        if change < tol:
+            break
+    return rot, t, r
 
 
 def _kabsch_from_sums(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rotations (K, 3, 3) and translations (K, 3) from the (K, 4, 4) weighted sums of
     ``[p; 1] [1; q]^T``: ``sums[:, :3, 0]`` = sum w p, ``sums[:, :3, 1:]`` = sum w p q^T,
     ``sums[:, 3, 0]`` = sum w, ``sums[:, 3, 1:]`` = sum w q. The rotation is the one
-    :func:`alignment.kabsch` returns: no reflection.
+    :func:`kabsch` returns: no reflection.
     """
     total = sums[:, 3, 0]
     mp = sums[:, :3, 0] / total[:, None]
@@ -53,6 +112,7 @@ def candidate_fits(
     iterations: int,
     min_points: int,
     time_scale: float,
+    tol: float = 1e-7,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fit and score K candidates: the view resampled per candidate, ``values`` (M, K, F, V, 3) and
     ``ok`` (M, K, F, V), against the reference frames ``ref`` (M, F, V, 3), ``ref_ok`` (M, F, V).
@@ -60,6 +120,7 @@ def candidate_fits(
     Returns ``(kept, costs, R, t)``: the candidates with at least ``min_points`` joints present in
     both, their mean Geman-McClure cost ``r²/(r²+time_scale²)`` over those joints, and their fit
     (identity without ``rigid``: the body-frame mode compares the coordinates as they are).
+    ``tol``: a fit stops when its rotation and translation move less than this in one step.
     """
     both = ok & ref_ok[:, None]
     mask = np.moveaxis(both, 1, 0).reshape(both.shape[1], -1)
@@ -71,7 +132,7 @@ def candidate_fits(
     q = np.broadcast_to(np.moveaxis(ref, 3, 0).reshape(3, -1), p.shape)
     mask = mask[keep]
     if rigid:
-        rot, trans, r = batched_robust_fit(p, q, mask, robust=robust, iterations=iterations)
+        rot, trans, r = batched_robust_fit(p, q, mask, robust=robust, iterations=iterations, tol=tol)
     else:
         rot, trans = np.broadcast_to(np.eye(3), (len(keep), 3, 3)), np.zeros((len(keep), 3))
         diff = p - q
@@ -94,7 +155,7 @@ def batched_robust_fit(
     """K robust rigid fits ``q ≈ R p + t``: ``p``, ``q`` (K, 3, N), ``mask`` (K, N) the points each has.
 
     ``robust`` is ``"l1"`` (iteratively reweighted Kabsch, weights ``1 / max(r, delta)``) or
-    ``"none"`` (one least-squares fit), as in :func:`alignment.robust_rigid_fit`. Every fit needs
+    ``"none"`` (one least-squares fit), as in :func:`robust_rigid_fit`. Every fit needs
     at least 3 points. Returns ``(R (K, 3, 3), t (K, 3), residuals (K, N))``; residuals of points
     outside the mask are meaningless.
     """
