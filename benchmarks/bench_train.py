@@ -55,10 +55,9 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-try:
-    import skeleton_attention  # noqa: F401
-except ImportError:  # running from a checkout without an editable install
-    sys.path.insert(0, str(REPO_ROOT / "src"))
+# this checkout's code, also where the environment installed another checkout (a worktree, or the
+# GPU machine's copy without any install); the workers run this file and inherit it
+sys.path.insert(0, str(REPO_ROOT / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import machine_line, peak_rss_mib  # noqa: E402
