@@ -7,8 +7,9 @@ view-attention LSTM (``--views`` views, default 3), SAN-V2 and TS-SAN, DSTA-Net,
 synthetic NTU-shaped batches of its input contract (2 bodies x 25 joints x 3 channels, 60 classes;
 its streams; multi-view batches with ``view_mask`` for the view-attention LSTM; the fixed T its
 sampling produces for SAN (32 / 96), DSTA-Net (128) and MANs (50), else per-sample lengths between
-half and all of ``--frames``, padded and masked by the project's collate), its batch size (or
-``--batch``), its optimizer and gradient clipping, from the same initial weights on the same batches.
+half and all of ``--frames``, padded and masked by the project's collate; ``--frames`` given on a
+fixed-length family replaces its T), its batch size (or ``--batch``), its optimizer and gradient
+clipping, from the same initial weights on the same batches.
 
 Paths (``--paths``, default ``eager amp compile``):
 
@@ -555,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             print(json.dumps(spec))
         return 0
+    load_at_start = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows = []
     for spec in specs:
         rows.append(_run_worker(spec, args.threads))
@@ -564,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     data = f"table {args.table} ({args.protocol})" if args.table else "synthetic NTU-shaped batches"
     cpu_only = "" if "cuda" in devices else " CPU only (no CUDA device here)."
     print(f"torch {torch.__version__}, {args.threads} CPU thread(s), devices {', '.join(devices)}.{cpu_only}")
-    print(machine_line())
+    print(f"{machine_line()} (at the end; at the start {load_at_start})")
     print(
         f"{data}; {args.epochs} timed epoch(s) after {args.warmup} warm-up epoch(s) per row; rates on "
         f"{'CPU time' if (args.clock or 'cpu') == 'cpu' and devices == ['cpu'] else 'the device clock'}; "
