@@ -27,7 +27,8 @@ set -uo pipefail
 OUT="${OUT:-./device_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
-TORCHRUN="${TORCHRUN:-torchrun}"
+# torchrun as the module of the Python that holds torch (no reliance on PATH); TORCHRUN overrides
+read -r -a TORCHRUN <<<"${TORCHRUN:-$PY -m torch.distributed.run}"
 DRY=0
 [[ "${1:-}" == "--dry-run" ]] && DRY=1
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -55,7 +56,7 @@ if [[ $DRY -eq 1 ]]; then
     --paths eager amp compile --epochs 2 --warmup 1 --json "$OUT/bench_train.json" --dry-run
   stage 60 "$OUT/host_sync.md" "$PY" benchmarks/bench_train.py --devices cuda --models sta_lstm \
     --paths plain plain_sync eager --epochs 2 --warmup 1 --json "$OUT/host_sync.json" --dry-run
-  stage 120 "$OUT/ddp_smoke.txt" "$TORCHRUN" --nproc-per-node=1 --master-port=29533 benchmarks/ddp_smoke.py \
+  stage 120 "$OUT/ddp_smoke.txt" "${TORCHRUN[@]}" --nproc-per-node=1 --master-port=29533 benchmarks/ddp_smoke.py \
     --device cpu --tiny --steps 2
   exit $status
 fi
@@ -64,5 +65,5 @@ stage 270 "$OUT/bench_train.md" "$PY" benchmarks/bench_train.py --devices cuda -
   --paths eager amp compile --epochs 2 --warmup 1 --json "$OUT/bench_train.json"
 stage 60 "$OUT/host_sync.md" "$PY" benchmarks/bench_train.py --devices cuda --models sta_lstm \
   --paths plain plain_sync eager --epochs 2 --warmup 1 --json "$OUT/host_sync.json"
-stage 60 "$OUT/ddp_smoke.txt" "$TORCHRUN" --nproc-per-node=1 benchmarks/ddp_smoke.py --device cuda
+stage 60 "$OUT/ddp_smoke.txt" "${TORCHRUN[@]}" --nproc-per-node=1 benchmarks/ddp_smoke.py --device cuda
 exit $status
