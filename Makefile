@@ -33,6 +33,7 @@ run: install
 ## The test suite (what CI runs).
 test: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: install

@@ -83,15 +83,37 @@ def load_prepare_params(path: Path = PARAMETERS_FILE) -> dict[str, Any]:
     """The ``prepare_ntu`` block of the project's preparation parameters."""
     return dict(yaml.safe_load(path.read_text())["prepare_ntu"])
 
+
 # ---------------------------------------------------------------------------------------------
 # Baselines (written here, in the way the public NTU preprocessing scripts read the files)
 # ---------------------------------------------------------------------------------------------
 
-_BODY_KEYS = ("body_id", "clipped_edges", "hand_left_confidence", "hand_left_state",
-              "hand_right_confidence", "hand_right_state", "is_restricted", "lean_x", "lean_y",
-              "tracking_state")
-_JOINT_KEYS = ("x", "y", "z", "depth_x", "depth_y", "color_x", "color_y", "orientation_w",
-               "orientation_x", "orientation_y", "orientation_z", "tracking_state")
+_BODY_KEYS = (
+    "body_id",
+    "clipped_edges",
+    "hand_left_confidence",
+    "hand_left_state",
+    "hand_right_confidence",
+    "hand_right_state",
+    "is_restricted",
+    "lean_x",
+    "lean_y",
+    "tracking_state",
+)
+_JOINT_KEYS = (
+    "x",
+    "y",
+    "z",
+    "depth_x",
+    "depth_y",
+    "color_x",
+    "color_y",
+    "orientation_w",
+    "orientation_x",
+    "orientation_y",
+    "orientation_z",
+    "tracking_state",
+)
 
 
 def baseline_plain(path: Path) -> dict[str, np.ndarray]:
@@ -151,8 +173,9 @@ def baseline_dict(path: Path) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
-def end_to_end(paths: Sequence[Path], params: Mapping[str, Any] | None = None,
-               workdir: Path | None = None, batch: int = 64) -> int:
+def end_to_end(
+    paths: Sequence[Path], params: Mapping[str, Any] | None = None, workdir: Path | None = None, batch: int = 64
+) -> int:
     """The per-file preparation path, in one process: for each file ``process_ntu_file`` (read,
     missing-list check, denoise), then per sample ``normalize_sequence``, the streams of ``batch``
     samples at a time (``compute_streams_many``, as ``prepare.featurize`` computes them; one sample
@@ -171,8 +194,10 @@ def end_to_end(paths: Sequence[Path], params: Mapping[str, Any] | None = None,
     streams = tuple(params["streams"])
     many = getattr(streams_module, "compute_streams_many", None)
     if many is None:  # a baseline without it: one sample at a time
+
         def many(coords, layout, names):
             return [streams_module.compute_streams(x, layout, names=names) for x in coords]
+
     layout = get_layout("ntu25")
     supported = "parquet" in inspect.signature(SampleTableWriter).parameters  # not in code before it
     extra = {"parquet": params["parquet"]} if supported and params.get("parquet") is not None else {}
@@ -208,6 +233,7 @@ def _each(reader: Callable[[Path], object]) -> Callable[[Sequence[Path]], int]:
         for path in paths:
             reader(path)
         return len(paths)
+
     return run
 
 
@@ -240,8 +266,13 @@ def _worker(method: str, paths_file: Path, rounds: int) -> None:
         METHODS[method](paths)
         cpu.append(time.process_time() - cpu_start)
         wall.append(time.perf_counter() - wall_start)
-    result = {"method": label, "wall_s": min(wall), "cpu_s": min(cpu), "rss_start_mib": rss_start,
-              "peak_rss_mib": peak_rss_mib()}
+    result = {
+        "method": label,
+        "wall_s": min(wall),
+        "cpu_s": min(cpu),
+        "rss_start_mib": rss_start,
+        "peak_rss_mib": peak_rss_mib(),
+    }
     print(json.dumps(result))
 
 
@@ -258,12 +289,14 @@ def check_equal(files: Sequence[Path]) -> None:
             rec = read_ntu_skeleton(path, pure=pure)
             for key, value in slow.items():
                 if not np.array_equal(getattr(rec, key), value):
-                    raise AssertionError(f"{path}: {key} differs between read_ntu_skeleton(pure={pure}) "
-                                         "and the baseline")
+                    raise AssertionError(
+                        f"{path}: {key} differs between read_ntu_skeleton(pure={pure}) and the baseline"
+                    )
 
 
-def run_methods(files: Sequence[Path], n_reads: int, rounds: int, methods: Sequence[str],
-                baseline_src: Path | None = None) -> list[dict]:
+def run_methods(
+    files: Sequence[Path], n_reads: int, rounds: int, methods: Sequence[str], baseline_src: Path | None = None
+) -> list[dict]:
     """Best of ``rounds`` per method; the methods take turns round by round (each round in a
     fresh process) so that load from other processes hits them alike. A method named
     ``<method>@baseline`` runs the code in ``baseline_src``."""
@@ -325,34 +358,61 @@ def full_sizes(args: argparse.Namespace) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ntu-dir", type=Path, default=SHARED_DATA / "ntu_raw",
-                        help="real NTU .skeleton files (default: ../shared/data/ntu_raw)")
-    parser.add_argument("--synthetic-dir", type=Path, default=None,
-                        help="a folder of synthetic .skeleton files: part 1 runs on it too, and part 2 "
-                             "takes its files instead of writing new ones")
-    parser.add_argument("--files", type=int, default=300,
-                        help="file reads per pass (the files are cycled; default 300)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--ntu-dir",
+        type=Path,
+        default=SHARED_DATA / "ntu_raw",
+        help="real NTU .skeleton files (default: ../shared/data/ntu_raw)",
+    )
+    parser.add_argument(
+        "--synthetic-dir",
+        type=Path,
+        default=None,
+        help="a folder of synthetic .skeleton files: part 1 runs on it too, and part 2 "
+        "takes its files instead of writing new ones",
+    )
+    parser.add_argument(
+        "--files", type=int, default=300, help="file reads per pass (the files are cycled; default 300)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="passes per method; the best counts")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--full-sizes", type=int, nargs="+", default=[500, 1000, 2016, 4032],
-                        help="numbers of synthetic files for the full preparation (default 500 1000 2016 4032)")
-    parser.add_argument("--fraction", type=float, default=None,
-                        help=f"part 2 on this fraction of NTU 120's {NTU120_FILES:,} files and on half of it "
-                             "(replaces --full-sizes), extrapolated to the whole set")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
-                        help="ingest processes in part 2 (default: every core)")
-    parser.add_argument("--baseline-ref", default=None,
-                        help="a git revision whose code runs beside this tree's in the same run "
-                             "(end_to_end and part 2), e.g. the commit before a speed-up")
-    parser.add_argument("--tiny", action="store_true",
-                        help="toy sizes for the test suite: 6 reads, 1 round, 12 and 24 files in part 2")
+    parser.add_argument(
+        "--full-sizes",
+        type=int,
+        nargs="+",
+        default=[500, 1000, 2016, 4032],
+        help="numbers of synthetic files for the full preparation (default 500 1000 2016 4032)",
+    )
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=None,
+        help=f"part 2 on this fraction of NTU 120's {NTU120_FILES:,} files and on half of it "
+        "(replaces --full-sizes), extrapolated to the whole set",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 2, help="ingest processes in part 2 (default: every core)"
+    )
+    parser.add_argument(
+        "--baseline-ref",
+        default=None,
+        help="a git revision whose code runs beside this tree's in the same run "
+        "(end_to_end and part 2), e.g. the commit before a speed-up",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help="toy sizes for the test suite: 6 reads, 1 round, 12 and 24 files in part 2"
+    )
     parser.add_argument("--skip-full", action="store_true", help="only part 1")
     parser.add_argument("--skip-readers", action="store_true", help="only part 2")
-    parser.add_argument("--also-parquet", action="append", default=[], metavar="JSON",
-                        help="part 2 also runs this tree with these Parquet settings over conf/base's "
-                             "(table.parquet_write_options), e.g. '{\"compression\": \"none\"}'; repeatable")
+    parser.add_argument(
+        "--also-parquet",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="part 2 also runs this tree with these Parquet settings over conf/base's "
+        '(table.parquet_write_options), e.g. \'{"compression": "none"}\'; repeatable',
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--_parquet", help=argparse.SUPPRESS)
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -378,8 +438,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     sets = [("real NTU files", args.ntu_dir)]
     if args.synthetic_dir is not None:
         sets.append(("synthetic NTU files", args.synthetic_dir))
-    print(f"{machine_line()}; compiled parser: {ntu.FAST_PARSER_AVAILABLE}; "
-          f"{args.files} reads x best of {args.rounds}; baseline: {args.baseline_ref or 'none'}")
+    print(
+        f"{machine_line()}; compiled parser: {ntu.FAST_PARSER_AVAILABLE}; "
+        f"{args.files} reads x best of {args.rounds}; baseline: {args.baseline_ref or 'none'}"
+    )
     all_results: dict[str, Any] = {}
     with baseline_tree(args.baseline_ref) as baseline_src:
         if baseline_src is not None:
@@ -404,9 +466,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             all_results["full preparation"] = results
             print()
-            print(format_full_table(
-                f"full preparation (ingest with {args.workers} workers + write_bundle, then featurize + "
-                f"write_bundle) on synthetic files (written in {write_s:.0f} s); {machine_line()}", results))
+            print(
+                format_full_table(
+                    f"full preparation (ingest with {args.workers} workers + write_bundle, then featurize + "
+                    f"write_bundle) on synthetic files (written in {write_s:.0f} s); {machine_line()}",
+                    results,
+                )
+            )
             print()
             print("\n".join(extrapolate(results)))
     if args.json is not None:

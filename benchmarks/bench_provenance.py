@@ -36,9 +36,11 @@ def fingerprint_costs(raw: Path, pattern: str) -> None:
     for path in files:
         hashlib.sha256(path.read_bytes()).digest()
     hash_s = time.perf_counter() - started
-    print(f"| fingerprint | {len(files)} files, {size / 1e6:.1f} MB | stat {stat_s * 1e3:.1f} ms "
-          f"({stat_s / len(files) * 1e6:.1f} us/file) | sha256 {hash_s * 1e3:.0f} ms "
-          f"({size / 1e6 / hash_s:.0f} MB/s) |")
+    print(
+        f"| fingerprint | {len(files)} files, {size / 1e6:.1f} MB | stat {stat_s * 1e3:.1f} ms "
+        f"({stat_s / len(files) * 1e6:.1f} us/file) | sha256 {hash_s * 1e3:.0f} ms "
+        f"({size / 1e6 / hash_s:.0f} MB/s) |"
+    )
 
 
 def row_order_costs(intermediate: Path, dataset: str, rounds: int) -> None:
@@ -53,8 +55,10 @@ def row_order_costs(intermediate: Path, dataset: str, rounds: int) -> None:
                 order = {**params.get("row_order", {}), "shuffle": shuffle}
                 started = time.perf_counter()
                 write_bundle(Path(out) / f"features_{shuffle}", build_streams(bundle, {**params, "row_order": order}))
-                print(f"| build_streams | {len(bundle.table)} samples | shuffle={shuffle} | "
-                      f"{time.perf_counter() - started:.2f} s |")
+                print(
+                    f"| build_streams | {len(bundle.table)} samples | shuffle={shuffle} | "
+                    f"{time.perf_counter() - started:.2f} s |"
+                )
 
 
 def main() -> None:

@@ -19,7 +19,9 @@ def config_loader(env: str = "local", runtime_params: dict | None = None) -> Ome
     from skeleton_attention.settings import CONFIG_LOADER_ARGS, CONFIG_LOADER_CLASS
 
     return CONFIG_LOADER_CLASS(
-        conf_source=str(REPO_ROOT / "conf"), env=env, runtime_params=runtime_params or {},
+        conf_source=str(REPO_ROOT / "conf"),
+        env=env,
+        runtime_params=runtime_params or {},
         **{k: v for k, v in CONFIG_LOADER_ARGS.items() if k != "default_run_env"},
     )
 

@@ -137,8 +137,7 @@ def test_non_finite_body_info(tmp_path: Path, real_lines: list[str]) -> None:
 
 def test_non_numeric_body_id(tmp_path: Path, real_lines: list[str]) -> None:
     line = _info_line(3, 0)
-    _expect(_write(tmp_path, _replace_token(real_lines, line, 0, "7.2057594037932185E+16")),
-            "non_numeric", line)
+    _expect(_write(tmp_path, _replace_token(real_lines, line, 0, "7.2057594037932185E+16")), "non_numeric", line)
     _expect(_write(tmp_path, _replace_token(real_lines, line, 0, str(2**64))), "non_numeric", line)
 
 
@@ -188,8 +187,9 @@ def test_binary_without_nul(tmp_path: Path, real_lines: list[str]) -> None:
 
 def test_nul_byte_inside_real_file(tmp_path: Path, real_lines: list[str]) -> None:
     path = tmp_path / SOURCE
-    path.write_bytes(("\n".join(real_lines[:500]) + "\n").encode() + b"\x00\x00" +
-                     ("\n".join(real_lines[500:]) + "\n").encode())
+    path.write_bytes(
+        ("\n".join(real_lines[:500]) + "\n").encode() + b"\x00\x00" + ("\n".join(real_lines[500:]) + "\n").encode()
+    )
     _expect(path, "binary_file", 501)
 
 
@@ -203,8 +203,7 @@ def test_trailing_blank_lines_are_fine(tmp_path: Path, real_lines: list[str], nt
     assert np.array_equal(rec.joints, read_ntu_skeleton(ntu_raw / SOURCE).joints)
 
 
-def test_unusual_spacing_is_parsed_not_rejected(tmp_path: Path, real_lines: list[str],
-                                               ntu_raw: Path) -> None:
+def test_unusual_spacing_is_parsed_not_rejected(tmp_path: Path, real_lines: list[str], ntu_raw: Path) -> None:
     lines = list(real_lines)
     lines[_joint_line(4, 0, 0) - 1] = "  " + lines[_joint_line(4, 0, 0) - 1].replace(" ", "\t") + " "
     lines[_joint_line(9, 1, 3) - 1] = lines[_joint_line(9, 1, 3) - 1].replace(" ", "   ")
@@ -220,6 +219,7 @@ def test_bad_file_name(tmp_path: Path, ntu_raw: Path) -> None:
 
 
 # Property checks on the bytes of the real file (no disk writes).
+
 
 @pytest.fixture(scope="module")
 def real_bytes(ntu_raw: Path) -> bytes:
@@ -237,18 +237,17 @@ def test_any_cut_is_reported_as_truncated(real_bytes: bytes, fraction: float) ->
 
 
 _MUTATE: list[Callable[[bytes, int], bytes]] = [
-    lambda data, i: data[:i] + b"x" + data[i + 1:],
-    lambda data, i: data[:i] + b"\n" + data[i + 1:],
-    lambda data, i: data[:i] + data[i + 1:],
+    lambda data, i: data[:i] + b"x" + data[i + 1 :],
+    lambda data, i: data[:i] + b"\n" + data[i + 1 :],
+    lambda data, i: data[:i] + data[i + 1 :],
     lambda data, i: data[:i] + b" " + data[i:],
-    lambda data, i: data[:i] + b"9" + data[i + 1:],
+    lambda data, i: data[:i] + b"9" + data[i + 1 :],
 ]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(position=st.floats(min_value=0.0, max_value=1.0), kind=st.integers(0, len(_MUTATE) - 1))
-def test_single_byte_damage_never_escapes_as_another_exception(real_bytes: bytes, position: float,
-                                                               kind: int) -> None:
+def test_single_byte_damage_never_escapes_as_another_exception(real_bytes: bytes, position: float, kind: int) -> None:
     index = int(position * (len(real_bytes) - 1))
     damaged = _MUTATE[kind](real_bytes, index)
     try:

@@ -50,8 +50,13 @@ def _write(path: Path, samples: list[dict]) -> SampleTable:
         for s in samples:
             coords = np.asarray(s["coords"], dtype=np.float32)
             seq = SkeletonSequence(
-                sample_id=s["id"], dataset="toy", layout=s.get("layout", "toy"), coords=coords,
-                label=s["label"], label_name=f"class_{s['label']}", meta=dict(s.get("meta", {})),
+                sample_id=s["id"],
+                dataset="toy",
+                layout=s.get("layout", "toy"),
+                coords=coords,
+                label=s["label"],
+                label_name=f"class_{s['label']}",
+                meta=dict(s.get("meta", {})),
             )
             motion = s.get("motion_fast", motion_fast(coords))
             writer.write(sequence_to_row(seq, {"joint": coords, "motion_fast": motion}, {PROTOCOL: s["split"]}))
@@ -69,14 +74,34 @@ def _views(present: str, *, bodies: int = 1, frames: int = 5, joints: int = 2, o
 @pytest.fixture
 def multiview_table(tmp_path) -> SampleTable:
     samples = [
-        {"id": "g0", "coords": _views("123"), "label": 0, "split": "train",
-         "meta": {"num_views": 3, "cameras_present": "123"}},
-        {"id": "g1", "coords": _views("12", frames=4), "label": 1, "split": "train",
-         "meta": {"num_views": 3, "cameras_present": "12"}},  # camera 3 missing
-        {"id": "g2", "coords": _views("13", bodies=2, frames=3), "label": 0, "split": "test",
-         "meta": {"num_views": 3, "cameras_present": "13"}},
-        {"id": "g3", "coords": _views("123", frames=6), "label": 1, "split": "test",
-         "meta": {"num_views": 3, "cameras_present": "123"}},
+        {
+            "id": "g0",
+            "coords": _views("123"),
+            "label": 0,
+            "split": "train",
+            "meta": {"num_views": 3, "cameras_present": "123"},
+        },
+        {
+            "id": "g1",
+            "coords": _views("12", frames=4),
+            "label": 1,
+            "split": "train",
+            "meta": {"num_views": 3, "cameras_present": "12"},
+        },  # camera 3 missing
+        {
+            "id": "g2",
+            "coords": _views("13", bodies=2, frames=3),
+            "label": 0,
+            "split": "test",
+            "meta": {"num_views": 3, "cameras_present": "13"},
+        },
+        {
+            "id": "g3",
+            "coords": _views("123", frames=6),
+            "label": 1,
+            "split": "test",
+            "meta": {"num_views": 3, "cameras_present": "123"},
+        },
     ]
     return _write(tmp_path / "multi.parquet", samples)
 
@@ -85,8 +110,12 @@ def multiview_table(tmp_path) -> SampleTable:
 def single_table(tmp_path) -> SampleTable:
     rng = np.random.default_rng(0)
     samples = [
-        {"id": f"s{i}", "coords": rng.normal(size=(1 + i % 3, 8 + i, 2, 3)) + 5, "label": i % 2,
-         "split": "train" if i < 6 else "test"}
+        {
+            "id": f"s{i}",
+            "coords": rng.normal(size=(1 + i % 3, 8 + i, 2, 3)) + 5,
+            "label": i % 2,
+            "split": "train" if i < 6 else "test",
+        }
         for i in range(8)
     ]
     return _write(tmp_path / "single.parquet", samples)
@@ -132,13 +161,22 @@ def test_multiview_sampling_and_augmentation_keep_views_aligned_and_absent_views
 
 
 def test_view_mask_must_agree_with_cameras_present(tmp_path):
-    table = _write(tmp_path / "t.parquet", [
-        {"id": "bad", "coords": _views("12"), "label": 0, "split": "train",
-         "meta": {"num_views": 3, "cameras_present": "123"}},
-        {"id": "unlisted", "coords": _views("23"), "label": 0, "split": "train", "meta": {"num_views": 3}},
-    ])
-    ds = SkeletonDataset(table, [0, 1], streams=("joint",), sampling=TemporalSampling(), num_bodies=1, train=False,
-                         views="multi")
+    table = _write(
+        tmp_path / "t.parquet",
+        [
+            {
+                "id": "bad",
+                "coords": _views("12"),
+                "label": 0,
+                "split": "train",
+                "meta": {"num_views": 3, "cameras_present": "123"},
+            },
+            {"id": "unlisted", "coords": _views("23"), "label": 0, "split": "train", "meta": {"num_views": 3}},
+        ],
+    )
+    ds = SkeletonDataset(
+        table, [0, 1], streams=("joint",), sampling=TemporalSampling(), num_bodies=1, train=False, views="multi"
+    )
     with pytest.raises(ValueError, match=r"bad lists cameras '123' as present but 2 of its 3 views hold data"):
         ds[0]
     assert ds[1]["view_mask"].tolist() == [False, True, True]  # no cameras_present: the data decide
@@ -167,8 +205,9 @@ def test_input_spec_checks_streams_and_fixed_length(single_table):
     fixed = InputSpec(fixed_length=True)
     with pytest.raises(ValueError, match="needs a fixed number of frames"):
         build_training_data(single_table, _settings(num_bodies=3), input_spec=fixed)
-    data = build_training_data(single_table, _settings(num_bodies=3, sampling={"mode": "resample", "length": 7}),
-                               input_spec=fixed)
+    data = build_training_data(
+        single_table, _settings(num_bodies=3, sampling={"mode": "resample", "length": 7}), input_spec=fixed
+    )
     assert data.description.num_frames == 7
     with pytest.raises(ValueError, match=r"consumes the streams \['joint', 'bone'\]"):
         InputSpec(streams=("joint", "bone")).check(streams=["joint"], fixed_length=None)
@@ -196,8 +235,9 @@ def test_sta_lstm_is_built_from_a_description_and_from_the_old_four_integers():
     d = DataDescription(num_classes=4, num_joints=25, num_bodies=2, layout="ntu25")
     assert d.joint_layout() is NTU25  # joint names and parents for the model
     model = registry.build_model("sta_lstm", data=d.to_dict(), hidden_size=8, attention_hidden_size=8)
-    old = registry.build_model("sta_lstm", num_classes=4, num_joints=25, num_bodies=2, in_channels=3,
-                               hidden_size=8, attention_hidden_size=8)
+    old = registry.build_model(
+        "sta_lstm", num_classes=4, num_joints=25, num_bodies=2, in_channels=3, hidden_size=8, attention_hidden_size=8
+    )
     assert [p.shape for p in model.parameters()] == [p.shape for p in old.parameters()]
     assert model.num_points == 50 and model.in_channels == 3
     with pytest.raises(ValueError, match="either data= or the integers"):
@@ -221,12 +261,17 @@ def test_description_and_multiview_batch_from_the_real_prepared_multiview_table(
     table = PreparedBundle(tmp_path / "data/04_feature/ntu_multiview").table
     meta = table.metadata()
     a050 = int(np.flatnonzero(meta["sample_id"].str.endswith("A050"))[0])
-    splits = SplitRows(protocol="ntu60_xsub", train=np.array([1 - a050]), val=np.array([], dtype=np.int64),
-                       test=np.array([a050]))
-    settings = DataSettings.from_config({
-        "protocol": "ntu60_xsub", "num_bodies": 2, "batch_size": 1,
-        "sampling": [{"resample": {"length": 20}}, {"crop": {"length": 16}}],
-    })
+    splits = SplitRows(
+        protocol="ntu60_xsub", train=np.array([1 - a050]), val=np.array([], dtype=np.int64), test=np.array([a050])
+    )
+    settings = DataSettings.from_config(
+        {
+            "protocol": "ntu60_xsub",
+            "num_bodies": 2,
+            "batch_size": 1,
+            "sampling": [{"resample": {"length": 20}}, {"crop": {"length": 16}}],
+        }
+    )
     data = build_training_data(table, settings, splits=splits, input_spec=MULTI)
     d = data.description
     assert (d.num_views, d.num_bodies, d.num_joints, d.num_frames, d.layout) == (3, 2, 25, 16, "ntu25")
@@ -237,8 +282,12 @@ def test_description_and_multiview_batch_from_the_real_prepared_multiview_table(
     assert torch.any(batch["x"][0, :, 1] != 0)
     assert torch.all(collate_samples([data.train[0]])["x"][0, :, 1] == 0)
     with pytest.raises(ValueError, match="1 sample\\(s\\) have more bodies than the batch holds"):
-        build_training_data(table, DataSettings.from_config({"protocol": "ntu60_xsub", "num_bodies": 1}),
-                            splits=splits, input_spec=MULTI)
+        build_training_data(
+            table,
+            DataSettings.from_config({"protocol": "ntu60_xsub", "num_bodies": 1}),
+            splits=splits,
+            input_spec=MULTI,
+        )
 
 
 # --- truncation policies --------------------------------------------------------------------------
@@ -358,8 +407,15 @@ def test_motion_after_sampling_is_the_difference_of_the_sampled_joints(tmp_path)
     np.testing.assert_allclose(table.read_one(0, ("motion_fast",))["motion_fast"][0, :, 0, 0], [1, 3, 5, 7, 0])
 
     def item(motion_from: str) -> dict:
-        ds = SkeletonDataset(table, [0], streams=("joint", "motion_fast"), num_bodies=1, train=False,
-                             sampling=sampling_from_config([{"resample": {"length": 3}}]), motion_from=motion_from)
+        ds = SkeletonDataset(
+            table,
+            [0],
+            streams=("joint", "motion_fast"),
+            num_bodies=1,
+            train=False,
+            sampling=sampling_from_config([{"resample": {"length": 3}}]),
+            motion_from=motion_from,
+        )
         return ds[0]
 
     sampled, precomputed = item("sampled"), item("table")
@@ -370,8 +426,15 @@ def test_motion_after_sampling_is_the_difference_of_the_sampled_joints(tmp_path)
     np.testing.assert_allclose(precomputed["x_motion_fast"][0, :, 0, 0], [5 / 3, 5, 7 / 3], rtol=1e-6)
     assert not np.allclose(precomputed["x_motion_fast"], sampled["x_motion_fast"])
     # only the motion stream requested: the joints are read to derive it, but not returned
-    only = SkeletonDataset(table, [0], streams=("motion_fast",), num_bodies=1, train=False,
-                           sampling=sampling_from_config([{"resample": {"length": 3}}]), motion_from="sampled")
+    only = SkeletonDataset(
+        table,
+        [0],
+        streams=("motion_fast",),
+        num_bodies=1,
+        train=False,
+        sampling=sampling_from_config([{"resample": {"length": 3}}]),
+        motion_from="sampled",
+    )
     assert set(only[0]) == {"x", "length", "label", "index"}
     np.testing.assert_allclose(only[0]["x"][0, :, 0, 0], [11 / 3, 29 / 3, 0], rtol=1e-6)
 
@@ -428,8 +491,9 @@ def test_predict_reads_lengths_and_keeps_attention_on_multiview_batches(multivie
 
 
 def test_multiview_batches_do_not_depend_on_workers(multiview_table):
-    settings = _settings(num_bodies=2, sampling=[{"crop": {"ratio": [0.5, 1.0], "resize": 4}}],
-                         augmentation={"noise_std": 0.05})
+    settings = _settings(
+        num_bodies=2, sampling=[{"crop": {"ratio": [0.5, 1.0], "resize": 4}}], augmentation={"noise_std": 0.05}
+    )
     data = build_training_data(multiview_table, settings, seed=2, input_spec=MULTI)
     serial = list(make_loader(data.train, batch_size=2, train=True, seed=4, num_workers=0))
     parallel = list(make_loader(data.train, batch_size=2, train=True, seed=4, num_workers=1, pin_memory=False))
@@ -450,11 +514,14 @@ def test_artifacts_rebuild_from_a_description_and_from_the_old_four_integers(tmp
     batch = {"x": torch.randn(2, 2, 5, 4, 3), "mask": torch.ones(2, 5, dtype=torch.bool)}
     model.eval()
     expected = model(batch).logits
-    for kwargs in ({"data": d.to_dict(), **family},
-                   {"num_classes": 3, "num_joints": 4, "num_bodies": 2, "in_channels": 3, **family}):
+    for kwargs in (
+        {"data": d.to_dict(), **family},
+        {"num_classes": 3, "num_joints": 4, "num_bodies": 2, "in_channels": 3, **family},
+    ):
         path = save_model_artifact(
-            model_artifact(model_name="sta_lstm", model_kwargs=kwargs, state_dict=model.state_dict(), phase=None,
-                           info={}),
+            model_artifact(
+                model_name="sta_lstm", model_kwargs=kwargs, state_dict=model.state_dict(), phase=None, info={}
+            ),
             tmp_path / "model.pt",
         )
         rebuilt = rebuild_model(load_model_artifact(path))

@@ -33,7 +33,7 @@ def _table(out: str, first_column: str) -> tuple[list[str], list[list[str]]]:
     start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_column} |"))
     header = [c.strip() for c in lines[start].strip("|").split("|")]
     rows = []
-    for line in lines[start + 2:]:  # after the |---| line
+    for line in lines[start + 2 :]:  # after the |---| line
         if not line.startswith("|"):
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
@@ -42,8 +42,16 @@ def _table(out: str, first_column: str) -> tuple[list[str], list[list[str]]]:
 
 @pytest.mark.slow
 def test_prepare_benchmark_tiny_prints_both_tables_and_the_extrapolation(shared_data):
-    out = _run("benchmarks/bench_prepare.py", "--tiny", "--ntu-dir", str(shared_data / "ntu_raw"),
-               "--methods", "baseline_plain", "read_ntu_skeleton_fast", "end_to_end")
+    out = _run(
+        "benchmarks/bench_prepare.py",
+        "--tiny",
+        "--ntu-dir",
+        str(shared_data / "ntu_raw"),
+        "--methods",
+        "baseline_plain",
+        "read_ntu_skeleton_fast",
+        "end_to_end",
+    )
     header, rows = _table(out, "method")
     assert header[-3:] == ["rate / parser", "peak RSS MiB", "RSS after imports MiB"] and "x vs baseline_plain" in header
     assert [r[0] for r in rows] == ["baseline_plain", "read_ntu_skeleton_fast", "end_to_end"]
@@ -65,7 +73,7 @@ def test_alignment_benchmark_tiny_compares_settings_and_plain_scoring(shared_dat
     from bench_alignment import COLUMNS, SPLIT_STAGES
 
     # the time per stage: every code, every set; the search stages cost something, no stage is negative
-    split_header, split_rows = _table(out[out.index("CPU ms per recording and stage"):], "set")
+    split_header, split_rows = _table(out[out.index("CPU ms per recording and stage") :], "set")
     assert tuple(split_header) == ("set", "code", *SPLIT_STAGES)
     assert [(r[0], r[1]) for r in split_rows] == [(r[0], r[1]) for r in rows]
     assert all(float(r[2]) > 0 and min(float(v) for v in r[2:]) >= -0.05 for r in split_rows)
@@ -107,8 +115,23 @@ def test_bench_parquet_compares_every_setting_on_real_files(shared_data):
 
 
 def _bench_train(*args: str) -> tuple[list[str], list[dict[str, str]]]:
-    out = _run("benchmarks/bench_train.py", "--devices", "cpu", "--tiny", "--samples", "8", "--batch", "4",
-               "--frames", "12", "--epochs", "1", "--warmup", "1", *args)
+    out = _run(
+        "benchmarks/bench_train.py",
+        "--devices",
+        "cpu",
+        "--tiny",
+        "--samples",
+        "8",
+        "--batch",
+        "4",
+        "--frames",
+        "12",
+        "--epochs",
+        "1",
+        "--warmup",
+        "1",
+        *args,
+    )
     assert "CPU only (no CUDA device here)" in out and "load average" in out
     header, rows = _table(out, "model")
     return header, [dict(zip(header, row, strict=True)) for row in rows]
@@ -167,8 +190,14 @@ def test_bench_families_read_the_paper_settings_from_conf():
     assert resolved["sta_lstm"]["optimizer"] == sta["training"]["optimizer"]
     # each family's input contract: fixed T from its sampling, streams, views, compile options
     frames = {name: spec["fixed_frames"] for name, spec in resolved.items()}
-    assert frames == {"sta_lstm": None, "view_attention": None, "san_v2": 32, "ts_san": 96, "dsta_net": 128,
-                      "mans9": 50}
+    assert frames == {
+        "sta_lstm": None,
+        "view_attention": None,
+        "san_v2": 32,
+        "ts_san": 96,
+        "dsta_net": 128,
+        "mans9": 50,
+    }
     assert resolved["san_v2"]["streams"] == ["joint", "motion_fast"]
     assert resolved["view_attention"]["model"] == "view_attention"  # the multi-view network
     assert resolved["dsta_net"]["compile"] == {"dynamic": False}
@@ -195,17 +224,29 @@ def test_train_benchmark_correctness_flags_a_loss_outside_the_tolerance():
 
 @pytest.mark.slow
 def test_device_check_dry_run_parses_its_commands_and_runs_the_torchrun_smoke(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable,
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("TORCHRUN", None)  # torchrun as `python -m torch.distributed.run`
-    done = subprocess.run(["bash", "benchmarks/device_check.sh", "--dry-run"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        ["bash", "benchmarks/device_check.sh", "--dry-run"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     log = (tmp_path / "env.txt").read_text()
     assert log.count("   exit 0") == 3
     workers = [json.loads(line) for line in (tmp_path / "bench_train.md").read_text().splitlines()]
     assert {(w["family"], w["path"]) for w in workers} == {
-        (f, p) for f in ("sta_lstm", "view_attention", "san_v2", "ts_san", "dsta_net", "mans9")
+        (f, p)
+        for f in ("sta_lstm", "view_attention", "san_v2", "ts_san", "dsta_net", "mans9")
         for p in ("eager", "amp", "compile")
     }
     assert all(w["device"] == "cuda" and w["clock"] == "wall" for w in workers)

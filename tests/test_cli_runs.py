@@ -64,9 +64,7 @@ def _user_env(**extra: str) -> dict[str, str]:
 
 
 def _kedro(project: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [KEDRO, *args], cwd=project, env=_user_env(), capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([KEDRO, *args], cwd=project, env=_user_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def _new_project(target: Path) -> Path:
@@ -109,7 +107,10 @@ def test_every_ablation_runs_from_the_command_line(embedded_project, variant):
     # one process per run, as a user runs it (kedro-mlflow keeps its run id in a module-level hook,
     # so repeated in-process runs would log into the first run)
     result = _kedro(
-        embedded_project, "run", "--env=embedded", "--pipelines=train_sta_lstm",
+        embedded_project,
+        "run",
+        "--env=embedded",
+        "--pipelines=train_sta_lstm",
         f"--params=train_sta_lstm.model.variant={variant},{TINY}",
     )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
@@ -145,8 +146,12 @@ def test_embedded_run_is_quiet_and_above_its_accuracy_floor(embedded_project):
     """What `make run` does on a new machine (seed 0, the embedded configuration unchanged)."""
     before = (embedded_project / "pyproject.toml").read_bytes()
     result = _kedro(
-        embedded_project, "run", "--env=embedded", "--pipelines=train_sta_lstm",
-        "--params=train_sta_lstm.seed=0,train_sta_lstm.training.progress=false", timeout=600,
+        embedded_project,
+        "run",
+        "--env=embedded",
+        "--pipelines=train_sta_lstm",
+        "--params=train_sta_lstm.seed=0,train_sta_lstm.training.progress=false",
+        timeout=600,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -156,7 +161,12 @@ def test_embedded_run_is_quiet_and_above_its_accuracy_floor(embedded_project):
     assert (embedded_project / "pyproject.toml").read_bytes() == before
     summary = subprocess.run(
         [sys.executable, "-m", "skeleton_attention.commands", "summary", str(EMBEDDED_METRICS)],
-        cwd=embedded_project, env=_user_env(), capture_output=True, text=True, timeout=120, check=True,
+        cwd=embedded_project,
+        env=_user_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     metrics = json.loads((embedded_project / EMBEDDED_METRICS).read_text())
     assert summary.startswith(f"test top-1 {metrics['test_top1']:.4f} ")

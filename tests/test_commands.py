@@ -16,8 +16,14 @@ from skeleton_attention.commands import main, summary_line
 from tests.kedro_helpers import REPO_ROOT
 
 METRICS = {
-    "best_epoch": 51, "best_val_loss": 0.94, "epochs_run": 53, "num_test_samples": 120, "test_loss": 0.89,
-    "test_mean_class_acc": 0.9083, "test_top1": 0.9083333333333333, "test_top5": 1.0,
+    "best_epoch": 51,
+    "best_val_loss": 0.94,
+    "epochs_run": 53,
+    "num_test_samples": 120,
+    "test_loss": 0.89,
+    "test_mean_class_acc": 0.9083,
+    "test_top1": 0.9083333333333333,
+    "test_top5": 1.0,
 }
 
 
@@ -26,7 +32,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
         [sys.executable, "-m", "skeleton_attention.commands", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=REPO_ROOT,
     )
 
 

@@ -51,8 +51,10 @@ def test_compose_refuses_what_it_cannot_honour(family, run, message):
 
 
 def test_deep_merge_replaces_lists_and_leaves_nested_option_maps_open():
-    merged = deep_merge({"data": {"streams": ["a", "b"], "sampling": {"mode": "x"}}},
-                       {"data": {"streams": ["c"], "sampling": {"length": 3}}})
+    merged = deep_merge(
+        {"data": {"streams": ["a", "b"], "sampling": {"mode": "x"}}},
+        {"data": {"streams": ["c"], "sampling": {"length": 3}}},
+    )
     assert merged == {"data": {"streams": ["c"], "sampling": {"mode": "x", "length": 3}}}
 
 

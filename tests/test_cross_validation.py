@@ -27,8 +27,13 @@ TOY_SAMPLES = 80  # UTKinect subjects 1-4: 8 recordings x 10 actions
 def _fold_metrics(cm: list[list[int]], loss: float) -> dict:
     cm_array = np.asarray(cm)
     return {
-        "top1": float(np.trace(cm_array) / cm_array.sum()), "top5": 1.0, "mean_class_acc": 0.5, "loss": loss,
-        "num_samples": int(cm_array.sum()), "per_class": {"a": 1.0, "b": 0.0}, "confusion_matrix": cm,
+        "top1": float(np.trace(cm_array) / cm_array.sum()),
+        "top5": 1.0,
+        "mean_class_acc": 0.5,
+        "loss": loss,
+        "num_samples": int(cm_array.sum()),
+        "per_class": {"a": 1.0, "b": 0.0},
+        "confusion_matrix": cm,
     }
 
 
@@ -51,7 +56,11 @@ def test_aggregate_reports_mean_std_and_pools_the_confusion_matrices():
 
 def test_runtime_params_become_a_command_linedotlist():
     assert dotlist({"run": {"dataset": "sbu", "fold": 2}, "x": {"y": [1, 2], "z": None, "w": 0.5}}) == [
-        "run.dataset=sbu", "run.fold=2", "x.y=[1, 2]", "x.z=null", "x.w=0.5",
+        "run.dataset=sbu",
+        "run.fold=2",
+        "x.y=[1, 2]",
+        "x.z=null",
+        "x.w=0.5",
     ]
 
 
@@ -129,7 +138,12 @@ def _kedro(project: Path, tracking: str, *params: str, pipeline: str = "train_st
     kedro = Path(sys.executable).with_name("kedro")
     return subprocess.Popen(
         [str(kedro), "run", f"--pipelines={pipeline}", f"--params={','.join(params)}"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
 
 

@@ -401,8 +401,13 @@ def _fold_table(path: Path) -> SampleTable:
         for i in range(30):
             coords = np.full((1, 5, 4, 3), i, dtype=np.float32)
             seq = SkeletonSequence(
-                sample_id=f"s{i:03d}", dataset="toy", layout="toy", coords=coords, label=i % 3,
-                label_name=f"c{i % 3}", meta={"subject": i // 3},
+                sample_id=f"s{i:03d}",
+                dataset="toy",
+                layout="toy",
+                coords=coords,
+                label=i % 3,
+                label_name=f"c{i % 3}",
+                meta={"subject": i // 3},
             )
             fold = None if i == 29 else 1 + (i // 3) % 5  # subject-wise folds; one sample outside
             writer.write(sequence_to_row(seq, {"joint": coords}, {"toy_fold": fold}))

@@ -14,8 +14,12 @@ from skeleton_attention.skeletons.ntu import NtuRecording, read_ntu_skeleton
 GHOST = 72057594037931781  # the spurious second body of A024-A029 (about 2 m to the right, 0.45 m tall)
 # action -> (kept body, number of noisy frames of the ghost)
 GHOST_FILES = {
-    24: (72057594037931768, 78), 25: (72057594037931768, 106), 26: (72057594037931768, 98),
-    27: (72057594037931768, 87), 28: (72057594037931817, 106), 29: (72057594037931817, 131),
+    24: (72057594037931768, 78),
+    25: (72057594037931768, 106),
+    26: (72057594037931768, 98),
+    27: (72057594037931768, 87),
+    28: (72057594037931817, 106),
+    29: (72057594037931817, 131),
 }
 
 
@@ -27,8 +31,12 @@ def _subset(rec: NtuRecording, keep: np.ndarray) -> NtuRecording:
     """The recording with only the records in boolean mask ``keep``."""
     frames = rec.body_frame[keep]
     return replace(
-        rec, body_frame=frames, body_ids=rec.body_ids[keep], body_info=rec.body_info[keep],
-        joints=rec.joints[keep], joint_tracking=rec.joint_tracking[keep],
+        rec,
+        body_frame=frames,
+        body_ids=rec.body_ids[keep],
+        body_info=rec.body_info[keep],
+        joints=rec.joints[keep],
+        joint_tracking=rec.joint_tracking[keep],
         bodies_per_frame=np.bincount(frames, minlength=rec.num_frames).astype(np.int16),
     )
 
@@ -81,8 +89,14 @@ def test_single_body_files_pass_through(ntu_raw: Path) -> None:
         assert np.array_equal(seq.coords[0], rec.joints[:, :, :3])
         assert report["spread"] == [] and report["dropped_length"] == []
         assert seq.layout == "ntu25" and seq.label == action - 1
-        assert seq.meta == {"setup": 1, "camera": 1, "performer": 1, "replication": 1,
-                            "action": action, "view_group": f"S001P001R001A{action:03d}"}
+        assert seq.meta == {
+            "setup": 1,
+            "camera": 1,
+            "performer": 1,
+            "replication": 1,
+            "action": action,
+            "view_group": f"S001P001R001A{action:03d}",
+        }
         assert seq.source_file == rec.path and seq.sample_id == rec.sample_id
 
 
@@ -147,10 +161,15 @@ def test_lone_short_track_is_kept(ntu_raw: Path) -> None:
 def test_repeated_id_in_one_frame_is_a_separate_track(ntu_raw: Path) -> None:
     rec = _rec(ntu_raw, 1)
     dup = np.r_[np.arange(41), 40, np.arange(41, rec.num_records)]  # record of frame 40 twice
-    twice = replace(rec, body_frame=rec.body_frame[dup], body_ids=rec.body_ids[dup],
-                    body_info=rec.body_info[dup], joints=rec.joints[dup],
-                    joint_tracking=rec.joint_tracking[dup],
-                    bodies_per_frame=np.bincount(rec.body_frame[dup]).astype(np.int16))
+    twice = replace(
+        rec,
+        body_frame=rec.body_frame[dup],
+        body_ids=rec.body_ids[dup],
+        body_info=rec.body_info[dup],
+        joints=rec.joints[dup],
+        joint_tracking=rec.joint_tracking[dup],
+        bodies_per_frame=np.bincount(rec.body_frame[dup]).astype(np.int16),
+    )
     seq, report = denoise_ntu(twice)
     assert report["repeated_id_records"] == 1
     assert report["dropped_length"] == [{"body_id": f"{int(rec.body_ids[0])}#1", "frames": 1}]
@@ -165,9 +184,15 @@ def test_track_overlapping_both_actors_is_unassigned(ntu_raw: Path) -> None:
     ids = np.r_[rec.body_ids, np.full(extra.size, 7, dtype=np.uint64)]
     frames = rec.body_frame[order]
     sort = np.argsort(frames, kind="stable")
-    three = replace(rec, body_frame=frames[sort], body_ids=ids[sort], body_info=rec.body_info[order][sort],
-                    joints=rec.joints[order][sort], joint_tracking=rec.joint_tracking[order][sort],
-                    bodies_per_frame=np.bincount(frames, minlength=rec.num_frames).astype(np.int16))
+    three = replace(
+        rec,
+        body_frame=frames[sort],
+        body_ids=ids[sort],
+        body_info=rec.body_info[order][sort],
+        joints=rec.joints[order][sort],
+        joint_tracking=rec.joint_tracking[order][sort],
+        bodies_per_frame=np.bincount(frames, minlength=rec.num_frames).astype(np.int16),
+    )
     seq, report = denoise_ntu(three)
     assert seq is not None and seq.num_bodies == 2 and seq.num_frames == 74
     assert len(report["unassigned"]) == 1

@@ -43,8 +43,14 @@ def _kinetics_raw(root: Path) -> tuple[Path, dict, dict]:
     """A raw folder holding good clips and every kind of hostile entry, plus its two label maps."""
     raw = root / "kinetics"
     raw.mkdir(parents=True)
-    train = {"good_a": _entry("a", 0), "my_label_clip": _entry("b", 1), "big_index": _entry("z", 999),
-             "neg_score": _entry("a", 0), "huge_frame": _entry("a", 0), "both": _entry("a", 0)}
+    train = {
+        "good_a": _entry("a", 0),
+        "my_label_clip": _entry("b", 1),
+        "big_index": _entry("z", 999),
+        "neg_score": _entry("a", 0),
+        "huge_frame": _entry("a", 0),
+        "both": _entry("a", 0),
+    }
     val = {"good_b": _entry("b", 1), "both": _entry("a", 0)}
     (raw / "good_a.json").write_text(_clip("a", 0))
     (raw / "good_b.json").write_text(_clip("b", 1))
@@ -84,10 +90,17 @@ def test_raw_listing_accounts_for_every_entry(tmp_path):
     (raw / "zlinked").symlink_to(raw / "more")
     listing = scan_raw_dir(raw, ("*.json",), KINETICS_EXCLUDE)
     assert [p.relative_to(raw).as_posix() for p in listing if p.name == "extra.json"] == ["more/extra.json"]
-    folders = {Path(r["file"]).relative_to(raw).as_posix(): r["reason"] for r in listing.skipped
-               if r["reason"] in ("symlink_loop", "duplicate_folder")}
-    assert folders == {"more/up": "symlink_loop", "again": "duplicate_folder", "zlinked": "duplicate_folder",
-                       "loop.json": "symlink_loop"}
+    folders = {
+        Path(r["file"]).relative_to(raw).as_posix(): r["reason"]
+        for r in listing.skipped
+        if r["reason"] in ("symlink_loop", "duplicate_folder")
+    }
+    assert folders == {
+        "more/up": "symlink_loop",
+        "again": "duplicate_folder",
+        "zlinked": "duplicate_folder",
+        "loop.json": "symlink_loop",
+    }
     # an entry path (the configured label map location) excludes by path, not by name
     by_path = scan_raw_dir(raw, ("*.json",), (str(raw / "kinetics_val_label.json"),))
     assert "kinetics_train_label.json" in [p.name for p in by_path]
@@ -115,11 +128,15 @@ def test_a_folder_without_matching_files_fails_naming_the_patterns(tmp_path):
 
 def test_kinetics_hostile_clips_are_quarantined_with_named_reasons(tmp_path):
     raw, _, _ = _kinetics_raw(tmp_path)
-    run_pipeline("prepare_kinetics", tmp_path, {
-        "kinetics_raw_dir": str(raw),
-        "kinetics_train_labels": str(raw / "kinetics_train_label.json"),
-        "kinetics_val_labels": str(raw / "kinetics_val_label.json"),
-    })
+    run_pipeline(
+        "prepare_kinetics",
+        tmp_path,
+        {
+            "kinetics_raw_dir": str(raw),
+            "kinetics_train_labels": str(raw / "kinetics_train_label.json"),
+            "kinetics_val_labels": str(raw / "kinetics_val_label.json"),
+        },
+    )
     summary = json.loads((tmp_path / "data/08_reporting/kinetics_preparation_summary.json").read_text())
     assert summary["reasons"] == {
         "excluded:excluded_by_pattern": 2,
@@ -186,6 +203,7 @@ def test_quarantine_line_numbers_are_integers(ntu_raw, tmp_path):
 
 # --- interrupted runs --------------------------------------------------------------------------------
 
+
 def _dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
@@ -197,13 +215,16 @@ def test_a_killed_runs_temporaries_are_swept_and_nothing_else(tmp_path, caplog):
 
     dead, live = _dead_pid(), os.getppid()
     stale = [
-        tmp_path / f".bundle.tmp-{dead}-abc123", tmp_path / f".bundle.old-{dead}",
+        tmp_path / f".bundle.tmp-{dead}-abc123",
+        tmp_path / f".bundle.old-{dead}",
         tmp_path / f".last.pt.{dead}-x1y2z3.tmp",
     ]
     legacy = tmp_path / ".bundle.tmp-ab12cd34"  # an older version's name (no pid): older than this process
     kept = [
         tmp_path / f".bundle.tmp-{live}-abc123",  # a live process is still writing it
-        tmp_path / "bundle.tmp", tmp_path / ".bundle.notes", tmp_path / f".other.tmp-{dead}-abc123",
+        tmp_path / "bundle.tmp",
+        tmp_path / ".bundle.notes",
+        tmp_path / f".other.tmp-{dead}-abc123",
     ]
     for path in [*stale[:2], legacy, kept[0]]:
         path.mkdir()
@@ -223,6 +244,7 @@ def test_a_killed_runs_temporaries_are_swept_and_nothing_else(tmp_path, caplog):
 
 
 # --- stale bundles -------------------------------------------------------------------------------------
+
 
 def _msr_raw(shared_data: Path, target: Path, count: int) -> Path:
     target.mkdir(parents=True, exist_ok=True)
@@ -280,6 +302,7 @@ def test_the_same_input_gives_the_same_fingerprint_and_a_touched_file_another(sh
 
 # --- row order -----------------------------------------------------------------------------------------
 
+
 def test_row_permutation_is_seeded_complete_and_mixes_row_groups():
     from skeleton_attention.skeletons.prepare import row_permutation
 
@@ -310,8 +333,11 @@ def test_feature_table_rows_are_shuffled_deterministically_with_flat_reads(share
     raw.mkdir()
     for path in sorted((shared_data / "msr_action3d_raw").glob("*_skeleton3D.txt"))[:120]:
         (raw / path.name).symlink_to(path)
-    params = {**yaml.safe_load((REPO_ROOT / "conf/base/parameters_prepare.yml").read_text())["prepare_msr"],
-              "workers": 1, "row_group_size": 16}
+    params = {
+        **yaml.safe_load((REPO_ROOT / "conf/base/parameters_prepare.yml").read_text())["prepare_msr"],
+        "workers": 1,
+        "row_group_size": 16,
+    }
     write_bundle(tmp_path / "inter", ingest_msr(scan_raw_dir(raw, ("*_skeleton3D.txt",)), params))
     inter = PreparedBundle(tmp_path / "inter")
     reads = []
@@ -338,6 +364,7 @@ def test_feature_table_rows_are_shuffled_deterministically_with_flat_reads(share
 
 # --- strict mode through the command line --------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_strict_failure_reason_is_the_last_line_of_kedro_run(tmp_path):
     project = tmp_path / "project"
@@ -354,14 +381,29 @@ def test_strict_failure_reason_is_the_last_line_of_kedro_run(tmp_path):
     (raw / "clip_b.json").write_text(_clip("a", 0, score=-1.0))
     (raw / "kinetics_train_label.json").write_text(json.dumps({"clip_a": _entry("a", 0), "clip_b": _entry("a", 0)}))
     (raw / "kinetics_val_label.json").write_text("{}")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "COLUMNS": "80"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "src"),
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "COLUMNS": "80",
+    }
     kedro = Path(sys.executable).with_name("kedro")
     result = subprocess.run(
-        [str(kedro), "run", "--pipelines=prepare_kinetics",
-         "--params=kinetics_raw_dir=bad,kinetics_train_labels=bad/kinetics_train_label.json,"
-         "kinetics_val_labels=bad/kinetics_val_label.json,prepare_kinetics.strict=true"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+        [
+            str(kedro),
+            "run",
+            "--pipelines=prepare_kinetics",
+            "--params=kinetics_raw_dir=bad,kinetics_train_labels=bad/kinetics_train_label.json,"
+            "kinetics_val_labels=bad/kinetics_val_label.json,prepare_kinetics.strict=true",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
     )
     assert result.returncode != 0
     lines = [line for line in result.stdout.splitlines() if line.strip()]

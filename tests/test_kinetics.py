@@ -134,9 +134,7 @@ def test_max_people_and_candidates(kin):
     first5 = read_kinetics_clip(path, max_people=1, max_candidates=5)
     assert (all_ranked.coords[0, :, :, 2].sum(-1) >= first5.coords[0, :, :, 2].sum(-1) - 1e-5).all()
     people = raw.frames[0].people
-    np.testing.assert_array_equal(
-        select_people(people, 1, 5)[0], people[:5][np.argmax(people[:5, :, 2].sum(1))]
-    )
+    np.testing.assert_array_equal(select_people(people, 1, 5)[0], people[:5][np.argmax(people[:5, :, 2].sum(1))])
 
 
 def test_num_frames_pads_or_refuses(kin):

@@ -97,9 +97,7 @@ def assert_chains_ordered(x: np.ndarray, max_arm_spread: float) -> None:
         assert dist == sorted(dist) and dist[0] > 0.05, (chain, dist)
     for side in ("left", "right"):  # upper and lower arm keep their length (a swap would not)
         for a, b in (("shoulder", "elbow"), ("elbow", "wrist")):
-            length = np.linalg.norm(
-                x[:, KINECT20.index(f"{side}_{a}")] - x[:, KINECT20.index(f"{side}_{b}")], axis=-1
-            )
+            length = np.linalg.norm(x[:, KINECT20.index(f"{side}_{a}")] - x[:, KINECT20.index(f"{side}_{b}")], axis=-1)
             assert length.std() / np.median(length) < max_arm_spread, (side, a, b)
 
 

@@ -26,7 +26,6 @@ from skeleton_attention.skeletons.sequence import SkeletonSequence
 TOL = 1e-4
 
 
-
 def load_ntu(path: Path) -> np.ndarray:
     """A real NTU sample through the project's reader and denoiser: coords (M, T, 25, 3)."""
     sequence, report = denoise_ntu(read_ntu_skeleton(path))
@@ -48,11 +47,13 @@ def a050(ntu_raw: Path) -> np.ndarray:
 
 def rotation_from_quaternion(q: np.ndarray) -> np.ndarray:
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def move(coords: np.ndarray, rot: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -62,9 +63,7 @@ def move(coords: np.ndarray, rot: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return np.where(present[..., None], moved, 0.0).astype(np.float32)
 
 
-quaternions = st.lists(st.floats(-1, 1), min_size=4, max_size=4).map(np.array).filter(
-    lambda q: np.linalg.norm(q) > 0.2
-)
+quaternions = st.lists(st.floats(-1, 1), min_size=4, max_size=4).map(np.array).filter(lambda q: np.linalg.norm(q) > 0.2)
 shifts = st.lists(st.floats(-5, 5), min_size=3, max_size=3).map(np.array)
 
 
@@ -272,11 +271,18 @@ def test_normalize_sequence_dispatches_on_the_layout(a001, kinetics_clip):
     assert normalize_sequence(seq, {"enabled": False}) is seq
     assert normalize_sequence(seq, {"method": "none", "center": "first_frame"}) is seq
     # the conf/base/parameters_prepare.yml shape
-    conf = {"method": "pre_normalize", "fill_null_frames": True, "center": "per_frame",
-            "align_spine": True, "align_shoulders": True}
+    conf = {
+        "method": "pre_normalize",
+        "fill_null_frames": True,
+        "center": "per_frame",
+        "align_spine": True,
+        "align_shoulders": True,
+    }
     np.testing.assert_array_equal(normalize_sequence(seq, conf).coords, pre_normalize(a001, NTU25))
-    np.testing.assert_array_equal(normalize_sequence(kinetics_clip, {"method": "normalize_2d"}).coords,
-                                  normalize_2d(kinetics_clip.coords, OPENPOSE18))
+    np.testing.assert_array_equal(
+        normalize_sequence(kinetics_clip, {"method": "normalize_2d"}).coords,
+        normalize_2d(kinetics_clip.coords, OPENPOSE18),
+    )
     with pytest.raises(ValueError, match="does not apply"):
         normalize_sequence(kinetics_clip, conf)
     with pytest.raises(ValueError, match="unknown normalization method"):

@@ -105,12 +105,19 @@ def test_default_is_unchanged(a050, msr):
         torso = float(np.median(np.linalg.norm(plain[0, ok, top] - plain[0, ok, bottom], axis=-1)))
         assert abs(torso - reference_length(coords, layout, joint_valid_mask(coords))) < 1e-5
     seq = SkeletonSequence("a13_s02_e02", "msr", "kinect20", msr, 12)
-    conf = {"method": "pre_normalize", "fill_null_frames": True, "center": "per_frame",
-            "align_spine": True, "align_shoulders": True}
-    np.testing.assert_array_equal(normalize_sequence(seq, conf).coords,
-                                  normalize_sequence(seq, {**conf, "scale": "none"}).coords)
-    np.testing.assert_array_equal(normalize_sequence(seq, {**conf, "scale": "spine"}).coords,
-                                  pre_normalize(msr, KINECT20, scale="spine"))
+    conf = {
+        "method": "pre_normalize",
+        "fill_null_frames": True,
+        "center": "per_frame",
+        "align_spine": True,
+        "align_shoulders": True,
+    }
+    np.testing.assert_array_equal(
+        normalize_sequence(seq, conf).coords, normalize_sequence(seq, {**conf, "scale": "none"}).coords
+    )
+    np.testing.assert_array_equal(
+        normalize_sequence(seq, {**conf, "scale": "spine"}).coords, pre_normalize(msr, KINECT20, scale="spine")
+    )
 
 
 def test_missing_joints_and_frames_stay_zero(a050, msr):
@@ -133,8 +140,7 @@ def test_degenerate_torso_is_left_unscaled(a050):
     bottom, top = scale_segment(NTU25)
     collapsed = a050.copy()
     collapsed[0, :, top] = collapsed[0, :, bottom]  # zero-length torso in every frame
-    np.testing.assert_array_equal(pre_normalize(collapsed, NTU25, scale="spine"),
-                                  pre_normalize(collapsed, NTU25))
+    np.testing.assert_array_equal(pre_normalize(collapsed, NTU25, scale="spine"), pre_normalize(collapsed, NTU25))
     unseen = a050.copy()
     unseen[0, :, top] = 0.0  # the shoulder centre is never tracked
     assert reference_length(unseen, NTU25, joint_valid_mask(unseen)) is None

@@ -24,9 +24,66 @@ from skeleton_attention.skeletons.ntu import (
 
 # Frame counts of ntu_raw/S001C001P001R001A001..A060, taken with `head -1` (not with this reader).
 FRAMES = [
-    103, 158, 104, 99, 54, 75, 86, 71, 67, 69, 82, 102, 63, 161, 177, 205, 134, 96, 76, 111,
-    78, 109, 67, 78, 106, 103, 87, 108, 131, 85, 84, 100, 94, 91, 78, 92, 109, 104, 84, 76,
-    109, 195, 85, 96, 82, 126, 93, 96, 85, 74, 72, 74, 133, 69, 95, 115, 93, 71, 99, 93,
+    103,
+    158,
+    104,
+    99,
+    54,
+    75,
+    86,
+    71,
+    67,
+    69,
+    82,
+    102,
+    63,
+    161,
+    177,
+    205,
+    134,
+    96,
+    76,
+    111,
+    78,
+    109,
+    67,
+    78,
+    106,
+    103,
+    87,
+    108,
+    131,
+    85,
+    84,
+    100,
+    94,
+    91,
+    78,
+    92,
+    109,
+    104,
+    84,
+    76,
+    109,
+    195,
+    85,
+    96,
+    82,
+    126,
+    93,
+    96,
+    85,
+    74,
+    72,
+    74,
+    133,
+    69,
+    95,
+    115,
+    93,
+    71,
+    99,
+    93,
 ]
 TWO_BODY_ACTIONS = set(range(24, 30)) | set(range(50, 61))
 
@@ -98,8 +155,22 @@ def test_exact_values_read_from_the_text(ntu_raw: Path) -> None:
     assert rec.body_info[0].tolist() == pytest.approx([0, 1, 1, 0, 0, 0, 0.03753794, -0.0193784, 2])
     np.testing.assert_array_equal(
         rec.joints[0, 0],
-        np.array([0.2868106, 0.1681394, 3.734849, 284.4378, 192.0282, 1056.696, 519.8274,
-                  -0.180732, 0.0336758, 0.969856, -0.1599412], dtype=np.float32),
+        np.array(
+            [
+                0.2868106,
+                0.1681394,
+                3.734849,
+                284.4378,
+                192.0282,
+                1056.696,
+                519.8274,
+                -0.180732,
+                0.0336758,
+                0.969856,
+                -0.1599412,
+            ],
+            dtype=np.float32,
+        ),
     )
     assert rec.joint_tracking[0, 7] == 1 and rec.joint_tracking[0, 0] == 2
     # A003 has one body per frame, 28 lines per frame after line 1: line 1831 is frame 65
@@ -153,8 +224,7 @@ def test_crlf_twins_give_identical_arrays(shared_data: Path) -> None:
         a = read_ntu_skeleton(crlf_path)
         b = read_ntu_skeleton(shared_data / "ntu_raw" / crlf_path.name)
         assert a.num_frames == b.num_frames
-        for field in ("bodies_per_frame", "body_frame", "body_ids", "body_info", "joints",
-                      "joint_tracking"):
+        for field in ("bodies_per_frame", "body_frame", "body_ids", "body_info", "joints", "joint_tracking"):
             assert np.array_equal(getattr(a, field), getattr(b, field)), field
 
 
@@ -225,8 +295,15 @@ def test_parse_name_and_dataset() -> None:
     assert ntu_dataset_of("S017C003P040R002A061") == "ntu120"
     assert ntu_dataset_of("S018C001P040R002A001") == "ntu120"
     assert name.label == 59 and name.label_name == "walking apart from each other"
-    for bad in ("S001C001P001R001A001x.skeleton", "C001P001R001A001", "S001C004P001R001A001",
-                "S001C001P001R001A121", "S000C001P001R001A001", "S033C001P001R001A001", ""):
+    for bad in (
+        "S001C001P001R001A001x.skeleton",
+        "C001P001R001A001",
+        "S001C004P001R001A001",
+        "S001C001P001R001A121",
+        "S000C001P001R001A001",
+        "S033C001P001R001A001",
+        "",
+    ):
         with pytest.raises(MalformedSkeletonFile) as err:
             parse_ntu_name(bad)
         assert err.value.reason == "bad_name"

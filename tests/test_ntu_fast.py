@@ -27,13 +27,14 @@ from tests.test_bad_input_ntu import real_bytes, real_lines  # noqa: F401  (fixt
 # Every bad-input test runs here again, once per parser path (see pytest_generate_tests).
 for _name in dir(bad_input):
     if _name.startswith("test_"):
-        globals()[f"test_bad_input__{_name[len('test_'):]}"] = getattr(bad_input, _name)
+        globals()[f"test_bad_input__{_name[len('test_') :]}"] = getattr(bad_input, _name)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ARRAYS = ("bodies_per_frame", "body_frame", "body_ids", "body_info", "joints", "joint_tracking")
 SOURCE = "S001C001P001R001A050.skeleton"
-needs_fast = pytest.mark.skipif(not ntu.FAST_PARSER_AVAILABLE,
-                                reason="compiled parser _ntu_fast not built: only the pure reader is tested")
+needs_fast = pytest.mark.skipif(
+    not ntu.FAST_PARSER_AVAILABLE, reason="compiled parser _ntu_fast not built: only the pure reader is tested"
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -55,8 +56,9 @@ def parser_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 
 def _real_files(shared_data: Path) -> list[Path]:
-    files = [p for d in ("ntu_raw", "ntu_raw_crlf", "ntu_multiview")
-             for p in sorted((shared_data / d).glob("*.skeleton"))]
+    files = [
+        p for d in ("ntu_raw", "ntu_raw_crlf", "ntu_multiview") for p in sorted((shared_data / d).glob("*.skeleton"))
+    ]
     assert len(files) >= 60
     return files
 
@@ -105,11 +107,15 @@ def test_pure_reader_without_the_extension(ntu_raw: Path) -> None:
         f"rec = ntu.read_ntu_skeleton({str(path)!r})\n"
         "print(rec.num_records, rec.body_ids[-1], rec.joints.sum(dtype='float64').hex())\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
     rec = ntu.read_ntu_skeleton(path, pure=True)
-    assert out.stdout.split() == [str(rec.num_records), str(rec.body_ids[-1]),
-                                  rec.joints.sum(dtype="float64").hex()]
+    assert out.stdout.split() == [str(rec.num_records), str(rec.body_ids[-1]), rec.joints.sum(dtype="float64").hex()]
 
 
 @needs_fast
@@ -171,7 +177,7 @@ def test_values_equal_python_float_of_the_text(ntu_raw: Path) -> None:
         bodies = int(lines[i])
         i += 1
         for _ in range(bodies):
-            rows.extend(lines[i + 2: i + 27])
+            rows.extend(lines[i + 2 : i + 27])
             i += 27
     expected = np.array([[float(t) for t in row.split()] for row in rows], dtype=np.float64)
     assert rec.joints.reshape(-1, 11).tobytes() == expected[:, :11].astype(np.float32).tobytes()
@@ -180,15 +186,63 @@ def test_values_equal_python_float_of_the_text(ntu_raw: Path) -> None:
 # --- number grammar ----------------------------------------------------------------------------
 
 _ACCEPTED = [
-    "0", "-0", "+1", "5.", ".5", "-.5", "+.5", "007.50", "1E+05", "1e-05", "-9.276937E-05",
-    "0.00000000", "12345678", "123456789", "1234567.12345678", "0.123456789", "-0.09226985",
-    "9007199254740993", "9007199254740992.5", "123456789012345678901234567890",
-    "0.1234567890123456789012345", "1e22", "1e23", "1.5e-22", "1.5e-23",
-    "4.9e-324", "2.2250738585072011e-308", "1e-400", "-1e-400",
-    "1.401298464324817e-45", "0.1", "0.2", "0.3", "123.456", "2.5e0", "1e000000000000000000001",
+    "0",
+    "-0",
+    "+1",
+    "5.",
+    ".5",
+    "-.5",
+    "+.5",
+    "007.50",
+    "1E+05",
+    "1e-05",
+    "-9.276937E-05",
+    "0.00000000",
+    "12345678",
+    "123456789",
+    "1234567.12345678",
+    "0.123456789",
+    "-0.09226985",
+    "9007199254740993",
+    "9007199254740992.5",
+    "123456789012345678901234567890",
+    "0.1234567890123456789012345",
+    "1e22",
+    "1e23",
+    "1.5e-22",
+    "1.5e-23",
+    "4.9e-324",
+    "2.2250738585072011e-308",
+    "1e-400",
+    "-1e-400",
+    "1.401298464324817e-45",
+    "0.1",
+    "0.2",
+    "0.3",
+    "123.456",
+    "2.5e0",
+    "1e000000000000000000001",
 ]
-_REJECTED = ["nan", "-inf", "Infinity", "1e999", "-1e400", "1_000", "0x10", "1,5", "--1", "2e", "e5", ".",
-             "-", "1.2.3", "1e5.5", "１", "1d5", "0.5f"]
+_REJECTED = [
+    "nan",
+    "-inf",
+    "Infinity",
+    "1e999",
+    "-1e400",
+    "1_000",
+    "0x10",
+    "1,5",
+    "--1",
+    "2e",
+    "e5",
+    ".",
+    "-",
+    "1.2.3",
+    "1e5.5",
+    "１",
+    "1d5",
+    "0.5f",
+]
 
 
 def _with_token(real: bytes, token: str, *, field: int = 4, line: int = 100) -> bytes:
@@ -233,23 +287,26 @@ def test_body_id_spellings(real_bytes: bytes, body_id: str) -> None:  # noqa: F8
 
 
 @needs_fast
-@pytest.mark.parametrize("edit", [
-    lambda t: t.replace(b"\n", b"\r\n"),                 # CRLF everywhere
-    lambda t: t.replace(b" ", b"\t"),                    # tabs
-    lambda t: t.replace(b" ", b"  "),                    # double spaces
-    lambda t: t.replace(b"\n", b" \n "),                 # leading and trailing spaces
-    lambda t: t.replace(b" ", b"\x0b", 3),               # vertical tab: pure accepts, fast declines
-    lambda t: t.replace(b" ", b"\r", 5),                 # lone CR inside a line
-    lambda t: t + b"\n\n  \r\n\t",                       # trailing blank lines
-    lambda t: t.rstrip(b"\n"),                           # no final newline
-    lambda t: b"\n" + t,                                 # leading blank line
-    lambda t: b"\xef\xbb\xbf" + t,                       # UTF-8 byte-order mark
-    lambda t: t.replace(b"\n25\n", b"\n025\n", 4),       # joint count with a leading zero
-    lambda t: b"0" + t,                                  # frame count with a leading zero
-    lambda t: t + b"x",                                  # junk glued to the last value
-    lambda t: t + b"\n1\n",                              # trailing data
-    lambda t: t[: t.rindex(b"\n", 0, len(t) - 1) + 1],   # last line missing
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda t: t.replace(b"\n", b"\r\n"),  # CRLF everywhere
+        lambda t: t.replace(b" ", b"\t"),  # tabs
+        lambda t: t.replace(b" ", b"  "),  # double spaces
+        lambda t: t.replace(b"\n", b" \n "),  # leading and trailing spaces
+        lambda t: t.replace(b" ", b"\x0b", 3),  # vertical tab: pure accepts, fast declines
+        lambda t: t.replace(b" ", b"\r", 5),  # lone CR inside a line
+        lambda t: t + b"\n\n  \r\n\t",  # trailing blank lines
+        lambda t: t.rstrip(b"\n"),  # no final newline
+        lambda t: b"\n" + t,  # leading blank line
+        lambda t: b"\xef\xbb\xbf" + t,  # UTF-8 byte-order mark
+        lambda t: t.replace(b"\n25\n", b"\n025\n", 4),  # joint count with a leading zero
+        lambda t: b"0" + t,  # frame count with a leading zero
+        lambda t: t + b"x",  # junk glued to the last value
+        lambda t: t + b"\n1\n",  # trailing data
+        lambda t: t[: t.rindex(b"\n", 0, len(t) - 1) + 1],  # last line missing
+    ],
+)
 def test_whitespace_and_framing_variants(real_bytes: bytes, edit) -> None:  # noqa: F811
     _same_outcome(edit(real_bytes))
 
@@ -266,12 +323,12 @@ def test_accepts_any_bytes_like_input(real_bytes: bytes) -> None:  # noqa: F811
 # --- damaged bytes ------------------------------------------------------------------------------
 
 _DAMAGE = [
-    lambda data, i, b: data[:i],                                  # truncation
-    lambda data, i, b: data[:i] + bytes([b]) + data[i + 1:],      # byte replaced
-    lambda data, i, b: data[:i] + bytes([b ^ data[i]]) + data[i + 1:],  # bits flipped
-    lambda data, i, b: data[:i] + data[i + 1:],                   # byte deleted
-    lambda data, i, b: data[:i] + bytes([b]) + data[i:],          # byte inserted
-    lambda data, i, b: data[:i] + b"\n" + data[i:],               # line split
+    lambda data, i, b: data[:i],  # truncation
+    lambda data, i, b: data[:i] + bytes([b]) + data[i + 1 :],  # byte replaced
+    lambda data, i, b: data[:i] + bytes([b ^ data[i]]) + data[i + 1 :],  # bits flipped
+    lambda data, i, b: data[:i] + data[i + 1 :],  # byte deleted
+    lambda data, i, b: data[:i] + bytes([b]) + data[i:],  # byte inserted
+    lambda data, i, b: data[:i] + b"\n" + data[i:],  # line split
 ]
 
 
@@ -289,8 +346,10 @@ def _excerpt(data: bytes, frames: int) -> bytes:
 def damage_sources(ntu_raw: Path, shared_data: Path) -> list[bytes]:
     """Small excerpts (the pure reader's line-by-line error pass is slow on whole files): two-body
     LF frames and one-body CRLF frames."""
-    return [_excerpt((ntu_raw / SOURCE).read_bytes(), 4),
-            _excerpt((shared_data / "ntu_raw_crlf" / "S001C001P001R001A006.skeleton").read_bytes(), 6)]
+    return [
+        _excerpt((ntu_raw / SOURCE).read_bytes(), 4),
+        _excerpt((shared_data / "ntu_raw_crlf" / "S001C001P001R001A006.skeleton").read_bytes(), 6),
+    ]
 
 
 @needs_fast
@@ -302,10 +361,15 @@ def test_excerpts_parse(damage_sources: list[bytes]) -> None:
 
 @needs_fast
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(source=st.integers(0, 1), position=st.floats(0.0, 1.0), kind=st.integers(0, len(_DAMAGE) - 1),
-       byte=st.sampled_from([ord(c) for c in "0123456789.-+eE \t\r\nx"] + [0, 0x0B, 0x80, 0xFF]))
-def test_damaged_bytes_give_the_pure_outcome(damage_sources: list[bytes], source: int, position: float,
-                                             kind: int, byte: int) -> None:
+@given(
+    source=st.integers(0, 1),
+    position=st.floats(0.0, 1.0),
+    kind=st.integers(0, len(_DAMAGE) - 1),
+    byte=st.sampled_from([ord(c) for c in "0123456789.-+eE \t\r\nx"] + [0, 0x0B, 0x80, 0xFF]),
+)
+def test_damaged_bytes_give_the_pure_outcome(
+    damage_sources: list[bytes], source: int, position: float, kind: int, byte: int
+) -> None:
     data = damage_sources[source]
     index = min(int(position * len(data)), len(data) - 1)
     _same_outcome(_DAMAGE[kind](data, index, byte))
@@ -322,10 +386,21 @@ def test_every_cut_near_the_end_gives_the_pure_outcome(damage_sources: list[byte
 @needs_fast
 def test_small_and_degenerate_inputs(real_bytes: bytes) -> None:  # noqa: F811
     one_body = b"\n".join(real_bytes.split(b"\n")[2:29])
-    for data in [b"", b"\n", b"1", b"1\n", b"1\n0", b"1\n1", b"2\n0\n0\n", b"1\n1\n" + one_body,
-                 b"1\n1\n" + one_body + b"\n", b"1\n1\n" + one_body.replace(b" ", b"\t"),
-                 b"99999999999999999999999\n1\n" + one_body, b"1\n40000\n" + one_body,
-                 b"1\n" + b"0" * 10_000 + b"1\n" + one_body]:
+    for data in [
+        b"",
+        b"\n",
+        b"1",
+        b"1\n",
+        b"1\n0",
+        b"1\n1",
+        b"2\n0\n0\n",
+        b"1\n1\n" + one_body,
+        b"1\n1\n" + one_body + b"\n",
+        b"1\n1\n" + one_body.replace(b" ", b"\t"),
+        b"99999999999999999999999\n1\n" + one_body,
+        b"1\n40000\n" + one_body,
+        b"1\n" + b"0" * 10_000 + b"1\n" + one_body,
+    ]:
         _same_outcome(data)
 
 

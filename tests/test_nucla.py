@@ -36,8 +36,19 @@ ONE_FRAME = ("a02_s09_e04_v02", "a02_s09_e04_v03")
 PER_ACTION = {1: 150, 2: 152, 3: 141, 4: 173, 5: 148, 6: 149, 8: 142, 9: 142, 11: 145, 12: 142}
 ALIGN = {"max_offset": 30, "min_overlap": 0.5, "coarse_step": 3, "min_points": 20}
 #: a few recordings of every kind: complete, two or one view, copied views, the 1-frame views
-SUBSET = ("a01_s01_e00", "a01_s01_e01", "a04_s02_e01", "a06_s01_e00", "a01_s04_e05", "a01_s06_e03",
-          "a01_s05_e03", "a01_s04_e06", "a02_s09_e04", "a08_s01_e00", "a02_s01_e00")
+SUBSET = (
+    "a01_s01_e00",
+    "a01_s01_e01",
+    "a04_s02_e01",
+    "a06_s01_e00",
+    "a01_s04_e05",
+    "a01_s06_e03",
+    "a01_s05_e03",
+    "a01_s04_e06",
+    "a02_s09_e04",
+    "a08_s01_e00",
+    "a02_s01_e00",
+)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +148,7 @@ def test_copied_views_in_the_release(recordings):
 def test_one_frame_views_are_kept_with_zero_motion_by_default(folder):
     for name in ONE_FRAME:
         outcome = process_nucla_file(folder / f"{name}.json")
-        (seq, _splits), = outcome.samples
+        ((seq, _splits),) = outcome.samples
         assert seq.num_frames == 1 and outcome.excluded_reason is None
         streams = compute_streams(seq.coords, KINECT20)
         assert not streams["motion_fast"].any() and not streams["motion_slow"].any()
@@ -181,8 +192,11 @@ def test_dedup_cross_view_leaves_out_test_copies_of_training_files(folder):
 
 # --- bad input --------------------------------------------------------------------------------------
 
-GOOD = {"file_name": "a01_s01_e00_v01", "label": 1,
-        "skeletons": [[[0.1 * j, 0.05 * j, 3.0] for j in range(20)] for _ in range(3)]}
+GOOD = {
+    "file_name": "a01_s01_e00_v01",
+    "label": 1,
+    "skeletons": [[[0.1 * j, 0.05 * j, 3.0] for j in range(20)] for _ in range(3)],
+}
 
 
 def _write(tmp_path: Path, content, name: str = "a01_s01_e00_v01.json") -> Path:
@@ -231,8 +245,11 @@ def test_non_finite_and_bad_names(tmp_path):
 
 
 def test_bad_files_are_quarantined_and_accounted_for(tmp_path, folder):
-    paths = [_write(tmp_path, {**GOOD, "label": 3}), _write(tmp_path, b"", "a01_s01_e01_v01.json"),
-             folder / "a01_s01_e00_v02.json"]
+    paths = [
+        _write(tmp_path, {**GOOD, "label": 3}),
+        _write(tmp_path, b"", "a01_s01_e01_v01.json"),
+        folder / "a01_s01_e00_v02.json",
+    ]
     out = list(ingest(paths, partial(process_nucla_file), workers=1))
     records = [r.record for r in out if isinstance(r, SideRecord) and r.kind == "quarantine"]
     assert sorted(r["reason"] for r in records) == ["empty_file", "label_mismatch"]
@@ -247,14 +264,14 @@ def test_view_groups_and_masks_of_missing_and_copied_views(subset_table):
     assert set(groups) == set(SUBSET)
     assert sorted(groups["a01_s04_e05"]["rows"]) == [1, 2] and sorted(groups["a01_s04_e06"]["rows"]) == [2]
     out = process_nucla_recording(groups["a01_s06_e03"], table=subset_table, align=ALIGN)
-    (seq, splits), = out.samples
+    ((seq, splits),) = out.samples
     assert seq.coords.shape[0] == 3 and seq.meta["num_views"] == 3 and seq.meta["cameras_present"] == "13"
     assert seq.num_frames == out.report["frames"] and out.report["reference"] == 1
     assert not seq.coords[1].any(), "the missing camera 2 is a zero slot"
     assert seq.coords[0].any() and seq.coords[2].any()
     assert splits == {"nucla_xsub": "test"}  # cross-view is ill-defined with every view as input
     # only camera 2: it is the reference, slots 1 and 3 are zero
-    (seq, _), = process_nucla_recording(groups["a01_s04_e06"], table=subset_table, align=ALIGN).samples
+    ((seq, _),) = process_nucla_recording(groups["a01_s04_e06"], table=subset_table, align=ALIGN).samples
     assert seq.meta["cameras_present"] == "2" and seq.coords[1].any() and not seq.coords[[0, 2]].any()
     # a copied view is masked like a missing one, and named in the report
     copied = process_nucla_recording(groups["a02_s01_e00"], table=subset_table, align=ALIGN)
@@ -367,8 +384,9 @@ def test_prepare_nucla_end_to_end_on_the_real_folder(folder, tmp_path):
     assert len(meta) == 548 and (meta["num_views"] == 3).all() and (meta["num_bodies"] == 3).all()
     assert "split_nucla_xview" not in meta and "split_nucla_xview_dedup" not in meta
     assert meta["split_nucla_xsub"].value_counts().to_dict() == {"train": 273, "test": 275}
-    residuals = pd.read_csv(tmp_path / "data/08_reporting/nucla_view_residuals.csv",
-                            dtype={"cameras_present": str, "files_present": str})
+    residuals = pd.read_csv(
+        tmp_path / "data/08_reporting/nucla_view_residuals.csv", dtype={"cameras_present": str, "files_present": str}
+    )
     assert len(residuals) == 548 and (residuals["frame"] == "body").all()
     assert Counter(residuals["files_present"].str.len()) == {3: 433, 2: 70, 1: 45}
     assert (residuals["copied_views"].notna()).sum() == 102
@@ -395,8 +413,12 @@ def test_prepare_ntu_reads_the_multiview_frame_parameter(shared_data, tmp_path, 
     shutil.copytree(shared_data / "ntu_multiview", raw, ignore=shutil.ignore_patterns("*.md", "*A050*"))
     missing = shared_data / "ntu_meta" / "NTU_RGBD_samples_with_missing_skeletons.txt"
     multiview = {"frame": frame, "reference_camera": 1, "max_offset": 10}
-    run_pipeline("prepare_ntu", tmp_path, {"ntu_raw_dir": str(raw), "ntu_missing_list": str(missing)},
-                 params={"prepare_ntu": {"multiview": multiview}})
+    run_pipeline(
+        "prepare_ntu",
+        tmp_path,
+        {"ntu_raw_dir": str(raw), "ntu_missing_list": str(missing)},
+        params={"prepare_ntu": {"multiview": multiview}},
+    )
     bundle = PreparedBundle(tmp_path / "data/04_feature/ntu_multiview")
     assert bundle.summary["frame"] == frame
     x = bundle.table.read_one(0, ("joint",))["joint"]  # (3 views x 1 body, T, 25, 3)

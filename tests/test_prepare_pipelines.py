@@ -94,7 +94,8 @@ def test_prepare_ntu_strict_mode_fails_naming_the_file(shared_data, tmp_path):
     (raw / "missing.txt").write_text("header\n\n\n")
     with pytest.raises(Exception) as info:
         run_pipeline(
-            "prepare_ntu", tmp_path,
+            "prepare_ntu",
+            tmp_path,
             {"ntu_raw_dir": str(raw), "ntu_missing_list": str(raw / "missing.txt")},
             params={"prepare_ntu": {"strict": True}},
         )
@@ -151,7 +152,7 @@ def test_embedded_default_data_runs_end_to_end(tmp_path):
     truth = json.loads((tmp_path / "data/01_raw/synthetic/ntu/synthetic_manifest.json").read_text())["files"]
     errors = []
     for row in residuals.itertuples():
-        s, p, r, a = (row.view_group[i:i + 4] for i in (0, 4, 8, 12))
+        s, p, r, a = (row.view_group[i : i + 4] for i in (0, 4, 8, 12))
         start = {c: truth[f"{s}C{c:03d}{p}{r}{a}.skeleton"]["master_offset"] for c in (1, 2, 3)}
         errors += [getattr(row, f"offset_c{c}") - (start[1] - start[c]) for c in (2, 3)]
     assert np.mean(np.abs(errors) <= 0.5) >= 0.9
@@ -178,10 +179,15 @@ def test_an_input_without_samples_is_recorded_not_dropped(shared_data, tmp_path)
     files = [root / "joints_s01_e01.txt", root / "joints_s01_e02.txt"]
     out = list(ingest(files, partial(process_utkinect_file, label_file=labels), workers=1, counter=counter))
     manifest = [r.record for r in out if isinstance(r, SideRecord) and r.kind == "quarantine"]
-    assert manifest == [{
-        "file": str(files[0]), "kind": "excluded", "reason": "no_samples", "line": None,
-        "detail": "the input holds no sample",
-    }]
+    assert manifest == [
+        {
+            "file": str(files[0]),
+            "kind": "excluded",
+            "reason": "no_samples",
+            "line": None,
+            "detail": "the input holds no sample",
+        }
+    ]
     assert (counter.inputs_seen, counter.excluded, counter.quarantined) == (2, 1, 0)
     assert counter.samples == 10 == sum(not isinstance(r, SideRecord) for r in out)
 

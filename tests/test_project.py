@@ -93,7 +93,11 @@ def test_check_views_command_reports_residuals_on_a_users_ntu_directory(shared_d
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}  # this checkout's package, not an installed one
     result = subprocess.run(
         [sys.executable, "-m", "skeleton_attention.commands", "check-views", str(shared_data / "ntu_multiview")],
-        capture_output=True, text=True, check=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env=env,
     )
     lines = [line for line in result.stdout.splitlines() if line.startswith("S001P001R001")]
     assert len(lines) == 4  # two recordings x cameras 2 and 3 against camera 1
@@ -103,8 +107,11 @@ def test_check_views_command_reports_residuals_on_a_users_ntu_directory(shared_d
 def test_the_package_turns_mlflow_telemetry_off_before_and_after_mlflow_is_imported():
     import os
 
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST")
+    }
     env["PYTHONPATH"] = str(REPO_ROOT / "src")
     script = (
         "import os, sys\n"
@@ -118,13 +125,19 @@ def test_the_package_turns_mlflow_telemetry_off_before_and_after_mlflow_is_impor
         "print(os.environ['MLFLOW_DISABLE_TELEMETRY'], c.get_telemetry_client(), is_telemetry_disabled())\n"
     )
     for order in ("package-first", "mlflow-first"):
-        result = subprocess.run([sys.executable, "-c", script, order], capture_output=True, text=True,
-                                env=env, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-c", script, order], capture_output=True, text=True, env=env, timeout=120
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.split() == ["true", "None", "True"], order
     show = "import skeleton_attention, os; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])"
-    kept = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True,
-                          env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"}, timeout=120)
+    kept = subprocess.run(
+        [sys.executable, "-c", show],
+        capture_output=True,
+        text=True,
+        env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"},
+        timeout=120,
+    )
     assert kept.stdout.strip() == "false"  # an explicit choice wins
 
 
@@ -149,8 +162,20 @@ def test_kedro_run_prepares_before_training_when_both_are_asked_for(monkeypatch)
     calls = []
     monkeypatch.setattr(cli.kedro_run, "callback", lambda **kw: calls.append(kw["pipelines"]))
     monkeypatch.setattr(cli, "_train", lambda name, kw: calls.append([name]))
-    params = {name: None for name in ("tags", "node_names", "to_nodes", "from_nodes", "from_inputs",
-                                       "to_outputs", "namespaces", "conf_source", "env")}
+    params = {
+        name: None
+        for name in (
+            "tags",
+            "node_names",
+            "to_nodes",
+            "from_nodes",
+            "from_inputs",
+            "to_outputs",
+            "namespaces",
+            "conf_source",
+            "env",
+        )
+    }
     cli.run.callback(**params, pipeline=None, pipelines=["train_sta_lstm", "prepare_sbu"], params={})
     assert calls == [["prepare_sbu"], ["train_sta_lstm"]]
     calls.clear()

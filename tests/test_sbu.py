@@ -53,6 +53,7 @@ def samples(files):
 
 # --- the release ------------------------------------------------------------------------------------
 
+
 def test_release_counts(samples):
     assert len(samples) == 282
     assert sum(s.num_frames for s in samples) == 6822
@@ -87,6 +88,7 @@ def test_both_persons_in_every_frame(samples):
 
 
 # --- folds ------------------------------------------------------------------------------------------
+
 
 def test_fold_definition_covers_each_pair_once(samples):
     listed = [p for pairs in SBU_FOLDS.values() for p in pairs]
@@ -123,6 +125,7 @@ def test_processor_gives_the_fold_and_null_for_an_unknown_pair(folder, tmp_path)
 
 # --- coordinates ----------------------------------------------------------------------------------
 
+
 def test_raw_mode_returns_the_file_values(folder):
     path = folder / "s01s02/01/001/skeleton_pos.txt"
     raw = read_sbu_file(path, coordinates="raw")
@@ -142,8 +145,10 @@ def test_raw_mode_returns_the_file_values(folder):
 def test_release_transform_gives_isotropic_metres(samples):
     """Bone lengths are anatomical and do not depend on depth (the x, y, z scales agree)."""
     coords = np.concatenate([s.coords for s in samples], axis=1)  # (2, 6822, 15, 3)
+
     def length(a, b):
         return np.linalg.norm(coords[:, :, J(a)] - coords[:, :, J(b)], axis=-1).ravel()
+
     depth = coords[:, :, J("torso"), 2].ravel()
     assert depth.min() > 1.0 and depth.max() < 3.2
     for (a, b), (low, high) in {
@@ -182,6 +187,7 @@ def test_y_up_and_left_right_against_the_facing_direction(samples, files):
 
 
 # --- bad input ------------------------------------------------------------------------------------
+
 
 def _line(frame: int, value: float = 0.5) -> str:
     return ",".join([str(frame)] + [repr(value)] * 90)
@@ -255,6 +261,7 @@ def test_an_absent_person_stays_zero(tmp_path):
 
 # --- smoothing -----------------------------------------------------------------------------------
 
+
 def _series(values, channels: int = 3) -> np.ndarray:
     """(1, T, 1, C) with channel 0 = values and the others 1 (so no frame is all-zero by accident)."""
     x = np.ones((1, len(values), 1, channels))
@@ -278,8 +285,13 @@ def test_smoothing_hand_example_and_edges():
     np.testing.assert_allclose(out, [1.5, 3.0, 4.0, 11 / 3, 2.5])  # ends average the frames they have
     w = math.exp(-0.5)
     out = smooth_time(_series([1, 2, 6, 4, 1]), smoothing_kernel("gaussian", 3, 1.0))[0, :, 0, 0]
-    expected = [(1 + w * 2) / (1 + w), (w + 2 + 6 * w) / (1 + 2 * w), (2 * w + 6 + 4 * w) / (1 + 2 * w),
-                (6 * w + 4 + w) / (1 + 2 * w), (4 * w + 1) / (1 + w)]
+    expected = [
+        (1 + w * 2) / (1 + w),
+        (w + 2 + 6 * w) / (1 + 2 * w),
+        (2 * w + 6 + 4 * w) / (1 + 2 * w),
+        (6 * w + 4 + w) / (1 + 2 * w),
+        (4 * w + 1) / (1 + w),
+    ]
     np.testing.assert_allclose(out, expected)
     ramp = smooth_joints(_series(np.arange(1.0, 12.0)), {"method": "gaussian", "window": 5, "sigma": 1.5})
     np.testing.assert_allclose(ramp[0, 2:-2, 0, 0], np.arange(3.0, 10.0), rtol=1e-6)  # symmetric kernel
@@ -293,8 +305,10 @@ def test_savitzky_golay_is_hbrnns_filter_and_keeps_quadratics():
     np.testing.assert_allclose(quadratic[0, 2:-2, 0, 0], (0.5 * t**2 - t + 2)[2:-2], rtol=1e-5)  # exact inside
     const = smooth_joints(_series(np.full(6, 4.0)), {"method": "savitzky_golay", "window": 5, "polyorder": 2})
     np.testing.assert_allclose(const[0, :, 0, 0], 4.0, rtol=1e-6)  # the renormalised ends too
-    for bad in ({"method": "savitzky_golay", "window": 5, "polyorder": 5},
-                {"method": "savitzky_golay", "window": 3, "polyorder": -1}):
+    for bad in (
+        {"method": "savitzky_golay", "window": 5, "polyorder": 5},
+        {"method": "savitzky_golay", "window": 3, "polyorder": -1},
+    ):
         with pytest.raises(ValueError, match="polyorder"):
             smooth_joints(_series([1.0, 2.0, 3.0]), bad)
 
@@ -310,14 +324,19 @@ def test_smoothing_settings_are_checked():
     x = _series([1.0, 2.0, 3.0])
     np.testing.assert_array_equal(smooth_joints(x, {"method": "none"}), x.astype(np.float32))
     np.testing.assert_array_equal(smooth_joints(x, {"method": "moving_average", "window": 1}), x)
-    for bad in ({"method": "median"}, {"method": "moving_average", "window": 4},
-                {"method": "gaussian", "window": 5, "sigma": 0}, {"method": "gaussian", "width": 5},
-                {"method": "moving_average", "window": True}):
+    for bad in (
+        {"method": "median"},
+        {"method": "moving_average", "window": 4},
+        {"method": "gaussian", "window": 5, "sigma": 0},
+        {"method": "gaussian", "width": 5},
+        {"method": "moving_average", "window": True},
+    ):
         with pytest.raises(ValueError):
             smooth_joints(x, bad)
 
 
 # --- layout, normalization, streams ---------------------------------------------------------------
+
 
 def test_sbu15_layout():
     layout = get_layout("sbu15")
@@ -372,6 +391,7 @@ def test_streams_on_two_persons(folder):
 
 
 # --- prepare_sbu ------------------------------------------------------------------------------------
+
 
 def test_config_has_the_sbu_entries():
     catalog, parameters = load_config({"sbu_raw_dir": "/somewhere/sbu"})
@@ -449,8 +469,12 @@ def test_prepare_sbu_quarantines_bad_files_and_keeps_count(folder, tmp_path):
     }.items():
         (raw / rel).parent.mkdir(parents=True, exist_ok=True)
         (raw / rel).write_bytes(data)
-    run_pipeline("prepare_sbu", tmp_path, {"sbu_raw_dir": str(raw)},
-                 params={"prepare_sbu": {"workers": 1, "smoothing": {"method": "none"}}})
+    run_pipeline(
+        "prepare_sbu",
+        tmp_path,
+        {"sbu_raw_dir": str(raw)},
+        params={"prepare_sbu": {"workers": 1, "smoothing": {"method": "none"}}},
+    )
     summary = json.loads((tmp_path / "data/08_reporting/sbu_preparation_summary.json").read_text())
     good_files = len(list(folder.glob("s01s02/0[12]/*/skeleton_pos.txt")))
     assert summary["inputs_seen"] == good_files + 3

@@ -86,8 +86,9 @@ def test_per_sample_carve_would_leak_views():
     """The reason for grouping: a per-sample carve puts other views of validation recordings in train."""
     meta = _ntu_like()
     leaked = set(meta["view_group"].iloc[_per_sample_carve(meta, 0.3, 0)].dropna()) & set(
-        meta["view_group"].iloc[np.setdiff1d(np.flatnonzero(meta[f"split_{PROTOCOL}"] == "train"),
-                                             _per_sample_carve(meta, 0.3, 0))].dropna()
+        meta["view_group"]
+        .iloc[np.setdiff1d(np.flatnonzero(meta[f"split_{PROTOCOL}"] == "train"), _per_sample_carve(meta, 0.3, 0))]
+        .dropna()
     )
     assert leaked
 
@@ -96,8 +97,13 @@ def test_per_sample_carve_would_leak_views():
 def data(tmp_path):
     table = make_table(tmp_path / "samples.parquet", per_class=10, signal=1.0)
     settings = DataSettings.from_config(
-        {"protocol": PROTOCOL, "val_fraction": 0.25, "batch_size": 4, "num_bodies": 2,
-         "sampling": {"mode": "resample", "length": 6}}
+        {
+            "protocol": PROTOCOL,
+            "val_fraction": 0.25,
+            "batch_size": 4,
+            "num_bodies": 2,
+            "sampling": {"mode": "resample", "length": 6},
+        }
     )
     built = build_training_data(table, settings)
     return built, build_loaders(built, settings)
@@ -126,8 +132,7 @@ def test_history_reports_cross_entropy_and_regularization_apart(data):
 def test_val_ce_is_the_plain_cross_entropy_without_label_smoothing(data):
     built, loaders = data
     result = _fit(data, monitor="val_ce", monitor_mode="min", label_smoothing=0.2, epochs=1)
-    trainer = Trainer(TinyModel(built.num_classes, built.num_joints, 2, built.num_channels),
-                      {"progress": False})
+    trainer = Trainer(TinyModel(built.num_classes, built.num_joints, 2, built.num_channels), {"progress": False})
     trainer.model.load_state_dict(result.best_state)
     preds = trainer.predict(loaders["val"])
     logits, labels = torch.from_numpy(preds.logits), torch.from_numpy(preds.labels)

@@ -52,8 +52,12 @@ def _topological(parents: np.ndarray) -> list[int]:
 
 def test_bone_of_a_chain_gives_the_known_vectors():
     # spine_base -> spine_mid -> spine_shoulder -> neck -> head with known steps
-    steps = {"spine_mid": [0, 0.3, 0], "spine_shoulder": [0.01, 0.25, 0.02], "neck": [0, 0.08, -0.01],
-             "head": [0.02, 0.12, 0.03]}
+    steps = {
+        "spine_mid": [0, 0.3, 0],
+        "spine_shoulder": [0.01, 0.25, 0.02],
+        "neck": [0, 0.08, -0.01],
+        "head": [0.02, 0.12, 0.03],
+    }
     coords = np.zeros((1, 1, 25, 3), dtype=np.float32)
     base = np.array([0.5, -0.2, 3.0])
     coords[0, 0, :] = base + 0.001  # every other joint somewhere non-zero
@@ -71,8 +75,11 @@ def test_bone_of_a_chain_gives_the_known_vectors():
 @pytest.mark.parametrize("layout", [NTU25, KINECT20])
 def test_summing_bones_from_the_root_recovers_the_joints(layout, a050):
     rng = np.random.default_rng(0)
-    coords = a050[:, :, : layout.num_joints] if layout is NTU25 else rng.normal(
-        size=(2, 6, layout.num_joints, 3)).astype(np.float32)
+    coords = (
+        a050[:, :, : layout.num_joints]
+        if layout is NTU25
+        else rng.normal(size=(2, 6, layout.num_joints, 3)).astype(np.float32)
+    )
     b = bone(coords, layout)
     parents = layout.parent_index()
     root = int(np.flatnonzero(parents == np.arange(len(parents)))[0])

@@ -40,7 +40,7 @@ NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?(E[-+]\d\d)?$")
 @dataclass
 class ParsedBody:
     body_id: int
-    info: np.ndarray    # (9,) the fields after the ID
+    info: np.ndarray  # (9,) the fields after the ID
     joints: np.ndarray  # (25, 12)
 
 
@@ -126,8 +126,9 @@ def default_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], d
 def clean_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], dict]:
     """Every class, no noise and no quirks: geometry can be checked to print precision."""
     out = tmp_path_factory.mktemp("ntu_clean")
-    files = write_synthetic_ntu(out, num_classes=99, performers=(1, 2, 7), seed=3, noise_std=0.0,
-                                spurious_body_rate=0.0, dropped_frame_rate=0.0)
+    files = write_synthetic_ntu(
+        out, num_classes=99, performers=(1, 2, 7), seed=3, noise_std=0.0, spurious_body_rate=0.0, dropped_frame_rate=0.0
+    )
     return files, json.loads((out / MANIFEST_NAME).read_text())
 
 
@@ -148,13 +149,13 @@ def parsed_clean(clean_set: tuple[list[Path], dict]) -> dict[str, list[list[Pars
 
 def test_strict_parser_accepts_the_real_files(shared_data: Path) -> None:
     for path in sorted((shared_data / "ntu_raw").glob("*.skeleton"))[:12] + sorted(
-            (shared_data / "ntu_multiview").glob("*.skeleton")):
+        (shared_data / "ntu_multiview").glob("*.skeleton")
+    ):
         frames = parse_ntu_strict(path)
         assert len(frames) > 50
 
 
-def test_default_set_names_counts_and_manifest(default_set: tuple[list[Path], dict],
-                                               parsed_default: dict) -> None:
+def test_default_set_names_counts_and_manifest(default_set: tuple[list[Path], dict], parsed_default: dict) -> None:
     files, manifest = default_set
     assert len(files) == 10 * 6 * 2 * 3
     assert set(manifest["files"]) == {p.name for p in files}
@@ -171,12 +172,13 @@ def test_default_set_names_counts_and_manifest(default_set: tuple[list[Path], di
     assert {f["label"] for f in manifest["files"].values()} == set(range(10))
 
 
-def test_values_are_plausible_kinect_values(default_set: tuple[list[Path], dict],
-                                            parsed_default: dict) -> None:
+def test_values_are_plausible_kinect_values(default_set: tuple[list[Path], dict], parsed_default: dict) -> None:
     fx, fy, cx, cy = DEPTH_INTRINSICS
     cfx, cfy, ccx, ccy = COLOR_INTRINSICS
-    leaf = [J[n] for n in ("head", "left_foot", "right_foot", "left_hand_tip", "left_thumb",
-                           "right_hand_tip", "right_thumb")]
+    leaf = [
+        J[n]
+        for n in ("head", "left_foot", "right_foot", "left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb")
+    ]
     ids_per_camera: dict[int, set[int]] = {}
     for name, frames in parsed_default.items():
         cam = int(name[5:8])
@@ -219,20 +221,32 @@ def test_crlf_files_differ_only_in_line_endings(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_bone_lengths_constant_and_symmetric_without_noise(clean_set: tuple[list[Path], dict],
-                                                           parsed_clean: dict) -> None:
+def test_bone_lengths_constant_and_symmetric_without_noise(
+    clean_set: tuple[list[Path], dict], parsed_clean: dict
+) -> None:
     _, manifest = clean_set
-    pairs = [(BONES.tolist().index([J[f"left_{n}"], J[f"left_{p}" if p != "spine_shoulder" else p]]),
-              BONES.tolist().index([J[f"right_{n}"], J[f"right_{p}" if p != "spine_shoulder" else p]]))
-             for n, p in (("elbow", "shoulder"), ("wrist", "elbow"), ("hand", "wrist"), ("knee", "hip"),
-                          ("ankle", "knee"), ("foot", "ankle"), ("shoulder", "spine_shoulder"))]
+    pairs = [
+        (
+            BONES.tolist().index([J[f"left_{n}"], J[f"left_{p}" if p != "spine_shoulder" else p]]),
+            BONES.tolist().index([J[f"right_{n}"], J[f"right_{p}" if p != "spine_shoulder" else p]]),
+        )
+        for n, p in (
+            ("elbow", "shoulder"),
+            ("wrist", "elbow"),
+            ("hand", "wrist"),
+            ("knee", "hip"),
+            ("ankle", "knee"),
+            ("foot", "ankle"),
+            ("shoulder", "spine_shoulder"),
+        )
+    ]
     ratios = []
     for name, frames in parsed_clean.items():
         meta = manifest["files"][name]
         tracks = actor_tracks(frames, meta["actor_ids"])
         for person, height in zip(tracks, meta["heights"], strict=True):
-            lengths = bone_lengths(person[..., :3])            # (T, 24)
-            assert lengths.std(axis=0).max() < 2e-5, name     # rigid bones, up to 7-digit printing
+            lengths = bone_lengths(person[..., :3])  # (T, 24)
+            assert lengths.std(axis=0).max() < 2e-5, name  # rigid bones, up to 7-digit printing
             mean = lengths.mean(axis=0)
             for left, right in pairs:
                 assert abs(mean[left] - mean[right]) < 1e-4
@@ -246,8 +260,7 @@ def test_bone_lengths_constant_and_symmetric_without_noise(clean_set: tuple[list
     assert min(ratios) > 2.4 and max(ratios) < 2.9
 
 
-def test_bone_lengths_stable_under_default_noise(default_set: tuple[list[Path], dict],
-                                                 parsed_default: dict) -> None:
+def test_bone_lengths_stable_under_default_noise(default_set: tuple[list[Path], dict], parsed_default: dict) -> None:
     _, manifest = default_set
     stds = []
     for name, frames in parsed_default.items():
@@ -265,9 +278,9 @@ def test_camera_geometry_functions() -> None:
         R = camera_rotation(cam)
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
         assert np.isclose(np.linalg.det(R), 1.0)
-        np.testing.assert_allclose(R[1], [0, 1, 0], atol=1e-12)        # vertical axis kept
+        np.testing.assert_allclose(R[1], [0, 1, 0], atol=1e-12)  # vertical axis kept
         centre = camera_center(cam, 3.0)
-        assert np.isclose(np.linalg.norm(centre - [0, 0, 3.0]), 3.0)   # all on a circle round the pivot
+        assert np.isclose(np.linalg.norm(centre - [0, 0, 3.0]), 3.0)  # all on a circle round the pivot
         assert np.isclose(centre[1], 0.0)
         # the camera looks at the pivot: pivot - centre is its optical axis (0, 0, 1) in world terms
         axis = (np.array([0, 0, 3.0]) - centre) / 3.0
@@ -279,8 +292,9 @@ def test_camera_geometry_functions() -> None:
         camera_rotation(4)
 
 
-def test_views_are_the_same_motion_under_the_documented_rotation(clean_set: tuple[list[Path], dict],
-                                                                 parsed_clean: dict) -> None:
+def test_views_are_the_same_motion_under_the_documented_rotation(
+    clean_set: tuple[list[Path], dict], parsed_clean: dict
+) -> None:
     _, manifest = clean_set
     distance = manifest["setups"]["1"]["distance"]
     checked = 0
@@ -326,7 +340,7 @@ def test_noisy_views_align_within_noise(default_set: tuple[list[Path], dict], pa
         t3 = t2 + shift
         ok = (t3 >= 0) & (t3 < b.shape[1])
         diff = a[:, t2[ok]] @ R.T + t - b[:, t3[ok]]
-        errors.append(np.sqrt(np.nanmedian((diff ** 2).sum(-1))))
+        errors.append(np.sqrt(np.nanmedian((diff**2).sum(-1))))
     # two independent noise draws of ~1 cm per axis (1.5 cm in depth): ~2-4 cm apart, not more
     assert 0.01 < np.median(errors) < 0.05
 
@@ -373,9 +387,9 @@ def test_classes_differ_by_motion(default_set: tuple[list[Path], dict], parsed_d
     by_class = {k: speed[y == k].mean(0) for k in range(10)}
     hand_r, hand_l = J["right_hand"], J["left_hand"]
     ankle_r = J["right_ankle"]
-    assert by_class[0][hand_r] > 2 * by_class[0][hand_l]          # wave right hand
-    assert by_class[1][hand_l] > 2 * by_class[1][hand_r]          # wave left hand
-    assert by_class[4][ankle_r] > 3 * by_class[0][ankle_r]        # kick right moves the right ankle
+    assert by_class[0][hand_r] > 2 * by_class[0][hand_l]  # wave right hand
+    assert by_class[1][hand_l] > 2 * by_class[1][hand_r]  # wave left hand
+    assert by_class[4][ankle_r] > 3 * by_class[0][ankle_r]  # kick right moves the right ankle
     assert by_class[3][J["spine_base"]] > 3 * by_class[0][J["spine_base"]]  # squat moves the hips
     # cross-subject nearest centroid on these crude features already separates the classes
     train = np.isin(perf, [1, 2, 3, 4])
@@ -387,8 +401,7 @@ def test_classes_differ_by_motion(default_set: tuple[list[Path], dict], parsed_d
     assert accuracy > 0.8, accuracy
 
 
-def test_interactions_have_two_people_and_singles_one(clean_set: tuple[list[Path], dict],
-                                                      parsed_clean: dict) -> None:
+def test_interactions_have_two_people_and_singles_one(clean_set: tuple[list[Path], dict], parsed_clean: dict) -> None:
     _, manifest = clean_set
     for name, frames in parsed_clean.items():
         meta = manifest["files"][name]
@@ -412,8 +425,9 @@ def _spread_noisy(joints: np.ndarray) -> bool:
 
 
 def test_spurious_bodies_and_dropped_frames_at_configured_rates(tmp_path: Path) -> None:
-    files = write_synthetic_ntu(tmp_path, num_classes=10, performers=(1, 2, 3, 4, 5), seed=11,
-                                spurious_body_rate=0.3, dropped_frame_rate=0.05)
+    files = write_synthetic_ntu(
+        tmp_path, num_classes=10, performers=(1, 2, 3, 4, 5), seed=11, spurious_body_rate=0.3, dropped_frame_rate=0.05
+    )
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     with_ghost = 0
     frames_total = frames_empty = 0
@@ -437,11 +451,11 @@ def test_spurious_bodies_and_dropped_frames_at_configured_rates(tmp_path: Path) 
             length = g["last_frame"] - g["first_frame"] + 1
             noisy = [_spread_noisy(b.joints) for t in seen for b in frames[t] if b.body_id == gid]
             if g["kind"] == "short":
-                assert length <= 11            # dropped by the usual "<= 11 frames" denoising rule
+                assert length <= 11  # dropped by the usual "<= 11 frames" denoising rule
             elif g["kind"] == "flat":
-                assert length >= 0.4 * len(frames) - 1 and all(noisy)   # fails x-spread > 0.8 y-spread
+                assert length >= 0.4 * len(frames) - 1 and all(noisy)  # fails x-spread > 0.8 y-spread
             else:
-                assert not any(noisy)          # upright: survives the spread rule
+                assert not any(noisy)  # upright: survives the spread rule
     rate = with_ghost / len(files)
     assert 0.22 < rate < 0.38, rate
     assert 0.04 < frames_empty / frames_total < 0.06
@@ -478,9 +492,16 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
 
 
 def test_bad_parameters_are_rejected(tmp_path: Path) -> None:
-    for kw in ({"num_classes": 0}, {"cameras": (4,)}, {"frame_range": (5, 10)}, {"frame_range": (50, 40)},
-               {"spurious_body_rate": 1.5}, {"noise_std": -1.0}, {"performers": ()},
-               {"performers": (1, 1)}):
+    for kw in (
+        {"num_classes": 0},
+        {"cameras": (4,)},
+        {"frame_range": (5, 10)},
+        {"frame_range": (50, 40)},
+        {"spurious_body_rate": 1.5},
+        {"noise_std": -1.0},
+        {"performers": ()},
+        {"performers": (1, 1)},
+    ):
         with pytest.raises(ValueError):
             write_synthetic_ntu(tmp_path, **kw)
     with pytest.raises(ValueError):
@@ -494,8 +515,11 @@ def test_num_classes_is_capped(tmp_path: Path) -> None:
 
 
 def test_generate_default_dataset_counts_and_stale_cleanup(tmp_path: Path) -> None:
-    params = {"seed": 1, "ntu": {"num_classes": 4, "performers": [1, 2], "frame_range": [30, 40]},
-              "kinetics": {"num_clips": 12, "num_classes": 4, "frame_range": [30, 50]}}
+    params = {
+        "seed": 1,
+        "ntu": {"num_classes": 4, "performers": [1, 2], "frame_range": [30, 40]},
+        "kinetics": {"num_clips": 12, "num_classes": 4, "frame_range": [30, 50]},
+    }
     result = generate_default_dataset(tmp_path, params)
     assert result["ntu_files"] == 4 * 2 * 2 * 3 == len(list((tmp_path / "ntu_raw").glob("*.skeleton")))
     assert result["kinetics_clips"] == 12
@@ -537,7 +561,7 @@ def _check_kinetics_clip(path: Path) -> dict:
             assert len(person["pose"]) == 2 * OPENPOSE18.num_joints and len(person["score"]) == 18
             pose, score = np.array(person["pose"]).reshape(18, 2), np.array(person["score"])
             assert ((pose >= 0) & (pose <= 1.04)).all() and ((score >= 0) & (score < 1)).all()
-            assert ((score == 0) == (pose == 0).all(1)).all()   # undetected joints: 0, 0 with score 0
+            assert ((score == 0) == (pose == 0).all(1)).all()  # undetected joints: 0, 0 with score 0
     # every number with exactly 3 decimals, as in the ST-GCN release
     numbers = re.findall(r"(?<![\w.])-?\d+\.\d+", text)
     assert all(len(n.split(".")[1]) == 3 for n in numbers)
@@ -549,10 +573,10 @@ def test_real_kinetics_clip_passes_the_same_check(shared_data: Path) -> None:
 
 
 def test_kinetics_clips_and_label_maps(tmp_path: Path) -> None:
-    clips, train_map, val_map = write_synthetic_kinetics(tmp_path, num_clips=60, num_classes=10, seed=2,
-                                                         frame_range=(60, 120))
-    maps = {"kinetics_train": json.loads(train_map.read_text()),
-            "kinetics_val": json.loads(val_map.read_text())}
+    clips, train_map, val_map = write_synthetic_kinetics(
+        tmp_path, num_clips=60, num_classes=10, seed=2, frame_range=(60, 120)
+    )
+    maps = {"kinetics_train": json.loads(train_map.read_text()), "kinetics_val": json.loads(val_map.read_text())}
     assert sum(len(m) for m in maps.values()) == 60 and maps["kinetics_val"] and maps["kinetics_train"]
     people_counts, empty_frames, frames = [], 0, 0
     labels = set()
@@ -573,15 +597,23 @@ def test_kinetics_clips_and_label_maps(tmp_path: Path) -> None:
     assert labels == set(range(10))
     assert max(people_counts) >= 3 and sum(c >= 2 for c in people_counts) > 10
     assert 0.01 < empty_frames / frames < 0.3
-    again, _, _ = write_synthetic_kinetics(tmp_path / "again", num_clips=60, num_classes=10, seed=2,
-                                           frame_range=(60, 120))
+    again, _, _ = write_synthetic_kinetics(
+        tmp_path / "again", num_clips=60, num_classes=10, seed=2, frame_range=(60, 120)
+    )
     assert [p.read_bytes() for p in again] == [p.read_bytes() for p in clips]
 
 
 def test_kinetics_people_are_plausible_2d_skeletons(tmp_path: Path) -> None:
-    clips, _, _ = write_synthetic_kinetics(tmp_path, num_clips=10, num_classes=10, seed=4,
-                                           extra_people_rate=0.0, empty_stretch_rate=0.0,
-                                           dropped_frame_rate=0.0, no_skeleton_rate=0.0)
+    clips, _, _ = write_synthetic_kinetics(
+        tmp_path,
+        num_clips=10,
+        num_classes=10,
+        seed=4,
+        extra_people_rate=0.0,
+        empty_stretch_rate=0.0,
+        dropped_frame_rate=0.0,
+        no_skeleton_rate=0.0,
+    )
     op = {n: i for i, n in enumerate(OPENPOSE18.joint_names)}
     for path in clips:
         clip = json.loads(path.read_text())
@@ -591,7 +623,7 @@ def test_kinetics_people_are_plausible_2d_skeletons(tmp_path: Path) -> None:
                 pose = np.array(person["pose"]).reshape(18, 2)
                 neck, hip, ankle = pose[op["neck"]], pose[op["right_hip"]], pose[op["right_ankle"]]
                 if (neck > 0).all() and (ankle > 0).all() and (hip > 0).all():
-                    assert neck[1] < hip[1] < ankle[1] + 0.05   # image y grows downwards
+                    assert neck[1] < hip[1] < ankle[1] + 0.05  # image y grows downwards
 
 
 # --------------------------------------------------------------------------------------------------
@@ -599,8 +631,9 @@ def test_kinetics_people_are_plausible_2d_skeletons(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_project_ntu_reader_reads_every_synthetic_file(default_set: tuple[list[Path], dict],
-                                                       parsed_default: dict, tmp_path: Path) -> None:
+def test_project_ntu_reader_reads_every_synthetic_file(
+    default_set: tuple[list[Path], dict], parsed_default: dict, tmp_path: Path
+) -> None:
     from skeleton_attention.skeletons.ntu import read_ntu_skeleton
 
     crlf = write_synthetic_ntu(tmp_path, num_classes=3, performers=(1,), crlf_rate=1.0)
@@ -610,10 +643,9 @@ def test_project_ntu_reader_reads_every_synthetic_file(default_set: tuple[list[P
         assert rec.num_frames == len(frames)
         assert rec.bodies_per_frame.tolist() == [len(b) for b in frames]
         ours = [b for bodies in frames for b in bodies]
-        assert [int(i) for i in rec.body_ids] == [b.body_id for b in ours]   # exact 64-bit IDs
+        assert [int(i) for i in rec.body_ids] == [b.body_id for b in ours]  # exact 64-bit IDs
         if ours:
-            np.testing.assert_allclose(rec.joints, np.stack([b.joints[:, :11] for b in ours]), rtol=1e-6,
-                                       atol=1e-6)
+            np.testing.assert_allclose(rec.joints, np.stack([b.joints[:, :11] for b in ours]), rtol=1e-6, atol=1e-6)
             assert rec.joint_tracking.tolist() == np.stack([b.joints[:, 11] for b in ours]).tolist()
 
 
@@ -639,8 +671,9 @@ def test_project_denoiser_drops_short_and_flat_ghosts(tmp_path: Path) -> None:
 def test_project_kinetics_reader_reads_every_synthetic_clip(tmp_path: Path) -> None:
     from skeleton_attention.skeletons.kinetics import load_label_map, read_kinetics_clip
 
-    clips, train_map, val_map = write_synthetic_kinetics(tmp_path, num_clips=30, num_classes=10, seed=6,
-                                                         no_skeleton_rate=0.1)
+    clips, train_map, val_map = write_synthetic_kinetics(
+        tmp_path, num_clips=30, num_classes=10, seed=6, no_skeleton_rate=0.1
+    )
     label_map = {**load_label_map(train_map), **load_label_map(val_map)}
     read = 0
     for path in clips:

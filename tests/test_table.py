@@ -16,8 +16,13 @@ def _sample(i: int, rng: np.random.Generator) -> tuple[SkeletonSequence, dict, d
     shape = (1 + i % 2, 5 + i, 25, 3)
     coords = rng.normal(size=shape).astype(np.float32)
     seq = SkeletonSequence(
-        sample_id=f"S001C001P{i:03d}R001A001", dataset="ntu60", layout="ntu25", coords=coords,
-        label=i % 3, label_name=f"class{i % 3}", source_file=f"f{i}.skeleton",
+        sample_id=f"S001C001P{i:03d}R001A001",
+        dataset="ntu60",
+        layout="ntu25",
+        coords=coords,
+        label=i % 3,
+        label_name=f"class{i % 3}",
+        source_file=f"f{i}.skeleton",
         meta={"setup": 1, "camera": 1, "performer": i, "replication": 1, "action": 1},
     )
     streams = {"joint": coords, "bone": coords * 2, "motion_fast": coords * 3, "motion_slow": coords * 4}

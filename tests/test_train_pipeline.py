@@ -127,7 +127,11 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     artifact = load_model_artifact(out / f"06_models/train_sta_lstm/{run}/model.pt")
     description = artifact["model_kwargs"]["data"]  # the data description, as a plain dict
     assert {k: description[k] for k in ("num_classes", "num_joints", "num_bodies", "streams", "multi_view")} == {
-        "num_classes": 10, "num_joints": 20, "num_bodies": 1, "streams": ["joint"], "multi_view": False
+        "num_classes": 10,
+        "num_joints": 20,
+        "num_bodies": 1,
+        "streams": ["joint"],
+        "multi_view": False,
     }
     assert artifact["info"]["truncated_bodies"] == 0
     assert (out / f"06_models/train_sta_lstm/{run}/checkpoints/last.pt").is_file()
@@ -171,7 +175,10 @@ def test_train_sta_lstm_pipeline_end_to_end_with_mlflow(shared_data, tmp_path, m
     }
     outputs = {a.path for a in client.list_artifacts(run.info.run_id, "outputs")}
     assert {
-        "outputs/test_scores.parquet", "outputs/val_scores.parquet", "outputs/test_metrics.json", "outputs/history.csv"
+        "outputs/test_scores.parquet",
+        "outputs/val_scores.parquet",
+        "outputs/test_metrics.json",
+        "outputs/history.csv",
     } <= outputs
     models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     assert len(models) == 1 and models[0].source_run_id == run.info.run_id

@@ -55,9 +55,7 @@ def assert_chains_ordered(x: np.ndarray, max_arm_spread: float) -> None:
         assert dist == sorted(dist) and dist[0] > 0.05, (chain, dist)
     for side in ("left", "right"):  # upper and lower arm keep their length (a swap would not)
         for a, b in (("shoulder", "elbow"), ("elbow", "wrist")):
-            length = np.linalg.norm(
-                x[:, KINECT20.index(f"{side}_{a}")] - x[:, KINECT20.index(f"{side}_{b}")], axis=-1
-            )
+            length = np.linalg.norm(x[:, KINECT20.index(f"{side}_{a}")] - x[:, KINECT20.index(f"{side}_{b}")], axis=-1)
             assert length.std() / np.median(length) < max_arm_spread, (side, a, b)
 
 
@@ -134,8 +132,7 @@ def test_limb_chains_in_order(samples):
 def test_left_right_bones_symmetric(samples):
     x = np.concatenate([s.coords[0] for s in samples])
     lengths = {
-        KINECT20.joint_names[c]: np.median(np.linalg.norm(x[:, c] - x[:, p], axis=-1))
-        for c, p in KINECT20.bones
+        KINECT20.joint_names[c]: np.median(np.linalg.norm(x[:, c] - x[:, p], axis=-1)) for c, p in KINECT20.bones
     }
     for name, value in lengths.items():
         if name.startswith("left_"):
@@ -147,9 +144,7 @@ def test_right_hand_does_one_arm_actions(samples):
     # throw/push/pull are one-arm; the subjects used their right hand (kinect20 index 11)
     for action in ("throw", "push", "pull"):
         seqs = [s for s in samples if s.label_name == action]
-        right = [
-            s.coords[0, :, RIGHT_HAND].std(0).sum() > s.coords[0, :, LEFT_HAND].std(0).sum() for s in seqs
-        ]
+        right = [s.coords[0, :, RIGHT_HAND].std(0).sum() > s.coords[0, :, LEFT_HAND].std(0).sum() for s in seqs]
         assert np.mean(right) >= 0.9, action
 
 
@@ -186,9 +181,7 @@ def test_modified_labels(root):
 
 def test_per_file_reader_matches(root, samples, tmp_path):
     label_file = root / "actionLabel.txt"
-    per_file = [
-        s for p in sorted(root.glob("joints_*.txt")) for s in read_utkinect_file(p, label_file=label_file)
-    ]
+    per_file = [s for p in sorted(root.glob("joints_*.txt")) for s in read_utkinect_file(p, label_file=label_file)]
     assert [s.sample_id for s in per_file] == [s.sample_id for s in samples]
     assert all(np.array_equal(a.coords, b.coords) for a, b in zip(per_file, samples, strict=True))
     assert len(read_utkinect_file(root / "joints_s10_e02.txt", label_file=label_file)) == 9

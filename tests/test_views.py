@@ -35,8 +35,7 @@ def multiview(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def recordings(multiview: Path) -> dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]:
-    return {a: {c: load_ntu_view(multiview / f"S001C00{c}P001R001{a}.skeleton") for c in (1, 2, 3)}
-            for a in GROUPS}
+    return {a: {c: load_ntu_view(multiview / f"S001C00{c}P001R001{a}.skeleton") for c in (1, 2, 3)} for a in GROUPS}
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +70,11 @@ def test_group_views_on_real_file_names(shared_data: Path):
         group_views(names)  # C001 A001 is in both folders
     assert err.value.reason == "duplicate_sample"
     groups = group_views(n for n in names if "ntu_raw" not in n or "A001" not in n)
-    assert groups["S001P001R001A001"] == {1: "S001C001P001R001A001", 2: "S001C002P001R001A001",
-                                          3: "S001C003P001R001A001"}
+    assert groups["S001P001R001A001"] == {
+        1: "S001C001P001R001A001",
+        2: "S001C002P001R001A001",
+        3: "S001C003P001R001A001",
+    }
     assert is_complete(groups["S001P001R001A001"]) and is_complete(groups["S001P001R001A050"])
     assert groups["S001P001R001A002"] == {1: "S001C001P001R001A002"}
     assert not is_complete(groups["S001P001R001A002"])  # incomplete groups are kept, flagged
@@ -233,8 +235,7 @@ def test_body_mode(recordings):
     for c in (2, 3):
         np.testing.assert_array_equal(body.rotations[c], np.eye(3))
         assert body.residuals[c] <= naive.residuals[c]
-    np.testing.assert_allclose(body.coords[0], pre_normalize(views[1], NTU25, fill_null_frames=False),
-                               atol=1e-5)
+    np.testing.assert_allclose(body.coords[0], pre_normalize(views[1], NTU25, fill_null_frames=False), atol=1e-5)
 
 
 def test_residual_report_and_cli(multiview: Path, capsys):

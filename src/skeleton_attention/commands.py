@@ -42,8 +42,9 @@ def summary_line(metrics: Mapping[str, Any], metrics_path: str, details: str | N
         top1, top5 = float(metrics["test_top1"]), float(metrics["test_top5"])
         count = int(metrics["num_test_samples"])
     except (KeyError, TypeError, ValueError) as err:
-        raise UserError(f"{metrics_path} is not a training metrics file (needs test_top1, test_top5, "
-                        f"num_test_samples): {err}") from err
+        raise UserError(
+            f"{metrics_path} is not a training metrics file (needs test_top1, test_top5, num_test_samples): {err}"
+        ) from err
     if not (math.isfinite(top1) and math.isfinite(top5)):
         raise UserError(f"{metrics_path}: non-finite accuracy (top-1 {top1}, top-5 {top5})")
     line = f"test top-1 {top1:.4f} (top-5 {top5:.4f}) on {count} samples"

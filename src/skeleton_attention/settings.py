@@ -58,9 +58,7 @@ class ProjectConfigLoader(OmegaConfigLoader):
     private ``_resolve_from_raw_config`` of kedro 1.7 (pinned <1.8; tests/test_config.py checks it).
     """
 
-    def _resolve_from_raw_config(
-        self, key, base_configs, env_configs, base_path, env_path, processed_files
-    ):
+    def _resolve_from_raw_config(self, key, base_configs, env_configs, base_path, env_path, processed_files):
         if key != "parameters" or not env_configs:
             return super()._resolve_from_raw_config(
                 key, base_configs, env_configs, base_path, env_path, processed_files

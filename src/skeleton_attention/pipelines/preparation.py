@@ -23,7 +23,11 @@ class _CountedRecords:
     """Iterates the ingest generator and fills ``source.inputs_seen`` when it is exhausted."""
 
     def __init__(
-        self, source: BundleSource, paths: Sequence[Path], processor, params: Mapping[str, Any],
+        self,
+        source: BundleSource,
+        paths: Sequence[Path],
+        processor,
+        params: Mapping[str, Any],
         skipped: Sequence[Mapping[str, object]] = (),
     ):
         self._source = source
@@ -47,8 +51,11 @@ class _CountedRecords:
         self._source.inputs_seen = counter.inputs_seen
         logger.info(
             "%s: %d inputs -> %d samples, %d quarantined, %d excluded",
-            self._params.get("description", "ingest"), counter.inputs_seen, counter.samples,
-            counter.quarantined, counter.excluded,
+            self._params.get("description", "ingest"),
+            counter.inputs_seen,
+            counter.samples,
+            counter.quarantined,
+            counter.excluded,
         )
 
 
@@ -160,12 +167,15 @@ def summarize_preparation(
         summary["raw_files_unmatched"] = int(inter["raw_files_unmatched"])
     if features.summary["samples"] != inter["samples"]:
         raise RuntimeError(
-            f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has "
-            f"{inter['samples']}"
+            f"{features.path}: {features.summary['samples']} samples but the intermediate bundle has {inter['samples']}"
         )
     logger.info(
         "prepared %s: %d inputs, %d samples, %d quarantined, %d excluded (%s)",
-        features.path, seen, summary["samples"], summary["quarantined"], summary["excluded"],
+        features.path,
+        seen,
+        summary["samples"],
+        summary["quarantined"],
+        summary["excluded"],
         summary["reasons"] or "no problems",
     )
     return quarantine, summary
@@ -177,26 +187,26 @@ def _split_counts(bundle: PreparedBundle) -> dict[str, dict[str, int]]:
     for column in meta.columns:
         if column.startswith("split_"):
             values = meta[column].fillna("none").value_counts()
-            counts[column[len("split_"):]] = {str(k): int(v) for k, v in values.items()}
+            counts[column[len("split_") :]] = {str(k): int(v) for k, v in values.items()}
     return counts
 
 
 def preparation_pipeline(name: str, ingest_node: Node) -> Pipeline:
     """ingest (raw -> intermediate bundle) -> streams (feature bundle) -> summary, for one data set."""
-    return Pipeline([
-        ingest_node,
-        node(
-            build_streams,
-            inputs=[f"{name}_intermediate", f"params:prepare_{name}"],
-            outputs=f"{name}_samples",
-            name=f"build_{name}_streams",
-        ),
-        node(
-            summarize_preparation,
-            inputs=[f"{name}_intermediate", f"{name}_samples"],
-            outputs=[f"{name}_quarantine", f"{name}_preparation_summary"],
-            name=f"summarize_{name}_preparation",
-        ),
-    ])
-
-
+    return Pipeline(
+        [
+            ingest_node,
+            node(
+                build_streams,
+                inputs=[f"{name}_intermediate", f"params:prepare_{name}"],
+                outputs=f"{name}_samples",
+                name=f"build_{name}_streams",
+            ),
+            node(
+                summarize_preparation,
+                inputs=[f"{name}_intermediate", f"{name}_samples"],
+                outputs=[f"{name}_quarantine", f"{name}_preparation_summary"],
+                name=f"summarize_{name}_preparation",
+            ),
+        ]
+    )

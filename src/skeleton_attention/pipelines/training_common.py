@@ -233,7 +233,10 @@ def train_model(
         logger.warning(
             "%s: only %d optimizer step(s) per epoch (%d training samples, batch %d); a small data set "
             "needs a smaller data.batch_size (e.g. `--env=embedded` for the embedded data)",
-            run_key, steps, len(data.splits.train), settings.batch_size,
+            run_key,
+            steps,
+            len(data.splits.train),
+            settings.batch_size,
         )
     config = trainer_config(params, run_key)
     assert data.description is not None

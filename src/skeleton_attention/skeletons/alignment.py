@@ -51,21 +51,45 @@ from skeleton_attention.skeletons.rigid_batch import RobustMode, kabsch, robust_
 # the search's names stay importable from here (views.py re-exports them; tests patch the scorer)
 _Scorer = Scorer
 __all__ = [
-    "FRAMES", "JOINT_GROUPS", "AlignedViews", "Frame", "Mode", "RatePrior", "RobustMode", "SearchBudget",
-    "align_views", "kabsch", "multiview_frame", "naive_alignment", "resample_frames", "robust_rigid_fit",
-    "rotation_angle_deg", "yaw_deg",
+    "FRAMES",
+    "JOINT_GROUPS",
+    "AlignedViews",
+    "Frame",
+    "Mode",
+    "RatePrior",
+    "RobustMode",
+    "SearchBudget",
+    "align_views",
+    "kabsch",
+    "multiview_frame",
+    "naive_alignment",
+    "resample_frames",
+    "robust_rigid_fit",
+    "rotation_angle_deg",
+    "yaw_deg",
 ]
 
 #: joint groups of the residual report (names of NTU25; other layouts use the names they share)
 JOINT_GROUPS: dict[str, tuple[str, ...]] = {
-    "torso": ("spine_base", "spine_mid", "neck", "head", "spine_shoulder", "left_shoulder",
-              "right_shoulder", "left_hip", "right_hip", "hip_center", "spine", "shoulder_center"),
+    "torso": (
+        "spine_base",
+        "spine_mid",
+        "neck",
+        "head",
+        "spine_shoulder",
+        "left_shoulder",
+        "right_shoulder",
+        "left_hip",
+        "right_hip",
+        "hip_center",
+        "spine",
+        "shoulder_center",
+    ),
     "arms": ("left_elbow", "right_elbow", "left_wrist", "right_wrist"),
     "hands": ("left_hand", "right_hand", "left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb"),
     "legs": ("left_knee", "right_knee"),
     "feet": ("left_ankle", "right_ankle", "left_foot", "right_foot"),
 }
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,8 +253,13 @@ def align_views(
     for name, value in (("search_iterations", search_iterations), ("final_iterations", final_iterations)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"align_views: {name} must be an integer >= 1, got {value!r}")
-    norm_params = {"center": "per_frame", "align_spine": True, "align_shoulders": True,
-                   **dict(normalize_params or {}), "fill_null_frames": False}
+    norm_params = {
+        "center": "per_frame",
+        "align_spine": True,
+        "align_shoulders": True,
+        **dict(normalize_params or {}),
+        "fill_null_frames": False,
+    }
 
     arrays: dict[int, np.ndarray] = {}
     for c in present:
@@ -267,10 +296,10 @@ def align_views(
             view_len = arrays[c].shape[1]
             center = (view_len - 1) / (ref_len - 1) if rate_prior == "length_ratio" and ref_len > 1 else 1.0
             offsets, rates = grid(max_offset, estimate_rate, max_rate_deviation, rate_steps, center)
-            scorer = Scorer(ref, ref_ok, arrays[c], valid[c], mode, robust, search_iterations,
-                            min_points, time_scale)
-            best = search(scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap,
-                          coarse_step, budget)
+            scorer = Scorer(ref, ref_ok, arrays[c], valid[c], mode, robust, search_iterations, min_points, time_scale)
+            best = search(
+                scorer, ref_len, view_len, perms, offsets, rates, refine_step, min_overlap, coarse_step, budget
+            )
             if best is None:
                 raise ValueError(f"view {c}: fewer than {min_points} joints overlap the reference")
             if mode == "rigid":
@@ -298,9 +327,13 @@ def align_views(
 
     if normalize_output and mode == "rigid":
         origin = centre_origin(ref, layout.center, ref_ok, norm_params["center"])  # type: ignore[arg-type]
-        rot = body_frame_rotation(ref - origin[None, :, None, :], layout, ref_ok,
-                                  align_spine=bool(norm_params["align_spine"]),
-                                  align_shoulders=bool(norm_params["align_shoulders"]))
+        rot = body_frame_rotation(
+            ref - origin[None, :, None, :],
+            layout,
+            ref_ok,
+            align_spine=bool(norm_params["align_spine"]),
+            align_shoulders=bool(norm_params["align_shoulders"]),
+        )
         moved = (out - origin[None, None, :, None, :]) @ rot.T
         out[...] = np.where(out_ok[..., None], moved, 0.0)
     result.coords = out.astype(np.float32)
@@ -338,15 +371,26 @@ def multiview_frame(
     if frame not in FRAMES:
         raise ValueError(f"frame must be one of {FRAMES}, got {frame!r}")
     result = align_views(
-        views, reference_camera=reference_camera, cameras=cameras, mode="rigid", layout=layout,
-        tracked=tracked, normalize_output=frame == "aligned", normalize_params=normalize_params,
+        views,
+        reference_camera=reference_camera,
+        cameras=cameras,
+        mode="rigid",
+        layout=layout,
+        tracked=tracked,
+        normalize_output=frame == "aligned",
+        normalize_params=normalize_params,
         **align_params,  # type: ignore[arg-type]
     )
     result.frame = frame
     if frame == "aligned":
         return result
-    norm_params = {"center": "per_frame", "align_spine": True, "align_shoulders": True,
-                   **dict(normalize_params or {}), "fill_null_frames": False}
+    norm_params = {
+        "center": "per_frame",
+        "align_spine": True,
+        "align_shoulders": True,
+        **dict(normalize_params or {}),
+        "fill_null_frames": False,
+    }
     num_bodies, ref_len = result.coords.shape[1:3]
     frames = np.arange(ref_len, dtype=np.float64)
     out = np.zeros(result.coords.shape, dtype=np.float64)
@@ -376,8 +420,12 @@ def naive_alignment(
     present = [c for c in cams if c in views]
     ref_cam = reference_camera if reference_camera in views else present[0]
     num_bodies = max(np.asarray(v).shape[0] for v in views.values())
-    body = {c: _pad_bodies(pre_normalize(np.asarray(views[c])[..., :3], layout, fill_null_frames=False)
-                           .astype(np.float64), num_bodies) for c in present}
+    body = {
+        c: _pad_bodies(
+            pre_normalize(np.asarray(views[c])[..., :3], layout, fill_null_frames=False).astype(np.float64), num_bodies
+        )
+        for c in present
+    }
     valid = {c: _pad_bodies(joint_valid_mask(np.asarray(views[c])), num_bodies) for c in present}
     ref, ref_ok = body[ref_cam], valid[ref_cam]
     ref_len = ref.shape[1]

@@ -111,9 +111,7 @@ class PreparedBundle:
     @property
     def quarantine(self) -> pd.DataFrame:
         # line is an optional integer: nullable Int64 keeps 1444 from becoming 1444.0 on the way out
-        return pd.read_csv(
-            self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""], dtype={"line": "Int64"}
-        )
+        return pd.read_csv(self.path / QUARANTINE_FILE, keep_default_na=False, na_values=[""], dtype={"line": "Int64"})
 
     @property
     def report(self) -> pd.DataFrame:
@@ -135,7 +133,11 @@ def write_bundle(path: str | os.PathLike[str], source: BundleSource, progress=No
         # side records are streamed to disk as they come: memory stays flat however many inputs
         with (
             SampleTableWriter(
-                tmp_dir / SAMPLES_FILE, spec.protocols, spec.streams, spec.row_group_size, spec.fold_protocols,
+                tmp_dir / SAMPLES_FILE,
+                spec.protocols,
+                spec.streams,
+                spec.row_group_size,
+                spec.fold_protocols,
                 spec.parquet,
             ) as writer,
             open(tmp_dir / QUARANTINE_FILE, "w", newline="", encoding="utf-8") as quarantine_file,

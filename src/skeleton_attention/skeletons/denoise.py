@@ -94,8 +94,14 @@ def _tracks(rec: NtuRecording) -> tuple[list[_Track], int]:
         tracks = []
         for k in np.argsort(first, kind="stable"):
             rows = np.flatnonzero(inverse == k)
-            tracks.append(_Track(body_id=int(ids[k]), occurrence=0, frames=rec.body_frame[rows].astype(np.int64),
-                                 xyz=xyz[rows].astype(np.float64)))
+            tracks.append(
+                _Track(
+                    body_id=int(ids[k]),
+                    occurrence=0,
+                    frames=rec.body_frame[rows].astype(np.int64),
+                    xyz=xyz[rows].astype(np.float64),
+                )
+            )
         return tracks, 0
     order: list[tuple[int, int]] = []
     members: dict[tuple[int, int], list[int]] = {}
@@ -111,8 +117,12 @@ def _tracks(rec: NtuRecording) -> tuple[list[_Track], int]:
             order.append(key)
         members[key].append(r)
     tracks = [
-        _Track(body_id=key[0], occurrence=key[1], frames=rec.body_frame[members[key]].astype(np.int64),
-               xyz=xyz[members[key]].astype(np.float64))
+        _Track(
+            body_id=key[0],
+            occurrence=key[1],
+            frames=rec.body_frame[members[key]].astype(np.int64),
+            xyz=xyz[members[key]].astype(np.float64),
+        )
         for key in order
     ]
     return tracks, repeats
@@ -155,8 +165,13 @@ def denoise_ntu(
         "max_bodies_per_frame": int(rec.bodies_per_frame.max()),
         "repeated_id_records": repeats,
         "bodies_found": [
-            {"body_id": t.label, "frames": len(t.frames), "first_frame": int(t.frames[0]),
-             "last_frame": int(t.frames[-1]), "motion": t.motion}
+            {
+                "body_id": t.label,
+                "frames": len(t.frames),
+                "first_frame": int(t.frames[0]),
+                "last_frame": int(t.frames[-1]),
+                "motion": t.motion,
+            }
             for t in tracks
         ],
         "dropped_length": [],
@@ -229,8 +244,9 @@ def denoise_ntu(
     return sequence, report
 
 
-def _spread_filter(tracks: list[_Track], spread_ratio: float, noisy_frame_ratio: float,
-                   motion: str, report: dict) -> list[_Track]:
+def _spread_filter(
+    tracks: list[_Track], spread_ratio: float, noisy_frame_ratio: float, motion: str, report: dict
+) -> list[_Track]:
     """Step 2b; records every track's noisy-frame ratio in ``report["spread"]``."""
     kept = list(tracks)
     for track in tracks:
@@ -238,8 +254,7 @@ def _spread_filter(tracks: list[_Track], spread_ratio: float, noisy_frame_ratio:
             break
         noisy = noisy_frames(track.xyz, spread_ratio)
         ratio = float(noisy.mean())
-        entry = {"body_id": track.label, "noisy_frames": int(noisy.sum()), "noisy_ratio": ratio,
-                 "dropped": False}
+        entry = {"body_id": track.label, "noisy_frames": int(noisy.sum()), "noisy_ratio": ratio, "dropped": False}
         report["spread"].append(entry)
         if ratio >= noisy_frame_ratio:
             entry["dropped"] = True

@@ -73,14 +73,18 @@ def raw_fingerprint(
     root = os.path.commonpath([os.path.abspath(p) for p in files]) if files else None
     if root is not None and len(files) == 1:
         root = os.path.dirname(root)
-    return digest({
-        "files": file_stats([os.path.abspath(p) for p in files], root),
-        "tasks": digest([json.dumps(t, sort_keys=True, default=str) for t in tasks]) if tasks else None,
-        "skipped": [[os.path.relpath(os.path.abspath(str(r["file"])), root) if root else str(r["file"]),
-                     r["reason"]] for r in skipped],
-        "params": output_params(params),
-        "extra": dict(extra or {}),
-    })
+    return digest(
+        {
+            "files": file_stats([os.path.abspath(p) for p in files], root),
+            "tasks": digest([json.dumps(t, sort_keys=True, default=str) for t in tasks]) if tasks else None,
+            "skipped": [
+                [os.path.relpath(os.path.abspath(str(r["file"])), root) if root else str(r["file"]), r["reason"]]
+                for r in skipped
+            ],
+            "params": output_params(params),
+            "extra": dict(extra or {}),
+        }
+    )
 
 
 def file_digest(path: str | os.PathLike[str] | None) -> str | None:

@@ -154,9 +154,16 @@ def ingest(
                 reason, detail = "no_samples", "the input holds no sample"
             if reason is not None:
                 counter.excluded += 1
-                yield SideRecord("quarantine", {
-                    "file": name, "kind": "excluded", "reason": reason, "line": None, "detail": detail,
-                })
+                yield SideRecord(
+                    "quarantine",
+                    {
+                        "file": name,
+                        "kind": "excluded",
+                        "reason": reason,
+                        "line": None,
+                        "detail": detail,
+                    },
+                )
                 continue
             yield from _sample_rows(name, outcome, seen_ids, counter, strict, row_maker)
     finally:
@@ -245,7 +252,11 @@ class RawFileList(list):
         kept = [f for f in self if keep(f)]
         dropped = [str(f) for f in self if not keep(f)]
         return RawFileList(
-            kept, root=self.root, patterns=self.patterns, skipped=self.skipped, unmatched=self.unmatched + dropped,
+            kept,
+            root=self.root,
+            patterns=self.patterns,
+            skipped=self.skipped,
+            unmatched=self.unmatched + dropped,
         )
 
     def summary_info(self) -> dict[str, object]:
@@ -304,11 +315,25 @@ def _folders_to_follow(
             listed[real] = str(path)
             keep.append(name)
         elif here == real or here.startswith(real + os.sep):
-            skipped.append({"file": str(path), "kind": "quarantined", "reason": "symlink_loop", "line": None,
-                            "detail": f"symbolic link to {os.readlink(path)} leads back to {first}"})
+            skipped.append(
+                {
+                    "file": str(path),
+                    "kind": "quarantined",
+                    "reason": "symlink_loop",
+                    "line": None,
+                    "detail": f"symbolic link to {os.readlink(path)} leads back to {first}",
+                }
+            )
         else:
-            skipped.append({"file": str(path), "kind": "excluded", "reason": "duplicate_folder", "line": None,
-                            "detail": f"the same folder as {first}, which is read"})
+            skipped.append(
+                {
+                    "file": str(path),
+                    "kind": "excluded",
+                    "reason": "duplicate_folder",
+                    "line": None,
+                    "detail": f"the same folder as {first}, which is read",
+                }
+            )
     return sorted(keep)
 
 
@@ -339,13 +364,21 @@ def scan_raw_dir(
                 continue
             rule = _exclusion(path, name, exclude)
             if rule is not None:
-                skipped.append({"file": str(path), "kind": "excluded", "reason": "excluded_by_pattern",
-                                "line": None, "detail": f"matches the exclude entry {rule!r}"})
+                skipped.append(
+                    {
+                        "file": str(path),
+                        "kind": "excluded",
+                        "reason": "excluded_by_pattern",
+                        "line": None,
+                        "detail": f"matches the exclude entry {rule!r}",
+                    }
+                )
                 continue
             problem = _link_problem(path) if path.is_symlink() else None
             if problem is not None:
-                skipped.append({"file": str(path), "kind": "quarantined", "reason": problem[0],
-                                "line": None, "detail": problem[1]})
+                skipped.append(
+                    {"file": str(path), "kind": "quarantined", "reason": problem[0], "line": None, "detail": problem[1]}
+                )
             elif path.is_file():
                 files.append(path)
             else:  # a socket, a FIFO: not a raw file

@@ -111,9 +111,7 @@ def load_label_map(path: str | Path) -> dict[str, dict[str, object]]:
                 str(path), "non_numeric", f"entry {clip_id!r}: label_index {index!r} is not an integer"
             )
         if not isinstance(has_skeleton, bool):
-            raise MalformedSkeletonFile(
-                str(path), "malformed_json", f"entry {clip_id!r}: has_skeleton not a boolean"
-            )
+            raise MalformedSkeletonFile(str(path), "malformed_json", f"entry {clip_id!r}: has_skeleton not a boolean")
         out[clip_id] = {"label": label, "label_index": index, "has_skeleton": has_skeleton}
     return out
 
@@ -243,9 +241,7 @@ def parse_kinetics_json(path: str | Path) -> KineticsClip:
             score = _numbers(path, _field(path, person, "score", pwhere), NUM_JOINTS, "score", pwhere)
             if (score < 0).any():
                 # OpenPose confidences are >= 0 (0 = not detected); a negative one is corruption
-                raise MalformedSkeletonFile(
-                    str(path), "bad_score", f"{pwhere}: negative score {float(score.min())!r}"
-                )
+                raise MalformedSkeletonFile(str(path), "bad_score", f"{pwhere}: negative score {float(score.min())!r}")
             arr[p, :, 0] = pose[0::2]
             arr[p, :, 1] = pose[1::2]
             arr[p, :, 2] = score
@@ -282,7 +278,8 @@ def _frame_slots(
     if max_frames is not None and length > max_frames:
         k = slots.index(length - 1)
         raise MalformedSkeletonFile(
-            str(path), "too_many_frames",
+            str(path),
+            "too_many_frames",
             f"data[{k}]: frame_index {indices[k]} makes a clip of {length} frames, above max_frames={max_frames}",
         )
     return slots, length
@@ -332,7 +329,8 @@ def _resolve_label(
         raise MalformedSkeletonFile(str(path), "label_mismatch", f"label_index {index} is negative")
     if num_classes is not None and index >= num_classes:
         raise MalformedSkeletonFile(
-            str(path), "label_mismatch",
+            str(path),
+            "label_mismatch",
             f"label_index {index} is outside [0, {num_classes}): {num_classes} classes (label maps listing a "
             "subset of the classes need prepare_kinetics.num_classes)",
         )
@@ -372,9 +370,7 @@ def read_kinetics_clip(
     if not clip.frames:
         raise MalformedSkeletonFile(str(path), "zero_frames", "'data' is empty")
     if not any(f.people.shape[0] for f in clip.frames):
-        raise MalformedSkeletonFile(
-            str(path), "no_skeleton", f"no person detected in any of {len(clip.frames)} frames"
-        )
+        raise MalformedSkeletonFile(str(path), "no_skeleton", f"no person detected in any of {len(clip.frames)} frames")
     label, label_name = _resolve_label(path, clip, label_map, label_names, num_classes)
     slots, length = _frame_slots(path, clip, frame_index_base, max_frames)
     if num_frames is not None:

@@ -88,9 +88,7 @@ _FILE = re.compile(r"(a\d{2}_s\d{2}_e\d{2})_skeleton3D\.txt")
 _VALUES_PER_LINE = 4
 
 
-def parse_msr_name(
-    name: str, path: str | Path | None = None, line: int | None = None
-) -> tuple[int, int, int]:
+def parse_msr_name(name: str, path: str | Path | None = None, line: int | None = None) -> tuple[int, int, int]:
     """``"a01_s02_e03"`` -> ``(action, subject, episode)``; ranges 1-20, 1-10, >= 1."""
     match = _NAME.fullmatch(name)
     where = str(path) if path is not None else name
@@ -98,9 +96,7 @@ def parse_msr_name(
         raise MalformedSkeletonFile(where, "bad_name", f"{name!r} is not aXX_sYY_eZZ", line)
     action, subject, episode = (int(g) for g in match.groups())
     if not (1 <= action <= len(MSR_ACTIONS) and subject in MSR_SUBJECTS and episode >= 1):
-        raise MalformedSkeletonFile(
-            where, "bad_name", f"{name!r}: action, subject or episode out of range", line
-        )
+        raise MalformedSkeletonFile(where, "bad_name", f"{name!r}: action, subject or episode out of range", line)
     return action, subject, episode
 
 
@@ -124,8 +120,7 @@ def read_msr_joints(path: str | Path) -> np.ndarray:
         raise MalformedSkeletonFile(
             str(path),
             "truncated",
-            f"{len(rows)} joint lines is not a multiple of {NUM_JOINTS} "
-            f"(last frame has {len(rows) % NUM_JOINTS})",
+            f"{len(rows)} joint lines is not a multiple of {NUM_JOINTS} (last frame has {len(rows) % NUM_JOINTS})",
             len(rows),
         )
     try:
@@ -136,9 +131,7 @@ def read_msr_joints(path: str | Path) -> np.ndarray:
                 try:
                     float(token)
                 except ValueError:
-                    raise MalformedSkeletonFile(
-                        str(path), "non_numeric", f"value {token!r}", number
-                    ) from None
+                    raise MalformedSkeletonFile(str(path), "non_numeric", f"value {token!r}", number) from None
         raise  # pragma: no cover - numpy and float() disagree only on exotic input
     bad = ~np.isfinite(values)
     if bad.any():

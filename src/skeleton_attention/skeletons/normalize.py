@@ -48,9 +48,7 @@ SCALE_SEGMENTS: tuple[tuple[str, str], ...] = (
 # validity masks
 
 
-def joint_valid_mask(
-    coords: np.ndarray, spatial_dims: int = 3, score_channel: int | None = None
-) -> np.ndarray:
+def joint_valid_mask(coords: np.ndarray, spatial_dims: int = 3, score_channel: int | None = None) -> np.ndarray:
     """(M, T, V) bool: a joint is present.
 
     With ``score_channel`` a joint is present when its score is > 0 (OpenPose writes score 0
@@ -71,9 +69,7 @@ def joint_valid_mask(
     return mask
 
 
-def frame_valid_mask(
-    coords: np.ndarray, spatial_dims: int = 3, score_channel: int | None = None
-) -> np.ndarray:
+def frame_valid_mask(coords: np.ndarray, spatial_dims: int = 3, score_channel: int | None = None) -> np.ndarray:
     """(M, T) bool: the body has at least one present joint in the frame."""
     return joint_valid_mask(coords, spatial_dims, score_channel).any(axis=-1)
 
@@ -342,8 +338,7 @@ def pre_normalize(
             valid = joint_valid_mask(x)
     origin = centre_origin(x, layout.center, valid, center)
     xyz = x[..., :3] - origin[None, :, None, :]
-    rot = body_frame_rotation(xyz, layout, valid, align_spine=align_spine,
-                              align_shoulders=align_shoulders, eps=eps)
+    rot = body_frame_rotation(xyz, layout, valid, align_spine=align_spine, align_shoulders=align_shoulders, eps=eps)
     xyz = xyz @ rot.T
     if length is not None:
         xyz = xyz / length
@@ -418,8 +413,9 @@ def normalize_sequence(seq: SkeletonSequence, params: Mapping[str, object] | Non
         if method not in _METHODS:
             raise ValueError(f"unknown normalization method {method!r}; known: {[*_METHODS, 'none']}")
         if _METHODS[str(method)] != layout.spatial_dims:
-            raise ValueError(f"normalization method {method!r} does not apply to the "
-                             f"{layout.spatial_dims}-D layout {layout.name}")
+            raise ValueError(
+                f"normalization method {method!r} does not apply to the {layout.spatial_dims}-D layout {layout.name}"
+            )
     allowed = _PARAMS_3D if layout.spatial_dims == 3 else _PARAMS_2D
     unknown = sorted(set(raw) - set(allowed))
     if unknown:

@@ -60,14 +60,30 @@ _BODY_LINES = 2 + NUM_JOINTS
 
 #: columns of :attr:`NtuRecording.body_info` (the body ID is kept apart, exact)
 BODY_INFO_FIELDS: tuple[str, ...] = (
-    "clipped_edges", "hand_left_confidence", "hand_left_state", "hand_right_confidence",
-    "hand_right_state", "is_restricted", "lean_x", "lean_y", "tracking_state",
+    "clipped_edges",
+    "hand_left_confidence",
+    "hand_left_state",
+    "hand_right_confidence",
+    "hand_right_state",
+    "is_restricted",
+    "lean_x",
+    "lean_y",
+    "tracking_state",
 )
 #: channels of :attr:`NtuRecording.joints`: camera-space metres, depth-image pixels,
 #: colour-image pixels, joint orientation quaternion (w, x, y, z)
 JOINT_FIELDS: tuple[str, ...] = (
-    "x", "y", "z", "depth_x", "depth_y", "color_x", "color_y",
-    "orientation_w", "orientation_x", "orientation_y", "orientation_z",
+    "x",
+    "y",
+    "z",
+    "depth_x",
+    "depth_y",
+    "color_x",
+    "color_y",
+    "orientation_w",
+    "orientation_x",
+    "orientation_y",
+    "orientation_z",
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +93,10 @@ JOINT_FIELDS: tuple[str, ...] = (
 _NAME_RE = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
 #: valid ranges of the name fields over NTU RGB+D 120 (NTU 60 is the subset S001-S017, A001-A060)
 NAME_FIELD_RANGES: dict[str, tuple[int, int]] = {
-    "setup": (1, 32), "camera": (1, 3), "performer": (1, 106), "replication": (1, 2),
+    "setup": (1, 32),
+    "camera": (1, 3),
+    "performer": (1, 106),
+    "replication": (1, 2),
     "action": (1, 120),
 }
 NTU60_MAX_SETUP = 17
@@ -92,9 +111,61 @@ NTU60_XSUB_TRAIN_PERFORMERS: frozenset[int] = frozenset(
 NTU60_XVIEW_TRAIN_CAMERAS: frozenset[int] = frozenset((2, 3))
 #: NTU 120 cross-subject: the 53 training performers (Liu et al., TPAMI 2019).
 NTU120_XSUB_TRAIN_PERFORMERS: frozenset[int] = frozenset(
-    (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38, 45, 46, 47, 49,
-     50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85, 86, 89, 91, 92, 93,
-     94, 95, 97, 98, 100, 103)
+    (
+        1,
+        2,
+        4,
+        5,
+        8,
+        9,
+        13,
+        14,
+        15,
+        16,
+        17,
+        18,
+        19,
+        25,
+        27,
+        28,
+        31,
+        34,
+        35,
+        38,
+        45,
+        46,
+        47,
+        49,
+        50,
+        52,
+        53,
+        54,
+        55,
+        56,
+        57,
+        58,
+        59,
+        70,
+        74,
+        78,
+        80,
+        81,
+        82,
+        83,
+        84,
+        85,
+        86,
+        89,
+        91,
+        92,
+        93,
+        94,
+        95,
+        97,
+        98,
+        100,
+        103,
+    )
 )
 #: NTU 120 cross-setup: even setup IDs train, odd ones test (the official rule; DSTA-Net's
 #: code trains on odd setups).
@@ -103,40 +174,125 @@ NTU120_XSET_TRAIN_SETUPS: frozenset[int] = frozenset(range(2, 33, 2))
 #: Official action names (shahroudy/NTURGB-D README, typographic apostrophes made ASCII),
 #: index = action ID - 1 (A001-A060 = NTU 60, A061-A120 added by NTU 120).
 NTU_ACTION_NAMES: tuple[str, ...] = (
-    "drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup",
-    "throw", "sitting down", "standing up (from sitting position)", "clapping", "reading",
-    "writing", "tear up paper", "wear jacket", "take off jacket", "wear a shoe",
-    "take off a shoe", "wear on glasses", "take off glasses", "put on a hat/cap",
-    "take off a hat/cap", "cheer up", "hand waving", "kicking something",
+    "drink water",
+    "eat meal/snack",
+    "brushing teeth",
+    "brushing hair",
+    "drop",
+    "pickup",
+    "throw",
+    "sitting down",
+    "standing up (from sitting position)",
+    "clapping",
+    "reading",
+    "writing",
+    "tear up paper",
+    "wear jacket",
+    "take off jacket",
+    "wear a shoe",
+    "take off a shoe",
+    "wear on glasses",
+    "take off glasses",
+    "put on a hat/cap",
+    "take off a hat/cap",
+    "cheer up",
+    "hand waving",
+    "kicking something",
     "put something inside pocket / take out something from pocket",
-    "hopping (one foot jumping)", "jump up", "make a phone call/answer phone",
-    "playing with phone/tablet", "typing on a keyboard", "pointing to something with finger",
-    "taking a selfie", "check time (from watch)", "rub two hands together", "nod head/bow",
-    "shake head", "wipe face", "salute", "put the palms together",
-    "cross hands in front (say stop)", "sneeze/cough", "staggering", "falling",
-    "touch head (headache)", "touch chest (stomachache/heart pain)", "touch back (backache)",
-    "touch neck (neckache)", "nausea or vomiting condition",
-    "use a fan (with hand or paper)/feeling warm", "punching/slapping other person",
-    "kicking other person", "pushing other person", "pat on back of other person",
-    "point finger at the other person", "hugging other person",
-    "giving something to other person", "touch other person's pocket", "handshaking",
-    "walking towards each other", "walking apart from each other",
+    "hopping (one foot jumping)",
+    "jump up",
+    "make a phone call/answer phone",
+    "playing with phone/tablet",
+    "typing on a keyboard",
+    "pointing to something with finger",
+    "taking a selfie",
+    "check time (from watch)",
+    "rub two hands together",
+    "nod head/bow",
+    "shake head",
+    "wipe face",
+    "salute",
+    "put the palms together",
+    "cross hands in front (say stop)",
+    "sneeze/cough",
+    "staggering",
+    "falling",
+    "touch head (headache)",
+    "touch chest (stomachache/heart pain)",
+    "touch back (backache)",
+    "touch neck (neckache)",
+    "nausea or vomiting condition",
+    "use a fan (with hand or paper)/feeling warm",
+    "punching/slapping other person",
+    "kicking other person",
+    "pushing other person",
+    "pat on back of other person",
+    "point finger at the other person",
+    "hugging other person",
+    "giving something to other person",
+    "touch other person's pocket",
+    "handshaking",
+    "walking towards each other",
+    "walking apart from each other",
     # NTU RGB+D 120 additions
-    "put on headphone", "take off headphone", "shoot at the basket", "bounce ball",
-    "tennis bat swing", "juggling table tennis balls", "hush (quite)", "flick hair",
-    "thumb up", "thumb down", "make ok sign", "make victory sign", "staple book",
-    "counting money", "cutting nails", "cutting paper (using scissors)", "snapping fingers",
-    "open bottle", "sniff (smell)", "squat down", "toss a coin", "fold paper", "ball up paper",
-    "play magic cube", "apply cream on face", "apply cream on hand back", "put on bag",
-    "take off bag", "put something into a bag", "take something out of a bag", "open a box",
-    "move heavy objects", "shake fist", "throw up cap/hat", "hands up (both hands)",
-    "cross arms", "arm circles", "arm swings", "running on the spot",
-    "butt kicks (kick backward)", "cross toe touch", "side kick", "yawn", "stretch oneself",
-    "blow nose", "hit other person with something", "wield knife towards other person",
-    "knock over other person (hit with body)", "grab other person's stuff",
-    "shoot at other person with a gun", "step on foot", "high-five", "cheers and drink",
-    "carry something with other person", "take a photo of other person",
-    "follow other person", "whisper in other person's ear", "exchange things with other person",
+    "put on headphone",
+    "take off headphone",
+    "shoot at the basket",
+    "bounce ball",
+    "tennis bat swing",
+    "juggling table tennis balls",
+    "hush (quite)",
+    "flick hair",
+    "thumb up",
+    "thumb down",
+    "make ok sign",
+    "make victory sign",
+    "staple book",
+    "counting money",
+    "cutting nails",
+    "cutting paper (using scissors)",
+    "snapping fingers",
+    "open bottle",
+    "sniff (smell)",
+    "squat down",
+    "toss a coin",
+    "fold paper",
+    "ball up paper",
+    "play magic cube",
+    "apply cream on face",
+    "apply cream on hand back",
+    "put on bag",
+    "take off bag",
+    "put something into a bag",
+    "take something out of a bag",
+    "open a box",
+    "move heavy objects",
+    "shake fist",
+    "throw up cap/hat",
+    "hands up (both hands)",
+    "cross arms",
+    "arm circles",
+    "arm swings",
+    "running on the spot",
+    "butt kicks (kick backward)",
+    "cross toe touch",
+    "side kick",
+    "yawn",
+    "stretch oneself",
+    "blow nose",
+    "hit other person with something",
+    "wield knife towards other person",
+    "knock over other person (hit with body)",
+    "grab other person's stuff",
+    "shoot at other person with a gun",
+    "step on foot",
+    "high-five",
+    "cheers and drink",
+    "carry something with other person",
+    "take a photo of other person",
+    "follow other person",
+    "whisper in other person's ear",
+    "exchange things with other person",
     "support somebody with one's hand (someone is sick, help him to walk)",
     "finger-guessing game (playing rock-paper-scissors)",
 )
@@ -157,8 +313,7 @@ class NtuName:
 
     @property
     def sample_id(self) -> str:
-        return (f"S{self.setup:03d}C{self.camera:03d}P{self.performer:03d}"
-                f"R{self.replication:03d}A{self.action:03d}")
+        return f"S{self.setup:03d}C{self.camera:03d}P{self.performer:03d}R{self.replication:03d}A{self.action:03d}"
 
     @property
     def view_group(self) -> str:
@@ -179,9 +334,14 @@ class NtuName:
         return NTU_ACTION_NAMES[self.action - 1]
 
     def as_meta(self) -> dict[str, object]:
-        return {"setup": self.setup, "camera": self.camera, "performer": self.performer,
-                "replication": self.replication, "action": self.action,
-                "view_group": self.view_group}
+        return {
+            "setup": self.setup,
+            "camera": self.camera,
+            "performer": self.performer,
+            "replication": self.replication,
+            "action": self.action,
+            "view_group": self.view_group,
+        }
 
 
 def parse_ntu_name(name_or_path: str | Path | NtuName) -> NtuName:
@@ -197,14 +357,12 @@ def parse_ntu_name(name_or_path: str | Path | NtuName) -> NtuName:
     stem = base.split(".", 1)[0]
     match = _NAME_RE.fullmatch(stem)
     if match is None:
-        raise MalformedSkeletonFile(text, "bad_name",
-                                    f"{base!r} is not an NTU sample name SsssCcccPpppRrrrAaaa")
+        raise MalformedSkeletonFile(text, "bad_name", f"{base!r} is not an NTU sample name SsssCcccPpppRrrrAaaa")
     name = NtuName(*(int(g) for g in match.groups()))
     for field_name, (low, high) in NAME_FIELD_RANGES.items():
         value = getattr(name, field_name)
         if not low <= value <= high:
-            raise MalformedSkeletonFile(text, "bad_name",
-                                        f"{field_name} {value} outside the NTU range {low}..{high}")
+            raise MalformedSkeletonFile(text, "bad_name", f"{field_name} {value} outside the NTU range {low}..{high}")
     return name
 
 
@@ -262,8 +420,7 @@ def load_missing_skeleton_list(path: str | Path, *, max_header_lines: int = 3) -
     return parse_missing_skeleton_list(text, source=str(path), max_header_lines=max_header_lines)
 
 
-def parse_missing_skeleton_list(text: str, *, source: str = "<text>",
-                                max_header_lines: int = 3) -> frozenset[str]:
+def parse_missing_skeleton_list(text: str, *, source: str = "<text>", max_header_lines: int = 3) -> frozenset[str]:
     """Sample names of a missing-skeletons list given as text (e.g. from a Kedro TextDataset).
 
     The official files start with a 3-line header (two sentences and a blank line); copies
@@ -282,8 +439,7 @@ def parse_missing_skeleton_list(text: str, *, source: str = "<text>",
         if _NAME_RE.fullmatch(line) is None:
             if not seen_name and number <= max_header_lines:
                 continue
-            raise MalformedSkeletonFile(source, "bad_name",
-                                        f"{line[:60]!r} is not an NTU sample name", number)
+            raise MalformedSkeletonFile(source, "bad_name", f"{line[:60]!r} is not an NTU sample name", number)
         try:
             names.add(parse_ntu_name(line).sample_id)
         except MalformedSkeletonFile as exc:
@@ -349,12 +505,19 @@ class NtuRecording:
 _NUMERIC_COLUMNS = [f"v{i}" for i in range(JOINT_LINE_VALUES)]
 # Single-threaded: the prepare pipeline already runs one file per worker process.
 _ARROW_READ = pa_csv.ReadOptions(column_names=_NUMERIC_COLUMNS, use_threads=False)
-_ARROW_PARSE = pa_csv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
-                                   escape_char=False, newlines_in_values=False,
-                                   ignore_empty_lines=False)
+_ARROW_PARSE = pa_csv.ParseOptions(
+    delimiter=" ",
+    quote_char=False,
+    double_quote=False,
+    escape_char=False,
+    newlines_in_values=False,
+    ignore_empty_lines=False,
+)
 _ARROW_CONVERT = pa_csv.ConvertOptions(
-    column_types={c: pa.float64() for c in _NUMERIC_COLUMNS}, null_values=[],
-    strings_can_be_null=False, quoted_strings_can_be_null=False,
+    column_types={c: pa.float64() for c in _NUMERIC_COLUMNS},
+    null_values=[],
+    strings_can_be_null=False,
+    quoted_strings_can_be_null=False,
 )
 # A body-info line minus its ID has 9 values; padding it to 12 lets one Arrow call parse the
 # info and joint lines together.
@@ -364,8 +527,7 @@ _NON_FINITE_RE = re.compile(rb"[-+]?(?:nan|inf|infinity)", re.IGNORECASE)
 _UINT64_MAX = 2**64 - 1
 
 
-def read_ntu_skeleton(path: str | Path, name: NtuName | str | None = None, *,
-                      pure: bool | None = None) -> NtuRecording:
+def read_ntu_skeleton(path: str | Path, name: NtuName | str | None = None, *, pure: bool | None = None) -> NtuRecording:
     """Read one NTU ``.skeleton`` file (LF or CRLF) keeping every field; see the module doc.
 
     Raises ``MalformedSkeletonFile`` with one of the reasons ``empty_file, binary_file,
@@ -436,14 +598,17 @@ def _parse_pure(data: bytes, source: str, name: NtuName) -> NtuRecording:
     bad = (tracking != np.round(tracking)) | (np.abs(tracking) > 127)
     if bad.any():
         b, j = np.argwhere(bad)[0]
-        raise MalformedSkeletonFile(source, "non_numeric",
-                                    f"joint tracking state {float(tracking[b, j])} is not a small integer",
-                                    starts[b] + 3 + int(j))
+        raise MalformedSkeletonFile(
+            source,
+            "non_numeric",
+            f"joint tracking state {float(tracking[b, j])} is not a small integer",
+            starts[b] + 3 + int(j),
+        )
     # A value beyond float32 becomes inf in the cast and is reported just below as non_finite
     # (naming its line, like the C parser); numpy's overflow warning would only repeat that.
     with np.errstate(over="ignore"):
         joints = joint_values[:, :, : len(JOINT_FIELDS)].astype(np.float32)
-        body_info = values[num_bodies * NUM_JOINTS:, : len(BODY_INFO_FIELDS)].astype(np.float32)
+        body_info = values[num_bodies * NUM_JOINTS :, : len(BODY_INFO_FIELDS)].astype(np.float32)
     if not np.isfinite(joints).all():
         b, j, _ = np.argwhere(~np.isfinite(joints))[0]
         raise MalformedSkeletonFile(source, "non_finite", "a joint value overflows float32", starts[b] + 3 + int(j))
@@ -470,14 +635,17 @@ def _split_lines(data: bytes, source: str) -> list[bytes]:
         raise MalformedSkeletonFile(source, "empty_file", f"{len(data)} bytes, no content")
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise MalformedSkeletonFile(source, "binary_file", f"NUL byte at offset {nul}",
-                                    data.count(b"\n", 0, nul) + 1)
+        raise MalformedSkeletonFile(source, "binary_file", f"NUL byte at offset {nul}", data.count(b"\n", 0, nul) + 1)
     if not data.isascii():
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise MalformedSkeletonFile(source, "binary_file", f"not text: {exc.reason} at offset "
-                                        f"{exc.start}", data.count(b"\n", 0, exc.start) + 1) from None
+            raise MalformedSkeletonFile(
+                source,
+                "binary_file",
+                f"not text: {exc.reason} at offset {exc.start}",
+                data.count(b"\n", 0, exc.start) + 1,
+            ) from None
     lines = data.split(b"\n")
     while lines and not lines[-1].strip():
         lines.pop()
@@ -500,9 +668,9 @@ def _walk_structure(lines: list[bytes], source: str) -> tuple[int, list[int], li
     n = len(lines)
     num_frames = _count(lines[0])
     if num_frames is None:
-        raise MalformedSkeletonFile(source, "non_numeric",
-                                    f"frame count {lines[0].strip()[:40]!r} is not a non-negative "
-                                    "integer", 1)
+        raise MalformedSkeletonFile(
+            source, "non_numeric", f"frame count {lines[0].strip()[:40]!r} is not a non-negative integer", 1
+        )
     if num_frames == 0:
         raise MalformedSkeletonFile(source, "zero_frames", "the file declares 0 frames", 1)
     bodies_per_frame: list[int] = []
@@ -510,42 +678,56 @@ def _walk_structure(lines: list[bytes], source: str) -> tuple[int, list[int], li
     i = 1
     for frame in range(num_frames):
         if i >= n:
-            raise MalformedSkeletonFile(source, "truncated",
-                                        f"file ends after {n} lines, inside frame {frame + 1} of "
-                                        f"{num_frames} (expected its body count)", n + 1)
+            raise MalformedSkeletonFile(
+                source,
+                "truncated",
+                f"file ends after {n} lines, inside frame {frame + 1} of {num_frames} (expected its body count)",
+                n + 1,
+            )
         count_line = i
         num_bodies = _count(lines[i])
         if num_bodies is None:
-            raise MalformedSkeletonFile(source, "wrong_body_count",
-                                        f"frame {frame + 1}: body count {lines[i].strip()[:40]!r} is "
-                                        "not a non-negative integer", i + 1)
+            raise MalformedSkeletonFile(
+                source,
+                "wrong_body_count",
+                f"frame {frame + 1}: body count {lines[i].strip()[:40]!r} is not a non-negative integer",
+                i + 1,
+            )
         bodies_per_frame.append(num_bodies)
         i += 1
         for body in range(num_bodies):
             if i + _BODY_LINES > n:
-                raise MalformedSkeletonFile(source, "truncated",
-                                            f"file ends after {n} lines, inside body {body + 1} of "
-                                            f"frame {frame + 1} (needs lines {i + 1}..{i + _BODY_LINES})",
-                                            n + 1)
+                raise MalformedSkeletonFile(
+                    source,
+                    "truncated",
+                    f"file ends after {n} lines, inside body {body + 1} of "
+                    f"frame {frame + 1} (needs lines {i + 1}..{i + _BODY_LINES})",
+                    n + 1,
+                )
             joint_count = lines[i + 1]
             if joint_count != b"25" and _count(joint_count) != NUM_JOINTS:
                 if _count(lines[i]) is not None:
                     # The "info line" is a count: this frame lists fewer bodies than it declares.
-                    raise MalformedSkeletonFile(source, "wrong_body_count",
-                                                f"frame {frame + 1} declares {num_bodies} bodies but "
-                                                f"line {i + 1} ends its body {body}", count_line + 1)
-                raise MalformedSkeletonFile(source, "wrong_joint_count",
-                                            f"frame {frame + 1}, body {body + 1}: joint count "
-                                            f"{joint_count.strip()[:40]!r}, expected 25", i + 2)
+                    raise MalformedSkeletonFile(
+                        source,
+                        "wrong_body_count",
+                        f"frame {frame + 1} declares {num_bodies} bodies but line {i + 1} ends its body {body}",
+                        count_line + 1,
+                    )
+                raise MalformedSkeletonFile(
+                    source,
+                    "wrong_joint_count",
+                    f"frame {frame + 1}, body {body + 1}: joint count {joint_count.strip()[:40]!r}, expected 25",
+                    i + 2,
+                )
             starts.append(i)
             i += _BODY_LINES
     if i < n:
-        raise MalformedSkeletonFile(source, "trailing_data",
-                                    f"{n - i} non-blank line(s) after the {num_frames} declared frames",
-                                    i + 1)
+        raise MalformedSkeletonFile(
+            source, "trailing_data", f"{n - i} non-blank line(s) after the {num_frames} declared frames", i + 1
+        )
     if not starts:
-        raise MalformedSkeletonFile(source, "zero_frames",
-                                    f"none of the {num_frames} frames has a body", 1)
+        raise MalformedSkeletonFile(source, "zero_frames", f"none of the {num_frames} frames has a body", 1)
     return num_frames, bodies_per_frame, starts
 
 
@@ -556,29 +738,37 @@ def _body_info_rows(lines: list[bytes], starts: list[int], source: str) -> tuple
     for start in starts:
         parts = lines[start].split()
         if len(parts) != BODY_INFO_VALUES:
-            raise MalformedSkeletonFile(source, "missing_field",
-                                        f"body info line has {len(parts)} values, expected "
-                                        f"{BODY_INFO_VALUES}", start + 1)
+            raise MalformedSkeletonFile(
+                source,
+                "missing_field",
+                f"body info line has {len(parts)} values, expected {BODY_INFO_VALUES}",
+                start + 1,
+            )
         token = parts[0]
         if not token.isdigit() or len(token.lstrip(b"0")) > 20 or int(token) > _UINT64_MAX:
-            raise MalformedSkeletonFile(source, "non_numeric",
-                                        f"body ID {token[:40]!r} is not an unsigned 64-bit integer",
-                                        start + 1)
+            raise MalformedSkeletonFile(
+                source, "non_numeric", f"body ID {token[:40]!r} is not an unsigned 64-bit integer", start + 1
+            )
         body_ids.append(int(token))
         rows.append(b" ".join(parts[1:]) + _INFO_PAD)
     return body_ids, rows
 
 
-def _parse_numeric(lines: list[bytes], starts: list[int], info_rows: list[bytes], source: str,
-                   ends_with_newline: bool) -> np.ndarray:
+def _parse_numeric(
+    lines: list[bytes], starts: list[int], info_rows: list[bytes], source: str, ends_with_newline: bool
+) -> np.ndarray:
     """All joint lines (in body order) then all info rows, as one (25*B + B, 12) float64 array."""
     joint_lines: list[bytes] = []
     for start in starts:
-        joint_lines.extend(lines[start + 2: start + _BODY_LINES])
+        joint_lines.extend(lines[start + 2 : start + _BODY_LINES])
     rows = joint_lines + info_rows
     try:
-        table = pa_csv.read_csv(pa.py_buffer(b"\n".join(rows)), read_options=_ARROW_READ,
-                                parse_options=_ARROW_PARSE, convert_options=_ARROW_CONVERT)
+        table = pa_csv.read_csv(
+            pa.py_buffer(b"\n".join(rows)),
+            read_options=_ARROW_READ,
+            parse_options=_ARROW_PARSE,
+            convert_options=_ARROW_CONVERT,
+        )
     except pa.ArrowInvalid:
         table = None
     if table is not None and table.num_rows == len(rows) and not any(c.null_count for c in table.columns):
@@ -597,11 +787,12 @@ def _parse_numeric(lines: list[bytes], starts: list[int], info_rows: list[bytes]
         tokens = row.split()
         if not is_info and len(tokens) != JOINT_LINE_VALUES:
             if number == last_line and not ends_with_newline and len(tokens) < JOINT_LINE_VALUES:
-                raise MalformedSkeletonFile(source, "truncated",
-                                            f"last line ends after {len(tokens)} of 12 joint values",
-                                            number)
-            raise MalformedSkeletonFile(source, "wrong_joint_count",
-                                        f"joint line has {len(tokens)} values, expected 12", number)
+                raise MalformedSkeletonFile(
+                    source, "truncated", f"last line ends after {len(tokens)} of 12 joint values", number
+                )
+            raise MalformedSkeletonFile(
+                source, "wrong_joint_count", f"joint line has {len(tokens)} values, expected 12", number
+            )
         for k, token in enumerate(tokens):
             values[r, k] = _strict_float(token, source, number)
     return values
@@ -610,8 +801,11 @@ def _parse_numeric(lines: list[bytes], starts: list[int], info_rows: list[bytes]
 def _float64_values(column: pa.ChunkedArray) -> np.ndarray:
     """A null-free float64 Arrow column as numpy, read from its data buffers: Arrow's own
     ``to_numpy`` imports pandas on first use (about 50 MiB of RSS and 0.5 s)."""
-    parts = [np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=chunk.offset * 8)
-             for chunk in column.chunks if len(chunk)]
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype=np.float64, count=len(chunk), offset=chunk.offset * 8)
+        for chunk in column.chunks
+        if len(chunk)
+    ]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
@@ -623,7 +817,5 @@ def _strict_float(token: bytes, source: str, line: int) -> float:
         raise MalformedSkeletonFile(source, "non_numeric", f"value {shown!r} is not a number", line)
     value = float(token)
     if not np.isfinite(value):
-        raise MalformedSkeletonFile(source, "non_finite",
-                                    f"value {token.decode()!r} overflows to {value}", line)
+        raise MalformedSkeletonFile(source, "non_finite", f"value {token.decode()!r} overflows to {value}", line)
     return value
-

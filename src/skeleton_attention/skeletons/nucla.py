@@ -146,7 +146,8 @@ def read_nucla_file(path: str | Path) -> SkeletonSequence:
         raise MalformedSkeletonFile(str(path), "malformed_json", f"label {label!r} is not an integer")
     if label != name.label + 1:
         raise MalformedSkeletonFile(
-            str(path), "label_mismatch",
+            str(path),
+            "label_mismatch",
             f"label {label} but action a{name.action:02d} is class {name.label + 1} of 1..10",
         )
     joints = _joints(path, data["skeletons"])
@@ -161,8 +162,11 @@ def read_nucla_file(path: str | Path) -> SkeletonSequence:
         label_name=NUCLA_ACTIONS[name.action],
         source_file=str(path),
         meta={
-            "action": name.action, "subject": name.subject, "episode": name.episode,
-            "camera": name.view, "view_group": name.view_group,
+            "action": name.action,
+            "subject": name.subject,
+            "episode": name.episode,
+            "camera": name.view,
+            "view_group": name.view_group,
         },
     )
 

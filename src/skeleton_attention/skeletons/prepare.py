@@ -42,6 +42,7 @@ MSR_SUBSET_PROTOCOLS: dict[str, str] = {"msr_as1_xsub": "AS1", "msr_as2_xsub": "
 
 # --- NTU -------------------------------------------------------------------------------------------
 
+
 def process_ntu_file(
     path: Path,
     *,
@@ -77,6 +78,7 @@ def process_ntu_file(
 
 # --- Kinetics -------------------------------------------------------------------------------------
 
+
 def process_kinetics_file(
     path: Path,
     *,
@@ -90,7 +92,8 @@ def process_kinetics_file(
     clip_id = Path(path).stem
     if clip_id in train_map and clip_id in val_map:
         raise MalformedSkeletonFile(
-            str(path), "label_conflict",
+            str(path),
+            "label_conflict",
             f"clip {clip_id!r} is listed in both the train and the val label map, so its split is undefined",
         )
     in_train = clip_id in train_map
@@ -99,13 +102,18 @@ def process_kinetics_file(
     if entry is not None and entry.get("has_skeleton") is False:
         return FileOutcome(excluded_reason="no_skeleton", excluded_detail="label map says has_skeleton: false")
     seq = kinetics.read_kinetics_clip(
-        path, label_map=label_map or None, max_people=max_people, num_classes=num_classes, max_frames=max_frames,
+        path,
+        label_map=label_map or None,
+        max_people=max_people,
+        num_classes=num_classes,
+        max_frames=max_frames,
     )
     split = kinetics.kinetics_split(clip_id, train_map, val_map)
     return FileOutcome(samples=[(seq, {"kinetics": split})])
 
 
 # --- UTKinect and MSR -----------------------------------------------------------------------------
+
 
 def process_utkinect_file(path: Path, *, label_file: Path) -> FileOutcome:
     """All action segments of one ``joints_sXX_eYY.txt`` file, with their cross-subject split, their
@@ -154,6 +162,7 @@ def process_sbu_file(path: Path, *, coordinates: str = "metres") -> FileOutcome:
 
 # --- streams ----------------------------------------------------------------------------------------
 
+
 def sequence_from_metadata(meta: Mapping[str, object], coords: np.ndarray) -> SkeletonSequence:
     """Rebuild a :class:`SkeletonSequence` from a table metadata row and its coordinates."""
     fields = {k: meta.get(k) for k in (*META_INT_COLUMNS, *META_STR_COLUMNS)}
@@ -178,7 +187,7 @@ def _records(frame, order: np.ndarray | None = None, chunk: int = 1024) -> Itera
     costs ~1.5 KB per row at once)."""
     order = np.arange(len(frame)) if order is None else order
     for start in range(0, len(order), chunk):
-        yield from frame.iloc[order[start:start + chunk]].to_dict("records")
+        yield from frame.iloc[order[start : start + chunk]].to_dict("records")
 
 
 def row_permutation(group_sizes: Sequence[int], seed: int = 0, open_groups: int = 8) -> np.ndarray:
@@ -280,7 +289,7 @@ def _stream_rows(
         for i, sample in zip(indices, batch, strict=True):
             arrays[i] = sample
     for (record, seq), sample in zip(pending, arrays, strict=True):
-        splits = {c[len("split_"):]: record[c] for c in split_columns}
+        splits = {c[len("split_") :]: record[c] for c in split_columns}
         yield sequence_to_row(seq, sample, splits)  # type: ignore[arg-type]
 
 
@@ -295,6 +304,7 @@ def _naming(record: Mapping[str, object]) -> Iterator[None]:
 
 
 # --- NTU multi-view -----------------------------------------------------------------------------------
+
 
 def view_groups(table: SampleTable) -> list[dict[str, object]]:
     """One task per NTU recording: its ``view_group`` key and the table rows of its cameras."""
@@ -336,7 +346,11 @@ def process_view_group(
     for camera, row in rows.items():
         views[camera], tracked[camera] = load_ntu_view(metadata.at[row, "source_file"], denoise_params=denoise)
     aligned = multiview_frame(
-        views, frame, cameras=tuple(cameras), tracked=tracked, **dict(align or {})  # type: ignore[arg-type]
+        views,
+        frame,
+        cameras=tuple(cameras),
+        tracked=tracked,
+        **dict(align or {}),  # type: ignore[arg-type]
     )
     num_views, bodies = aligned.coords.shape[:2]
     first = metadata.iloc[next(iter(rows.values()))].to_dict()
@@ -345,7 +359,7 @@ def process_view_group(
     seq.sample_id = str(group["view_group"])
     seq.meta.pop("camera", None)
     seq.meta.update({"num_views": num_views, "cameras_present": present})
-    splits = {c[len("split_"):]: first[c] for c in metadata.columns if c.startswith("split_")}
+    splits = {c[len("split_") :]: first[c] for c in metadata.columns if c.startswith("split_")}
     # cross-view is ill-defined when every view is an input: only the subject/setup protocols apply
     splits = {p: (s if "xview" not in p else None) for p, s in splits.items()}
     report = {
@@ -408,7 +422,7 @@ def stacked_views_sequence(
     seq.source_file = ""
     seq.meta.pop("camera", None)
     seq.meta.update({"num_views": num_views, "cameras_present": cameras_present})
-    splits = {c[len("split_"):]: first[c] for c in metadata.columns if c.startswith("split_")}
+    splits = {c[len("split_") :]: first[c] for c in metadata.columns if c.startswith("split_")}
     return seq, {p: (s if "xview" not in p else None) for p, s in splits.items()}
 
 
@@ -450,25 +464,39 @@ def process_nucla_recording(
     params = dict(align or {})
     reference = int(params.pop("reference_camera", cams[0]))  # type: ignore[call-overload]
     aligned = multiview_frame(
-        views, frame, reference_camera=reference, cameras=cams, layout=KINECT20,  # type: ignore[arg-type]
-        normalize_params=normalize, **params,
+        views,
+        frame,
+        reference_camera=reference,
+        cameras=cams,
+        layout=KINECT20,  # type: ignore[arg-type]
+        normalize_params=normalize,
+        **params,
     )
     naive = naive_alignment(views, reference_camera=reference, cameras=cams, layout=KINECT20)
     present = "".join(str(c) for c, ok in zip(aligned.cameras, aligned.view_mask, strict=True) if ok)
     seq, splits = stacked_views_sequence(group, table, aligned.coords, present)
     splits = {p: s for p, s in splits.items() if "xview" not in p}  # the table has no cross-view column
     report: dict[str, object] = {
-        "view_group": seq.sample_id, "cameras_present": present, "complete": len(present) == len(cams),
-        "frame": frame, "reference": aligned.reference_camera, "frames": int(aligned.coords.shape[2]),
+        "view_group": seq.sample_id,
+        "cameras_present": present,
+        "complete": len(present) == len(cams),
+        "frame": frame,
+        "reference": aligned.reference_camera,
+        "frames": int(aligned.coords.shape[2]),
         "files_present": "".join(str(c) for c in cams if c in rows),
         "copied_views": ",".join(f"{c}={s}" for c, s in sorted(copies.items())),
     }
     for c in cams:
         if c not in views or c == aligned.reference_camera:
             continue
-        report.update({
-            f"frames_c{c}": int(views[c].shape[1]), f"offset_c{c}": aligned.offsets[c],
-            f"rate_c{c}": aligned.rates[c], f"rotation_deg_c{c}": rotation_angle_deg(aligned.rotations[c]),
-            f"residual_c{c}": aligned.residuals[c], f"naive_residual_c{c}": naive.residuals[c],
-        })
+        report.update(
+            {
+                f"frames_c{c}": int(views[c].shape[1]),
+                f"offset_c{c}": aligned.offsets[c],
+                f"rate_c{c}": aligned.rates[c],
+                f"rotation_deg_c{c}": rotation_angle_deg(aligned.rotations[c]),
+                f"residual_c{c}": aligned.residuals[c],
+                f"naive_residual_c{c}": naive.residuals[c],
+            }
+        )
     return FileOutcome(samples=[(seq, splits)], report=report)

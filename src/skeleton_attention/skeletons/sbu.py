@@ -112,8 +112,7 @@ def _line_error(path: Path, fields: list[str], number: int, last: bool, ends_cle
     return MalformedSkeletonFile(
         str(path),
         "wrong_joint_count",
-        f"{count} values after the frame number, expected {_VALUES} "
-        f"({NUM_PERSONS} persons x {NUM_JOINTS} joints x 3)",
+        f"{count} values after the frame number, expected {_VALUES} ({NUM_PERSONS} persons x {NUM_JOINTS} joints x 3)",
         number,
     )
 

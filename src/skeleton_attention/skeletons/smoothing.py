@@ -43,9 +43,7 @@ def smoothing_kernel(method: str, window: int, sigma: float | None = None, polyo
     """The (window,) weights of ``method``, centred, summing to 1 (``sigma`` only for gaussian,
     ``polyorder`` only for savitzky_golay)."""
     if method not in SMOOTHING_METHODS or method == "none":
-        raise ValueError(
-            f"smoothing kernel method must be moving_average, gaussian or savitzky_golay, not {method!r}"
-        )
+        raise ValueError(f"smoothing kernel method must be moving_average, gaussian or savitzky_golay, not {method!r}")
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1 or window % 2 == 0:
         raise ValueError(f"smoothing window must be an odd number of frames >= 1, not {window!r}")
     half = int(window) // 2
@@ -108,9 +106,7 @@ def smoothing_kernel_from(params: Mapping[str, object] | None) -> np.ndarray | N
     sigma = settings.pop("sigma", None)
     polyorder = settings.pop("polyorder", 2)
     if settings:
-        raise ValueError(
-            f"unknown smoothing parameter(s) {sorted(settings)}; allowed method, window, sigma, polyorder"
-        )
+        raise ValueError(f"unknown smoothing parameter(s) {sorted(settings)}; allowed method, window, sigma, polyorder")
     if method not in SMOOTHING_METHODS:
         raise ValueError(f"smoothing method must be one of {SMOOTHING_METHODS}, not {method!r}")
     if method == "none":

@@ -68,9 +68,7 @@ def bone(coords: np.ndarray, layout: JointLayout, valid: np.ndarray | None = Non
     return _combine(x, x[:, :, parents], ok & ok[:, :, parents], _spatial_dims(x, layout))
 
 
-def _motion(
-    coords: np.ndarray, step: int, layout: JointLayout | None, valid: np.ndarray | None
-) -> np.ndarray:
+def _motion(coords: np.ndarray, step: int, layout: JointLayout | None, valid: np.ndarray | None) -> np.ndarray:
     x = np.asarray(coords, dtype=np.float32)
     ok = valid_mask(x, layout) if valid is None else np.asarray(valid, dtype=bool)
     out = np.zeros_like(x)
@@ -80,9 +78,7 @@ def _motion(
     return out
 
 
-def motion_fast(
-    coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None
-) -> np.ndarray:
+def motion_fast(coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Fast temporal stream ``x[t+1] - x[t]``; the last frame is zero.
 
     This is also SAN's *velocity* input (Cho et al. feed position and velocity = first
@@ -92,9 +88,7 @@ def motion_fast(
     return _motion(coords, 1, layout, valid)
 
 
-def motion_slow(
-    coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None
-) -> np.ndarray:
+def motion_slow(coords: np.ndarray, layout: JointLayout | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Slow temporal stream ``x[t+2] - x[t]``; the last two frames are zero.
 
     DSTA-Net's slow stream subsamples every second frame and then differences. Here the
@@ -164,14 +158,15 @@ def compute_streams_many(
     stacked = np.concatenate([x.reshape(-1, *x.shape[2:]) for x in arrays])[None]
     ok = valid_mask(stacked, layout)
     bounds = np.cumsum([0] + [x.shape[0] * x.shape[1] for x in arrays])
-    ends = np.concatenate([np.arange(x.shape[0]) * x.shape[1] + x.shape[1] + start
-                           for x, start in zip(arrays, bounds[:-1], strict=True)])
+    ends = np.concatenate(
+        [np.arange(x.shape[0]) * x.shape[1] + x.shape[1] + start for x, start in zip(arrays, bounds[:-1], strict=True)]
+    )
     if layout.spatial_dims >= stacked.shape[-1]:
         # presence is decided per frame (module docstring): whole rows of V * C values are kept or
         # zeroed, which numpy does far faster than masks broadcast over a last axis of 3
         streams = _frame_masked_streams(stacked[0], ok[0, :, 0], layout, names, ends, arrays)
         return [
-            {name: streams[name][bounds[i]:bounds[i + 1]].reshape(x.shape) for name in names}
+            {name: streams[name][bounds[i] : bounds[i + 1]].reshape(x.shape) for name in names}
             for i, x in enumerate(arrays)
         ]
     out = {}
@@ -185,8 +180,7 @@ def compute_streams_many(
             stream[0, rows[rows >= starts]] = 0.0
         out[name] = stream[0]
     return [
-        {name: out[name][bounds[i]:bounds[i + 1]].reshape(x.shape) for name in names}
-        for i, x in enumerate(arrays)
+        {name: out[name][bounds[i] : bounds[i + 1]].reshape(x.shape) for name in names} for i, x in enumerate(arrays)
     ]
 
 
@@ -195,8 +189,12 @@ _MOTION_STEPS: dict[str, int] = {"motion_fast": 1, "motion_slow": 2}
 
 
 def _frame_masked_streams(
-    rows: np.ndarray, frame_ok: np.ndarray, layout: JointLayout, names: tuple[str, ...],
-    ends: np.ndarray, arrays: Sequence[np.ndarray],
+    rows: np.ndarray,
+    frame_ok: np.ndarray,
+    layout: JointLayout,
+    names: tuple[str, ...],
+    ends: np.ndarray,
+    arrays: Sequence[np.ndarray],
 ) -> dict[str, np.ndarray]:
     """The streams of stacked (R, V, C) frames whose presence is per frame (``frame_ok``, (R,)).
 

@@ -80,26 +80,26 @@ class SyntheticAction:
 #: the classes, in label order: class ``k`` is written as NTU action ``A{k+1:03d}``, label = action-1.
 #: Two interactions sit inside the first 10 so the default ``num_classes=10`` includes them.
 SYNTHETIC_ACTIONS: tuple[SyntheticAction, ...] = (
-    SyntheticAction("wave right hand", 1, "right arm raised sideways, forearm swings side to side",
-                    "A023 hand waving"),
+    SyntheticAction("wave right hand", 1, "right arm raised sideways, forearm swings side to side", "A023 hand waving"),
     SyntheticAction("wave left hand", 1, "mirror image of class 0 with the left arm", "A023 hand waving"),
-    SyntheticAction("raise both arms", 1, "both arms swing forward and up overhead, once or twice",
-                    "A039 cheer up"),
-    SyntheticAction("squat", 1, "hips drop with knee and hip flexion, trunk leans forward, arms forward",
-                    "A008 sit down"),
+    SyntheticAction("raise both arms", 1, "both arms swing forward and up overhead, once or twice", "A039 cheer up"),
+    SyntheticAction(
+        "squat", 1, "hips drop with knee and hip flexion, trunk leans forward, arms forward", "A008 sit down"
+    ),
     SyntheticAction("kick right", 1, "right thigh swings forward with the knee extending", "A024 kicking"),
     SyntheticAction("punch right", 1, "fists in guard, right arm extends forward 2-3 times", "A050 punch"),
     SyntheticAction("bow", 1, "trunk flexes forward about 55 degrees and back", "A035 nod head/bow"),
     SyntheticAction("jump", 1, "crouch, take off 12-25 cm, land; once or twice", "A027 jump up"),
-    SyntheticAction("handshake", 2, "two people step towards each other and shake right hands",
-                    "A058 shaking hands"),
-    SyntheticAction("push", 2, "person 1 pushes with both arms, person 2 is displaced backwards",
-                    "A052 pushing other person"),
+    SyntheticAction("handshake", 2, "two people step towards each other and shake right hands", "A058 shaking hands"),
+    SyntheticAction(
+        "push", 2, "person 1 pushes with both arms, person 2 is displaced backwards", "A052 pushing other person"
+    ),
     SyntheticAction("kick left", 1, "mirror image of class 4 with the left leg", "A024 kicking"),
     SyntheticAction("turn around", 1, "a 180 degree turn on the spot with stepping legs", "none"),
     SyntheticAction("clap", 1, "arms forward, hands repeatedly meet in front of the chest", "A010 clapping"),
-    SyntheticAction("high five", 2, "two people raise right arms and slap hands overhead",
-                    "A055 hugging (closest two-person)"),
+    SyntheticAction(
+        "high five", 2, "two people raise right arms and slap hands overhead", "A055 hugging (closest two-person)"
+    ),
 )
 
 # Joint indices (NTU25 order). A local rotation stored at joint j rotates the bone parent(j) -> j and
@@ -119,17 +119,31 @@ _FOOT = {"R": _J["right_foot"], "L": _J["left_foot"]}
 # Kinect reports no orientation for the end joints (head, feet, hand tips, thumbs): all four
 # quaternion values are 0 in the real files. Others point along the bone to this "primary" child.
 _PRIMARY_CHILD = {
-    "spine_base": "spine_mid", "spine_mid": "spine_shoulder", "spine_shoulder": "neck", "neck": "head",
-    "left_shoulder": "left_elbow", "left_elbow": "left_wrist", "left_wrist": "left_hand",
-    "left_hand": "left_hand_tip", "right_shoulder": "right_elbow", "right_elbow": "right_wrist",
-    "right_wrist": "right_hand", "right_hand": "right_hand_tip", "left_hip": "left_knee",
-    "left_knee": "left_ankle", "left_ankle": "left_foot", "right_hip": "right_knee",
-    "right_knee": "right_ankle", "right_ankle": "right_foot",
+    "spine_base": "spine_mid",
+    "spine_mid": "spine_shoulder",
+    "spine_shoulder": "neck",
+    "neck": "head",
+    "left_shoulder": "left_elbow",
+    "left_elbow": "left_wrist",
+    "left_wrist": "left_hand",
+    "left_hand": "left_hand_tip",
+    "right_shoulder": "right_elbow",
+    "right_elbow": "right_wrist",
+    "right_wrist": "right_hand",
+    "right_hand": "right_hand_tip",
+    "left_hip": "left_knee",
+    "left_knee": "left_ankle",
+    "left_ankle": "left_foot",
+    "right_hip": "right_knee",
+    "right_knee": "right_ankle",
+    "right_ankle": "right_foot",
 }
 _ORIENTED = np.array([_J[n] for n in _PRIMARY_CHILD], dtype=np.intp)
 _ORIENT_CHILD = np.array([_J[c] for c in _PRIMARY_CHILD.values()], dtype=np.intp)
-_HAND_JOINTS = np.array([_J[n] for n in ("left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb",
-                                          "left_hand", "right_hand")], dtype=np.intp)
+_HAND_JOINTS = np.array(
+    [_J[n] for n in ("left_hand_tip", "left_thumb", "right_hand_tip", "right_thumb", "left_hand", "right_hand")],
+    dtype=np.intp,
+)
 
 
 def _topological_order(parents: np.ndarray) -> list[int]:
@@ -149,26 +163,36 @@ _FK_ORDER = _topological_order(_PARENTS)
 # i.e. the person looks towards -z). Left joints mirror the right ones. Kinect's "spine_base" is the
 # hip centre, the root of the tree.
 _REST_RIGHT_AND_CENTRE = {
-    "spine_base": (0.0, 0.0, 0.0), "spine_mid": (0.0, 0.26, 0.01), "spine_shoulder": (0.0, 0.50, 0.0),
-    "neck": (0.0, 0.57, 0.0), "head": (0.0, 0.70, -0.01),
-    "right_shoulder": (0.17, 0.47, 0.0), "right_elbow": (0.20, 0.19, 0.01),
-    "right_wrist": (0.21, -0.06, -0.01), "right_hand": (0.21, -0.13, -0.01),
-    "right_hand_tip": (0.21, -0.20, -0.01), "right_thumb": (0.18, -0.15, -0.04),
-    "right_hip": (0.08, -0.03, 0.0), "right_knee": (0.09, -0.45, -0.01),
-    "right_ankle": (0.09, -0.85, 0.01), "right_foot": (0.10, -0.90, -0.09),
+    "spine_base": (0.0, 0.0, 0.0),
+    "spine_mid": (0.0, 0.26, 0.01),
+    "spine_shoulder": (0.0, 0.50, 0.0),
+    "neck": (0.0, 0.57, 0.0),
+    "head": (0.0, 0.70, -0.01),
+    "right_shoulder": (0.17, 0.47, 0.0),
+    "right_elbow": (0.20, 0.19, 0.01),
+    "right_wrist": (0.21, -0.06, -0.01),
+    "right_hand": (0.21, -0.13, -0.01),
+    "right_hand_tip": (0.21, -0.20, -0.01),
+    "right_thumb": (0.18, -0.15, -0.04),
+    "right_hip": (0.08, -0.03, 0.0),
+    "right_knee": (0.09, -0.45, -0.01),
+    "right_ankle": (0.09, -0.85, 0.01),
+    "right_foot": (0.10, -0.90, -0.09),
 }
 _REF_HEIGHT = 1.70
 #: height of the ankle joint above the floor for the reference person
 _ANKLE_HEIGHT = 0.07
 
 # Face keypoints for the OpenPose-18 projection, in the head joint's frame (reference person).
-_FACE_OFFSETS = np.array([
-    (0.0, -0.01, -0.10),     # nose
-    (0.035, 0.025, -0.085),  # right eye
-    (-0.035, 0.025, -0.085),  # left eye
-    (0.075, 0.0, -0.01),     # right ear
-    (-0.075, 0.0, -0.01),    # left ear
-])
+_FACE_OFFSETS = np.array(
+    [
+        (0.0, -0.01, -0.10),  # nose
+        (0.035, 0.025, -0.085),  # right eye
+        (-0.035, 0.025, -0.085),  # left eye
+        (0.075, 0.0, -0.01),  # right ear
+        (-0.075, 0.0, -0.01),  # left ear
+    ]
+)
 
 
 def _rest_pose() -> np.ndarray:
@@ -176,7 +200,7 @@ def _rest_pose() -> np.ndarray:
     for name, xyz in _REST_RIGHT_AND_CENTRE.items():
         pos[_J[name]] = xyz
         if name.startswith("right_"):
-            pos[_J["left_" + name[len("right_"):]]] = (-xyz[0], xyz[1], xyz[2])
+            pos[_J["left_" + name[len("right_") :]]] = (-xyz[0], xyz[1], xyz[2])
     return pos
 
 
@@ -266,8 +290,9 @@ def _bumps(u: np.ndarray, a: float, b: float, n: int) -> np.ndarray:
     return sum(_bump(u, edges[i], edges[i + 1]) for i in range(n))
 
 
-def _forward_kinematics(offsets: np.ndarray, local: Mapping[int, np.ndarray], root: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def _forward_kinematics(
+    offsets: np.ndarray, local: Mapping[int, np.ndarray], root: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Joint positions (T, V, 3) and global rotations (T, V, 3, 3) from bone offsets and rotations."""
     T = root.shape[0]
     V = offsets.shape[0]
@@ -294,7 +319,7 @@ class _Body:
 
     height: float
     offsets: np.ndarray  # (V, 3): rest position of j minus rest position of parent(j)
-    hip_height: float    # spine_base above the floor in the rest pose
+    hip_height: float  # spine_base above the floor in the rest pose
     thigh: float
     shank: float
 
@@ -310,15 +335,16 @@ def _performer_body(seed: int, performer: int) -> _Body:
     for name in ("shoulder", "hip"):
         for side in ("left_", "right_"):
             offsets[_J[side + name], 0] *= width
-    arm_bones = [_J[s + n] for s in ("left_", "right_")
-                 for n in ("elbow", "wrist", "hand", "hand_tip", "thumb")]
+    arm_bones = [_J[s + n] for s in ("left_", "right_") for n in ("elbow", "wrist", "hand", "hand_tip", "thumb")]
     leg_bones = [_J[s + n] for s in ("left_", "right_") for n in ("knee", "ankle", "foot")]
     offsets[arm_bones] *= arm
     offsets[leg_bones] *= leg
     thigh = float(np.linalg.norm(offsets[_J["right_knee"]]))
     shank = float(np.linalg.norm(offsets[_J["right_ankle"]]))
-    hip_height = float(-(offsets[_J["right_hip"], 1] + offsets[_J["right_knee"], 1]
-                         + offsets[_J["right_ankle"], 1]) + _ANKLE_HEIGHT * scale)
+    hip_height = float(
+        -(offsets[_J["right_hip"], 1] + offsets[_J["right_knee"], 1] + offsets[_J["right_ankle"], 1])
+        + _ANKLE_HEIGHT * scale
+    )
     return _Body(height, offsets, hip_height, thigh, shank)
 
 
@@ -329,17 +355,17 @@ class _Timing:
     speed: float
     amp: float
     phase: float
-    a: float       # start of the action (normalised clip time)
-    b: float       # end of the action
+    a: float  # start of the action (normalised clip time)
+    b: float  # end of the action
     reps: int
-    sign: float    # e.g. turning direction
+    sign: float  # e.g. turning direction
 
 
 @dataclass
 class _Motion:
     local: dict[int, np.ndarray] = field(default_factory=dict)
-    yaw: np.ndarray | None = None       # extra yaw about the vertical axis (T,)
-    offset: np.ndarray | None = None    # root translation in the body frame (T, 3)
+    yaw: np.ndarray | None = None  # extra yaw about the vertical axis (T,)
+    offset: np.ndarray | None = None  # root translation in the body frame (T, 3)
     fists: bool = False
 
     def rot(self, joint: int, R: np.ndarray) -> None:
@@ -474,8 +500,7 @@ def _act_turn(t: np.ndarray, u: np.ndarray, tm: _Timing, body: _Body, role: int)
 def _act_clap(t: np.ndarray, u: np.ndarray, tm: _Timing, body: _Body, role: int) -> _Motion:
     m = _Motion()
     env = _plateau(u, tm.a - 0.1, tm.b + 0.1, 0.12)
-    gamma = env * (np.deg2rad(22.0) + np.deg2rad(18.0) * tm.amp * np.sin(2.0 * np.pi * 2.0 * tm.speed * t
-                                                                           + tm.phase))
+    gamma = env * (np.deg2rad(22.0) + np.deg2rad(18.0) * tm.amp * np.sin(2.0 * np.pi * 2.0 * tm.speed * t + tm.phase))
     for s, sign in (("R", 1.0), ("L", -1.0)):
         m.rot(_UPPER_ARM[s], _ry(sign * gamma) @ _rx(np.deg2rad(55.0) * env))
         m.rot(_FOREARM[s], _rx(np.deg2rad(60.0) * env))
@@ -498,13 +523,13 @@ def _act_push(t: np.ndarray, u: np.ndarray, tm: _Timing, body: _Body, role: int)
     mid = (tm.a + tm.b) / 2.0
     pulse = _bump(u, tm.a, tm.b)
     z = np.zeros_like(u)
-    if role == 0:   # the pusher steps in and extends both arms
+    if role == 0:  # the pusher steps in and extends both arms
         for s in ("R", "L"):
             m.rot(_UPPER_ARM[s], _rx(np.deg2rad(80.0) * pulse))
             m.rot(_FOREARM[s], _rx(np.deg2rad(50.0) * _bump(u, tm.a - 0.1, mid)))
         m.rot(_TRUNK, _rx(-np.deg2rad(15.0) * pulse))
         m.offset = np.stack([z, z, -0.25 * _smoothstep((u - tm.a) / (mid - tm.a))], -1)
-    else:           # the pushed person is displaced backwards and leans back
+    else:  # the pushed person is displaced backwards and leans back
         back = _smoothstep((u - mid) / max(tm.b - mid, 1e-3))
         m.rot(_TRUNK, _rx(np.deg2rad(18.0) * _bump(u, mid, min(tm.b + 0.1, 1.0))))
         for s in ("R", "L"):
@@ -528,10 +553,21 @@ def _act_idle(t: np.ndarray, u: np.ndarray, tm: _Timing, body: _Body, role: int)
 
 
 _ACTION_FUNCS: dict[str, Callable[..., _Motion]] = {
-    "wave right hand": _act_wave("R"), "wave left hand": _act_wave("L"), "raise both arms": _act_raise,
-    "squat": _act_squat, "kick right": _act_kick("R"), "punch right": _act_punch, "bow": _act_bow,
-    "jump": _act_jump, "handshake": _act_handshake, "push": _act_push, "kick left": _act_kick("L"),
-    "turn around": _act_turn, "clap": _act_clap, "high five": _act_high_five, "idle": _act_idle,
+    "wave right hand": _act_wave("R"),
+    "wave left hand": _act_wave("L"),
+    "raise both arms": _act_raise,
+    "squat": _act_squat,
+    "kick right": _act_kick("R"),
+    "punch right": _act_punch,
+    "bow": _act_bow,
+    "jump": _act_jump,
+    "handshake": _act_handshake,
+    "push": _act_push,
+    "kick left": _act_kick("L"),
+    "turn around": _act_turn,
+    "clap": _act_clap,
+    "high five": _act_high_five,
+    "idle": _act_idle,
 }
 #: distance between the two people of an interaction at the start (m), before they approach
 _PAIR_DISTANCE = {"handshake": (1.2, 1.35), "push": (0.95, 1.1), "high five": (1.0, 1.2)}
@@ -542,8 +578,7 @@ def _idle_sway(m: _Motion, t: np.ndarray, rng: np.random.Generator) -> None:
     ph = rng.uniform(0.0, 2.0 * np.pi, size=8)
     fr = rng.uniform(0.15, 0.45, size=8)
     w = 2.0 * np.pi * t
-    m.rot(_TRUNK, _rz(np.deg2rad(2.0) * np.sin(w * fr[0] + ph[0])) @ _rx(np.deg2rad(2.0) * np.sin(w * fr[1]
-                                                                                             + ph[1])))
+    m.rot(_TRUNK, _rz(np.deg2rad(2.0) * np.sin(w * fr[0] + ph[0])) @ _rx(np.deg2rad(2.0) * np.sin(w * fr[1] + ph[1])))
     m.rot(_HEAD, _ry(np.deg2rad(5.0) * np.sin(w * fr[2] + ph[2])))
     for i, s in enumerate(("R", "L")):
         m.rot(_UPPER_ARM[s], _rx(np.deg2rad(4.0) * np.sin(w * fr[3 + i] + ph[3 + i])))
@@ -554,14 +589,15 @@ def _idle_sway(m: _Motion, t: np.ndarray, rng: np.random.Generator) -> None:
 class _PersonTrack:
     """A person's motion over the master timeline, in world (or camera) coordinates."""
 
-    pos: np.ndarray          # (T, 25, 3)
-    yaw: np.ndarray          # (T,) body facing angle about the vertical axis (0 = facing -z)
-    face: np.ndarray         # (T, 5, 3) nose, eyes, ears (for the 2-D projection)
+    pos: np.ndarray  # (T, 25, 3)
+    yaw: np.ndarray  # (T,) body facing angle about the vertical axis (0 = facing -z)
+    face: np.ndarray  # (T, 5, 3) nose, eyes, ears (for the 2-D projection)
     fists: bool
 
 
-def _simulate_person(action: str, role: int, body: _Body, T: int, tm: _Timing, rng: np.random.Generator,
-                     facing: float, base: np.ndarray) -> _PersonTrack:
+def _simulate_person(
+    action: str, role: int, body: _Body, T: int, tm: _Timing, rng: np.random.Generator, facing: float, base: np.ndarray
+) -> _PersonTrack:
     """Motion of one person: body-frame forward kinematics, then facing rotation and placement.
 
     ``facing`` (rad) is the yaw of the person's forward direction (0 = looking towards -z, i.e. at
@@ -579,13 +615,13 @@ def _simulate_person(action: str, role: int, body: _Body, T: int, tm: _Timing, r
     shift = offset @ _ry_matrix(facing).T
     origin = base + np.array([0.0, body.hip_height, 0.0])
     pos = pos + (origin + shift)[:, None, :]
-    face = pos[:, _HEAD][:, None, :] + np.einsum("tij,fj->tfi", G[:, _HEAD],
-                                                 _FACE_OFFSETS * body.height / _REF_HEIGHT)
+    face = pos[:, _HEAD][:, None, :] + np.einsum("tij,fj->tfi", G[:, _HEAD], _FACE_OFFSETS * body.height / _REF_HEIGHT)
     return _PersonTrack(pos, yaw, face, m.fists)
 
 
-def _simulate_scene(action: str, T: int, rng: np.random.Generator, bodies: Sequence[_Body],
-                    facing: float, centre: np.ndarray) -> list[_PersonTrack]:
+def _simulate_scene(
+    action: str, T: int, rng: np.random.Generator, bodies: Sequence[_Body], facing: float, centre: np.ndarray
+) -> list[_PersonTrack]:
     """All people of one recording. Interactions put two people facing each other across ``centre``."""
     tm = _draw_timing(rng)
     people = next(a.people for a in SYNTHETIC_ACTIONS if a.name == action) if action != "idle" else 1
@@ -629,8 +665,7 @@ def _quaternions(xyz: np.ndarray, yaw: np.ndarray) -> np.ndarray:
     half = (yaw / 2.0)[:, None]
     tw, ty = np.cos(half), np.sin(half)  # twist quaternion (cos, 0, sin, 0)
     w1, x1, y1, z1 = np.moveaxis(arc, -1, 0)
-    q[:, _ORIENTED] = np.stack([w1 * tw - y1 * ty, x1 * tw - z1 * ty, w1 * ty + y1 * tw, z1 * tw + x1 * ty],
-                               -1)
+    q[:, _ORIENTED] = np.stack([w1 * tw - y1 * ty, x1 * tw - z1 * ty, w1 * ty + y1 * tw, z1 * tw + x1 * ty], -1)
     return q
 
 
@@ -644,8 +679,7 @@ def _project(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return depth, color
 
 
-def _runs(rng: np.random.Generator, shape: tuple[int, ...], rate: float | np.ndarray, length: int = 4
-          ) -> np.ndarray:
+def _runs(rng: np.random.Generator, shape: tuple[int, ...], rate: float | np.ndarray, length: int = 4) -> np.ndarray:
     """Boolean mask along axis 0 made of runs of ``length`` frames covering about ``rate`` of it."""
     starts = rng.random(shape) < np.asarray(rate) / length
     out = starts.copy()
@@ -666,11 +700,10 @@ def _jitter_factors() -> np.ndarray:
 
 _JITTER = _jitter_factors()
 _SMOOTH_KERNEL = np.exp(-0.5 * (np.arange(-12, 13) / 4.0) ** 2)
-_SMOOTH_KERNEL /= np.sqrt((_SMOOTH_KERNEL ** 2).sum())  # unit gain on the noise's standard deviation
+_SMOOTH_KERNEL /= np.sqrt((_SMOOTH_KERNEL**2).sum())  # unit gain on the noise's standard deviation
 
 
-def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, inferred: np.ndarray
-                  ) -> np.ndarray:
+def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float, inferred: np.ndarray) -> np.ndarray:
     """Kinect-like position error for (T, V, 3) joints: a slowly drifting offset of std ``sigma``
     (1.5x along depth; smoothed over ~4 frames, so it barely shows frame to frame) plus white jitter
     scaled per joint, doubled on inferred joints (trackingState 1) plus ``sigma / 2`` there."""
@@ -679,7 +712,7 @@ def _sensor_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
     white = rng.normal(0.0, 1.0, size=(T + pad, *shape[1:]))
     smooth = np.zeros(shape)
     for i, k in enumerate(_SMOOTH_KERNEL):
-        smooth += k * white[i:i + T]
+        smooth += k * white[i : i + T]
     depth_scale = np.array([1.0, 1.0, 1.5])
     jitter = _JITTER[None, :, None] * np.where(inferred, 2.0, 1.0)[..., None]
     jitter = jitter + np.where(inferred, 0.5, 0.0)[..., None]
@@ -704,8 +737,9 @@ def _hand_states(rng: np.random.Generator, T: int, fists: bool) -> np.ndarray:
     return out
 
 
-def _body_rows(xyz: np.ndarray, yaw: np.ndarray, rng: np.random.Generator, fists: bool,
-               inferred: np.ndarray) -> np.ndarray:
+def _body_rows(
+    xyz: np.ndarray, yaw: np.ndarray, rng: np.random.Generator, fists: bool, inferred: np.ndarray
+) -> np.ndarray:
     """(T, 309) numbers of one body: 9 info fields after the body ID, then 25 x 12 joint values."""
     T = xyz.shape[0]
     depth, color = _project(xyz)
@@ -714,16 +748,15 @@ def _body_rows(xyz: np.ndarray, yaw: np.ndarray, rng: np.random.Generator, fists
     joints = np.concatenate([xyz, depth, color, quat, state[..., None]], -1)  # (T, 25, 12)
     info = np.zeros((T, 9))
     du, dv = depth[..., 0], depth[..., 1]
-    info[:, 0] = ((du >= 512).any(1) * 1 + (du < 0).any(1) * 2 + (dv < 0).any(1) * 4
-                  + (dv >= 424).any(1) * 8)
+    info[:, 0] = (du >= 512).any(1) * 1 + (du < 0).any(1) * 2 + (dv < 0).any(1) * 4 + (dv >= 424).any(1) * 8
     info[:, 1:5] = _hand_states(rng, T, fists)
     trunk = xyz[:, _J["spine_shoulder"]] - xyz[:, _J["spine_base"]]
     trunk /= np.maximum(np.linalg.norm(trunk, axis=-1, keepdims=True), 1e-9)
     right = np.stack([np.cos(yaw), np.zeros_like(yaw), -np.sin(yaw)], -1)
     forward = np.stack([-np.sin(yaw), np.zeros_like(yaw), -np.cos(yaw)], -1)
-    info[:, 6] = np.clip((trunk * right).sum(-1), -1.0, 1.0)     # leanX
-    info[:, 7] = np.clip((trunk * forward).sum(-1), -1.0, 1.0)   # leanY
-    info[:, 8] = 2.0                                              # body trackingState: tracked
+    info[:, 6] = np.clip((trunk * right).sum(-1), -1.0, 1.0)  # leanX
+    info[:, 7] = np.clip((trunk * forward).sum(-1), -1.0, 1.0)  # leanY
+    info[:, 8] = 2.0  # body trackingState: tracked
     return np.concatenate([info, joints.reshape(T, -1)], -1)
 
 
@@ -754,8 +787,8 @@ def _ntu_name(setup: int, camera: int, performer: int, replication: int, action:
 
 @dataclass(frozen=True)
 class _Setup:
-    distance: float   # pivot distance from every camera (m)
-    height: float     # camera height above the floor (m)
+    distance: float  # pivot distance from every camera (m)
+    height: float  # camera height above the floor (m)
 
 
 def _setup_geometry(seed: int, setup: int) -> _Setup:
@@ -850,8 +883,12 @@ def write_synthetic_ntu(
     fraction of it.
     Returns the written paths in a stable order.
     """
-    rates = {"spurious_body_rate": spurious_body_rate, "dropped_frame_rate": dropped_frame_rate,
-             "inferred_joint_rate": inferred_joint_rate, "crlf_rate": crlf_rate}
+    rates = {
+        "spurious_body_rate": spurious_body_rate,
+        "dropped_frame_rate": dropped_frame_rate,
+        "inferred_joint_rate": inferred_joint_rate,
+        "crlf_rate": crlf_rate,
+    }
     n_cls = _check_common(num_classes, frame_range, rates)
     if noise_std < 0:
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
@@ -876,11 +913,21 @@ def write_synthetic_ntu(
             for replication in replications:
                 for k in range(n_cls):
                     for path, meta in _write_ntu_recording(
-                        out, seed=seed, setup=setup, geo=geo, performer=performer,
-                        performers=performers, replication=replication, k=k, cameras=cameras,
-                        frame_range=frame_range, spurious_body_rate=spurious_body_rate,
-                        dropped_frame_rate=dropped_frame_rate, noise_std=noise_std,
-                        inferred_joint_rate=inferred_joint_rate, max_view_offset=max_view_offset,
+                        out,
+                        seed=seed,
+                        setup=setup,
+                        geo=geo,
+                        performer=performer,
+                        performers=performers,
+                        replication=replication,
+                        k=k,
+                        cameras=cameras,
+                        frame_range=frame_range,
+                        spurious_body_rate=spurious_body_rate,
+                        dropped_frame_rate=dropped_frame_rate,
+                        noise_std=noise_std,
+                        inferred_joint_rate=inferred_joint_rate,
+                        max_view_offset=max_view_offset,
                         crlf_rate=crlf_rate,
                     ):
                         written.append(path)
@@ -891,17 +938,28 @@ def write_synthetic_ntu(
     else:
         manifest = {
             "generator": "skeleton_attention.skeletons.synthetic.write_synthetic_ntu",
-            "params": {"num_classes": n_cls, "performers": list(performers),
-                       "replications": list(replications), "cameras": list(cameras),
-                       "setups": list(setups), "seed": seed, "frame_range": list(frame_range),
-                       "spurious_body_rate": spurious_body_rate, "dropped_frame_rate": dropped_frame_rate,
-                       "noise_std": noise_std, "inferred_joint_rate": inferred_joint_rate,
-                       "max_view_offset": max_view_offset, "crlf_rate": crlf_rate},
+            "params": {
+                "num_classes": n_cls,
+                "performers": list(performers),
+                "replications": list(replications),
+                "cameras": list(cameras),
+                "setups": list(setups),
+                "seed": seed,
+                "frame_range": list(frame_range),
+                "spurious_body_rate": spurious_body_rate,
+                "dropped_frame_rate": dropped_frame_rate,
+                "noise_std": noise_std,
+                "inferred_joint_rate": inferred_joint_rate,
+                "max_view_offset": max_view_offset,
+                "crlf_rate": crlf_rate,
+            },
             "fps": FPS,
             "camera_angles_deg": {str(c): a for c, a in SYNTHETIC_CAMERA_ANGLES.items()},
             "world_frame": "camera 2; camera c coordinates = R_c (X - p) + p, p = (0, 0, distance)",
-            "classes": [{"label": i, "action": i + 1, "name": a.name, "people": a.people}
-                        for i, a in enumerate(SYNTHETIC_ACTIONS[:n_cls])],
+            "classes": [
+                {"label": i, "action": i + 1, "name": a.name, "people": a.people}
+                for i, a in enumerate(SYNTHETIC_ACTIONS[:n_cls])
+            ],
             "setups": setups_meta,
             "files": files_meta,
         }
@@ -909,11 +967,25 @@ def write_synthetic_ntu(
     return written
 
 
-def _write_ntu_recording(out: Path, *, seed: int, setup: int, geo: _Setup, performer: int,
-                         performers: Sequence[int], replication: int, k: int, cameras: Sequence[int],
-                         frame_range: tuple[int, int], spurious_body_rate: float,
-                         dropped_frame_rate: float, noise_std: float, inferred_joint_rate: float,
-                         max_view_offset: int, crlf_rate: float) -> list[tuple[Path, dict[str, Any]]]:
+def _write_ntu_recording(
+    out: Path,
+    *,
+    seed: int,
+    setup: int,
+    geo: _Setup,
+    performer: int,
+    performers: Sequence[int],
+    replication: int,
+    k: int,
+    cameras: Sequence[int],
+    frame_range: tuple[int, int],
+    spurious_body_rate: float,
+    dropped_frame_rate: float,
+    noise_std: float,
+    inferred_joint_rate: float,
+    max_view_offset: int,
+    crlf_rate: float,
+) -> list[tuple[Path, dict[str, Any]]]:
     action = SYNTHETIC_ACTIONS[k]
     rng = np.random.default_rng([seed, 0xAC7, setup, performer, replication, k])
     T = int(rng.integers(frame_range[0], frame_range[1] + 1))
@@ -963,10 +1035,9 @@ def _write_ntu_recording(out: Path, *, seed: int, setup: int, geo: _Setup, perfo
             slot = int(crng.integers(0, len(tracks) + 1))
             gid = max(ids) + int(crng.integers(1, 200))
             ids.insert(slot, gid)
-            rows.insert(slot, _body_rows(gxyz, np.full(n, crng.uniform(-np.pi, np.pi)), crng, False,
-                                         g_inferred))
+            rows.insert(slot, _body_rows(gxyz, np.full(n, crng.uniform(-np.pi, np.pi)), crng, False, g_inferred))
             mask = np.zeros(n, dtype=bool)
-            mask[g0:g0 + length] = True
+            mask[g0 : g0 + length] = True
             present = np.insert(present, slot, mask, axis=0)
             ghosts.append({"id": str(gid), "kind": kind, "first_frame": g0, "last_frame": g0 + length - 1})
         dropped = crng.random(n) < dropped_frame_rate
@@ -980,14 +1051,26 @@ def _write_ntu_recording(out: Path, *, seed: int, setup: int, geo: _Setup, perfo
         name = _ntu_name(setup, cam, performer, replication, k + 1) + ".skeleton"
         path = out / name
         _atomic_write_bytes(path, text.encode("ascii"))
-        results.append((path, {
-            "label": k, "class": action.name, "camera": cam, "frames": n, "master_frames": T,
-            "master_offset": start, "people": people_ids,
-            "heights": [round(b.height, 4) for b in bodies],
-            "actor_ids": [str(i) for i in actor_ids],
-            "ghosts": ghosts, "dropped_frames": np.flatnonzero(dropped).tolist(),
-            "facing_deg": round(float(np.rad2deg(facing)), 4), "crlf": crlf,
-        }))
+        results.append(
+            (
+                path,
+                {
+                    "label": k,
+                    "class": action.name,
+                    "camera": cam,
+                    "frames": n,
+                    "master_frames": T,
+                    "master_offset": start,
+                    "people": people_ids,
+                    "heights": [round(b.height, 4) for b in bodies],
+                    "actor_ids": [str(i) for i in actor_ids],
+                    "ghosts": ghosts,
+                    "dropped_frames": np.flatnonzero(dropped).tolist(),
+                    "facing_deg": round(float(np.rad2deg(facing)), 4),
+                    "crlf": crlf,
+                },
+            )
+        )
     return results
 
 
@@ -1012,18 +1095,42 @@ def _format_ntu(ids: Sequence[int], rows: np.ndarray, present: np.ndarray) -> st
 #: ST-GCN resized Kinetics videos to 340x256 before OpenPose; poses are pixel / size, 3 decimals
 _KINETICS_SIZE = (340.0, 256.0)
 _OP_FROM_NTU = {  # OpenPose-18 joint -> NTU25 joint (the face points come from the head frame)
-    "neck": "spine_shoulder", "right_shoulder": "right_shoulder", "right_elbow": "right_elbow",
-    "right_wrist": "right_wrist", "left_shoulder": "left_shoulder", "left_elbow": "left_elbow",
-    "left_wrist": "left_wrist", "right_hip": "right_hip", "right_knee": "right_knee",
-    "right_ankle": "right_ankle", "left_hip": "left_hip", "left_knee": "left_knee",
+    "neck": "spine_shoulder",
+    "right_shoulder": "right_shoulder",
+    "right_elbow": "right_elbow",
+    "right_wrist": "right_wrist",
+    "left_shoulder": "left_shoulder",
+    "left_elbow": "left_elbow",
+    "left_wrist": "left_wrist",
+    "right_hip": "right_hip",
+    "right_knee": "right_knee",
+    "right_ankle": "right_ankle",
+    "left_hip": "left_hip",
+    "left_knee": "left_knee",
     "left_ankle": "left_ankle",
 }
-_OP_ORDER = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
-             "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
-             "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear")
+_OP_ORDER = (
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
 _FACE_INDEX = {"nose": 0, "right_eye": 1, "left_eye": 2, "right_ear": 3, "left_ear": 4}
-_PERSON_FMT = ('{"pose": [' + ", ".join(["%.3f"] * 36) + '], "score": [' + ", ".join(["%.3f"] * 18)
-               + "]}")
+_PERSON_FMT = '{"pose": [' + ", ".join(["%.3f"] * 36) + '], "score": [' + ", ".join(["%.3f"] * 18) + "]}"
 _ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
@@ -1038,8 +1145,7 @@ def _openpose_points(track: _PersonTrack) -> np.ndarray:
     return np.stack(cols, 1)
 
 
-def _person_2d(track: _PersonTrack, rng: np.random.Generator, quality: float
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _person_2d(track: _PersonTrack, rng: np.random.Generator, quality: float) -> tuple[np.ndarray, np.ndarray]:
     """Normalised image coordinates (T, 18, 2) and scores (T, 18); undetected joints are 0 and 0."""
     pts = _openpose_points(track)
     z = np.maximum(pts[..., 2], 0.3)
@@ -1073,16 +1179,16 @@ def _clip_id(seed: int, index: int) -> str:
     return "".join(_ID_ALPHABET[rng.integers(0, len(_ID_ALPHABET), size=11)])
 
 
-def _format_kinetics(label: str, label_index: int, people: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                     order: np.ndarray) -> str:
+def _format_kinetics(
+    label: str, label_index: int, people: list[tuple[np.ndarray, np.ndarray, np.ndarray]], order: np.ndarray
+) -> str:
     """people: (xy (T,18,2), score (T,18), present (T,)); order (T, P) per-frame listing order."""
     T = order.shape[0]
     frames = []
     values = []
     for t in range(T):
         listed = [p for p in order[t] if people[p][2][t]]
-        frames.append(f'{{"frame_index": {t + 1}, "skeleton": [' + ", ".join([_PERSON_FMT] * len(listed))
-                      + "]}")
+        frames.append(f'{{"frame_index": {t + 1}, "skeleton": [' + ", ".join([_PERSON_FMT] * len(listed)) + "]}")
         for p in listed:
             values.append(people[p][0][t].ravel())
             values.append(people[p][1][t])
@@ -1120,9 +1226,13 @@ def write_synthetic_kinetics(
     ``synthetic_clips.tsv`` (path, split, label, frames, most people in a frame, has_skeleton).
     Returns (clip paths, train label map path, val label map path).
     """
-    rates = {"val_fraction": val_fraction, "extra_people_rate": extra_people_rate,
-             "empty_stretch_rate": empty_stretch_rate, "dropped_frame_rate": dropped_frame_rate,
-             "no_skeleton_rate": no_skeleton_rate}
+    rates = {
+        "val_fraction": val_fraction,
+        "extra_people_rate": extra_people_rate,
+        "empty_stretch_rate": empty_stretch_rate,
+        "dropped_frame_rate": dropped_frame_rate,
+        "no_skeleton_rate": no_skeleton_rate,
+    }
     n_cls = _check_common(num_classes, frame_range, rates)
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
@@ -1144,13 +1254,20 @@ def write_synthetic_kinetics(
         rng = np.random.default_rng([seed, 0x4B1, i])
         split = "val" if rng.random() < val_fraction else "train"
         text, has_skeleton, frames, max_people = _kinetics_clip(
-            rng, seed, SYNTHETIC_ACTIONS[k].name, k, frame_range, extra_people_rate, empty_stretch_rate,
-            dropped_frame_rate, no_skeleton_rate)
+            rng,
+            seed,
+            SYNTHETIC_ACTIONS[k].name,
+            k,
+            frame_range,
+            extra_people_rate,
+            empty_stretch_rate,
+            dropped_frame_rate,
+            no_skeleton_rate,
+        )
         path = splits[split] / f"{clip}.json"
         _atomic_write_bytes(path, text.encode("utf-8"))
         paths.append(path)
-        maps[split][clip] = {"has_skeleton": has_skeleton, "label": SYNTHETIC_ACTIONS[k].name,
-                             "label_index": k}
+        maps[split][clip] = {"has_skeleton": has_skeleton, "label": SYNTHETIC_ACTIONS[k].name, "label_index": k}
         rows.append({**maps[split][clip], "frames": frames, "max_people": max_people})
     map_paths = {}
     for split in ("train", "val"):
@@ -1163,16 +1280,26 @@ def write_synthetic_kinetics(
         (out / KINETICS_MANIFEST_NAME).unlink(missing_ok=True)
     else:
         lines = ["path\tsplit\tlabel_index\tlabel\tframes\tmax_people\thas_skeleton"]
-        lines += [f"{rel}\t{rel.split('/')[0][len('kinetics_'):]}\t{r['label_index']}\t{r['label']}\t"
-                  f"{r['frames']}\t{r['max_people']}\t{str(r['has_skeleton']).lower()}"
-                  for rel, r in zip(rels, rows, strict=True)]
+        lines += [
+            f"{rel}\t{rel.split('/')[0][len('kinetics_') :]}\t{r['label_index']}\t{r['label']}\t"
+            f"{r['frames']}\t{r['max_people']}\t{str(r['has_skeleton']).lower()}"
+            for rel, r in zip(rels, rows, strict=True)
+        ]
         _atomic_write_bytes(out / KINETICS_MANIFEST_NAME, ("\n".join(lines) + "\n").encode())
     return paths, map_paths["train"], map_paths["val"]
 
 
-def _kinetics_clip(rng: np.random.Generator, seed: int, action: str, k: int, frame_range: tuple[int, int],
-                   extra_people_rate: float, empty_stretch_rate: float, dropped_frame_rate: float,
-                   no_skeleton_rate: float) -> tuple[str, bool, int, int]:
+def _kinetics_clip(
+    rng: np.random.Generator,
+    seed: int,
+    action: str,
+    k: int,
+    frame_range: tuple[int, int],
+    extra_people_rate: float,
+    empty_stretch_rate: float,
+    dropped_frame_rate: float,
+    no_skeleton_rate: float,
+) -> tuple[str, bool, int, int]:
     """One clip's JSON text, whether anybody is detected, its frame count and most people in a frame."""
     T = int(rng.integers(frame_range[0], frame_range[1] + 1))
     cam_height = float(rng.uniform(0.9, 1.4))  # roughly chest height, level: people fill the frame
@@ -1202,7 +1329,7 @@ def _kinetics_clip(rng: np.random.Generator, seed: int, action: str, k: int, fra
         if rng.random() < 0.5:
             everyone[:n] = False
         else:
-            everyone[T - n:] = False
+            everyone[T - n :] = False
     everyone &= rng.random(T) >= dropped_frame_rate
     has_skeleton = bool(rng.random() >= no_skeleton_rate)
     if not has_skeleton:
@@ -1246,8 +1373,13 @@ def generate_default_dataset(root: str | os.PathLike[str], params: Mapping[str, 
                 kwargs[key] = tuple(kwargs[key])
         ntu_dir = root / params.get("ntu_dir", "ntu_raw")
         files = write_synthetic_ntu(ntu_dir, **kwargs)
-        result.update({"ntu_dir": str(ntu_dir), "ntu_files": len(files),
-                       "ntu_classes": min(int(kwargs.get("num_classes", 10)), len(SYNTHETIC_ACTIONS))})
+        result.update(
+            {
+                "ntu_dir": str(ntu_dir),
+                "ntu_files": len(files),
+                "ntu_classes": min(int(kwargs.get("num_classes", 10)), len(SYNTHETIC_ACTIONS)),
+            }
+        )
     kin = params.get("kinetics", {})
     if kin is not False and kin is not None:
         kwargs = {"seed": seed, **dict(kin)}
@@ -1255,8 +1387,14 @@ def generate_default_dataset(root: str | os.PathLike[str], params: Mapping[str, 
             kwargs["frame_range"] = tuple(kwargs["frame_range"])
         kin_dir = root / params.get("kinetics_dir", "kinetics_raw")
         clips, train_map, val_map = write_synthetic_kinetics(kin_dir, **kwargs)
-        result.update({"kinetics_dir": str(kin_dir), "kinetics_clips": len(clips),
-                       "kinetics_train_clips": sum(p.parent.name == "kinetics_train" for p in clips),
-                       "kinetics_val_clips": sum(p.parent.name == "kinetics_val" for p in clips),
-                       "kinetics_train_label_map": str(train_map), "kinetics_val_label_map": str(val_map)})
+        result.update(
+            {
+                "kinetics_dir": str(kin_dir),
+                "kinetics_clips": len(clips),
+                "kinetics_train_clips": sum(p.parent.name == "kinetics_train" for p in clips),
+                "kinetics_val_clips": sum(p.parent.name == "kinetics_val" for p in clips),
+                "kinetics_train_label_map": str(train_map),
+                "kinetics_val_label_map": str(val_map),
+            }
+        )
     return result

@@ -32,8 +32,16 @@ from skeleton_attention.skeletons.tempfiles import file_prefix, sweep_stale
 SHAPE_COLUMNS: tuple[str, ...] = ("num_bodies", "num_frames", "num_joints", "num_channels")
 #: identity fields a reader may put in ``SkeletonSequence.meta``; absent ones are null
 META_INT_COLUMNS: tuple[str, ...] = (
-    "setup", "camera", "performer", "replication", "action", "subject", "episode",
-    "start_frame", "end_frame", "num_views",
+    "setup",
+    "camera",
+    "performer",
+    "replication",
+    "action",
+    "subject",
+    "episode",
+    "start_frame",
+    "end_frame",
+    "num_views",
 )
 META_STR_COLUMNS: tuple[str, ...] = ("view_group", "clip_id", "cameras_present", "performer_pair")
 SCHEMA_VERSION = "1"
@@ -284,10 +292,10 @@ class SampleTable:
         self._group_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         schema = self._parquet().schema_arrow
         self.stream_names = tuple(f.name for f in schema if pa.types.is_list(f.type))
-        self.protocols = tuple(f.name[len("split_"):] for f in schema if f.name.startswith("split_"))
+        self.protocols = tuple(f.name[len("split_") :] for f in schema if f.name.startswith("split_"))
         #: the cross-validated protocols (their column holds a fold number), a subset of ``protocols``
         self.fold_protocols = tuple(
-            f.name[len("split_"):] for f in schema if f.name.startswith("split_") and pa.types.is_integer(f.type)
+            f.name[len("split_") :] for f in schema if f.name.startswith("split_") and pa.types.is_integer(f.type)
         )
         #: the train/test protocols
         self.split_protocols = tuple(p for p in self.protocols if p not in self.fold_protocols)
@@ -321,7 +329,7 @@ class SampleTable:
                 if column.startswith("split_"):
                     # plain objects with None for "not in this protocol" (fold columns: Python ints)
                     values = frame[column]
-                    if column[len("split_"):] in self.fold_protocols:
+                    if column[len("split_") :] in self.fold_protocols:
                         values = values.astype("Int64")
                     frame[column] = values.astype(object).where(values.notna(), None)
             frame.insert(0, "row", np.arange(len(frame)))
@@ -362,7 +370,7 @@ class SampleTable:
             sample = {}
             for stream in streams:
                 offsets, values = self._row_group_values(group, stream)
-                flat = values[offsets[local]:offsets[local + 1]]
+                flat = values[offsets[local] : offsets[local + 1]]
                 sample[stream] = np.array(flat, dtype=np.float32).reshape(shape)
             out.append(sample)
         return out

@@ -90,20 +90,14 @@ def read_utkinect_labels(path: str | Path) -> dict[str, list[UtkSegment]]:
             continue
         name, sep, rest = text.partition(":")
         if not sep:
-            raise MalformedSkeletonFile(
-                str(path), "missing_field", f"not 'action: start end': {text!r}", number
-            )
+            raise MalformedSkeletonFile(str(path), "missing_field", f"not 'action: start end': {text!r}", number)
         if current is None:
-            raise MalformedSkeletonFile(
-                str(path), "missing_field", "action line before any sXX_eYY header", number
-            )
+            raise MalformedSkeletonFile(str(path), "missing_field", "action line before any sXX_eYY header", number)
         name = name.strip()
         if name not in UTKINECT_ACTIONS:
             raise MalformedSkeletonFile(str(path), "label_mismatch", f"unknown action {name!r}", number)
         if any(s.action == name for s in blocks[current]):
-            raise MalformedSkeletonFile(
-                str(path), "duplicate_sample", f"{current} lists {name} twice", number
-            )
+            raise MalformedSkeletonFile(str(path), "duplicate_sample", f"{current} lists {name} twice", number)
         tokens = rest.split()
         if len(tokens) != 2:
             raise MalformedSkeletonFile(
@@ -113,9 +107,7 @@ def read_utkinect_labels(path: str | Path) -> dict[str, list[UtkSegment]]:
         if (start is None) != (end is None):
             raise MalformedSkeletonFile(str(path), "non_numeric", f"{name}: only one bound is NaN", number)
         if start is not None and end is not None and start > end:
-            raise MalformedSkeletonFile(
-                str(path), "label_mismatch", f"{name}: start {start} > end {end}", number
-            )
+            raise MalformedSkeletonFile(str(path), "label_mismatch", f"{name}: start {start} > end {end}", number)
         blocks[current].append(UtkSegment(action=name, start=start, end=end, line=number))
     if not blocks:
         raise MalformedSkeletonFile(str(path), "zero_frames", "no sXX_eYY block")
@@ -155,9 +147,7 @@ def read_utkinect_joints(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
                 try:
                     float(token)
                 except ValueError:
-                    raise MalformedSkeletonFile(
-                        str(path), "non_numeric", f"value {token!r}", number
-                    ) from None
+                    raise MalformedSkeletonFile(str(path), "non_numeric", f"value {token!r}", number) from None
         raise  # pragma: no cover - numpy and float() disagree only on exotic input
     bad = ~np.isfinite(values)
     if bad.any():
@@ -196,9 +186,7 @@ def _subject_episode(key: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _segments(
-    joints_path: Path, key: str, segments: list[UtkSegment], duplicate_frames: str
-) -> list[SkeletonSequence]:
+def _segments(joints_path: Path, key: str, segments: list[UtkSegment], duplicate_frames: str) -> list[SkeletonSequence]:
     """Cut one recording into its annotated actions (NaN segments are skipped)."""
     frame_ids, joints = _deduplicate(*read_utkinect_joints(joints_path), duplicate_frames)
     subject, episode = _subject_episode(key)
@@ -263,9 +251,7 @@ def read_utkinect(
     for key in sorted(blocks):
         joints_path = root / f"joints_{key}.txt"
         if not joints_path.is_file():
-            raise MalformedSkeletonFile(
-                str(label_path), "missing_field", f"no joints file {joints_path.name}"
-            )
+            raise MalformedSkeletonFile(str(label_path), "missing_field", f"no joints file {joints_path.name}")
         samples.extend(_segments(joints_path, key, blocks[key], duplicate_frames))
     return samples
 

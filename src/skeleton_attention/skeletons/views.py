@@ -41,10 +41,28 @@ from skeleton_attention.skeletons.layouts import NTU25, JointLayout
 from skeleton_attention.skeletons.ntu import NtuRecording, parse_ntu_name, read_ntu_skeleton
 
 __all__ = [
-    "FRAMES", "JOINT_GROUPS", "NTU_CAMERAS", "AlignedViews", "Frame", "Mode", "RobustMode", "align_views",
-    "group_views", "is_complete", "kabsch", "load_ntu_view", "main", "multiview_frame", "naive_alignment",
-    "parse_view_name", "resample_frames", "robust_rigid_fit", "rotation_angle_deg", "stack_ntu_bodies",
-    "view_residual_report", "yaw_deg",
+    "FRAMES",
+    "JOINT_GROUPS",
+    "NTU_CAMERAS",
+    "AlignedViews",
+    "Frame",
+    "Mode",
+    "RobustMode",
+    "align_views",
+    "group_views",
+    "is_complete",
+    "kabsch",
+    "load_ntu_view",
+    "main",
+    "multiview_frame",
+    "naive_alignment",
+    "parse_view_name",
+    "resample_frames",
+    "robust_rigid_fit",
+    "rotation_angle_deg",
+    "stack_ntu_bodies",
+    "view_residual_report",
+    "yaw_deg",
 ]
 
 NTU_CAMERAS = (1, 2, 3)
@@ -186,25 +204,47 @@ def view_residual_report(
         have_states = all(v[1] is not None for v in loaded.values())
         tracked = {c: v[1] for c, v in loaded.items()} if have_states else None
         params = dict(align_params or {})
-        naive = naive_alignment(coords, reference_camera=reference_camera, cameras=cameras,
-                                layout=layout, tracked=tracked)
-        body = align_views(coords, reference_camera=reference_camera, cameras=cameras, mode="body",
-                           layout=layout, tracked=tracked, **params)  # type: ignore[arg-type]
-        rigid = align_views(coords, reference_camera=reference_camera, cameras=cameras, mode="rigid",
-                            layout=layout, tracked=tracked, **params)  # type: ignore[arg-type]
+        naive = naive_alignment(
+            coords, reference_camera=reference_camera, cameras=cameras, layout=layout, tracked=tracked
+        )
+        body = align_views(
+            coords,
+            reference_camera=reference_camera,
+            cameras=cameras,
+            mode="body",
+            layout=layout,
+            tracked=tracked,
+            **params,
+        )  # type: ignore[arg-type]
+        rigid = align_views(
+            coords,
+            reference_camera=reference_camera,
+            cameras=cameras,
+            mode="rigid",
+            layout=layout,
+            tracked=tracked,
+            **params,
+        )  # type: ignore[arg-type]
         for c in cameras:
             if c == rigid.reference_camera:
                 continue
             row: dict[str, object] = {
-                "group": key, "camera": c, "reference": rigid.reference_camera,
+                "group": key,
+                "camera": c,
+                "reference": rigid.reference_camera,
                 "frames_ref": int(coords[rigid.reference_camera].shape[1]),
-                "frames_view": int(coords[c].shape[1]), "bodies": int(rigid.coords.shape[1]),
-                "offset": rigid.offsets[c], "rate": rigid.rates[c],
+                "frames_view": int(coords[c].shape[1]),
+                "bodies": int(rigid.coords.shape[1]),
+                "offset": rigid.offsets[c],
+                "rate": rigid.rates[c],
                 "rotation_deg": rotation_angle_deg(rigid.rotations[c]),
                 "yaw_deg": yaw_deg(rigid.rotations[c]),
-                "naive_m": naive.residuals[c], "body_m": body.residuals[c], "rigid_m": rigid.residuals[c],
+                "naive_m": naive.residuals[c],
+                "body_m": body.residuals[c],
+                "rigid_m": rigid.residuals[c],
                 "rigid_median_m": rigid.residuals_median[c],
-                "naive_tracked_m": naive.residuals_tracked[c], "rigid_tracked_m": rigid.residuals_tracked[c],
+                "naive_tracked_m": naive.residuals_tracked[c],
+                "rigid_tracked_m": rigid.residuals_tracked[c],
             }
             row.update({f"rigid_{g}_m": v for g, v in rigid.group_residuals(c, layout).items()})
             row.update({f"naive_{g}_m": v for g, v in naive.group_residuals(c, layout).items()})
@@ -237,21 +277,36 @@ def print_report(args: argparse.Namespace) -> int:
     if not Path(args.ntu_dir).is_dir():
         raise NotADirectoryError(f"not a directory: {args.ntu_dir}")
     table = view_residual_report(
-        args.ntu_dir, reference_camera=args.reference,
+        args.ntu_dir,
+        reference_camera=args.reference,
         align_params={"max_offset": args.max_offset, "estimate_rate": args.rate},
     )
     if table.empty:
         print(f"no complete C001-C003 group in {args.ntu_dir}", file=sys.stderr)
         return 1
-    cols = ["group", "camera", "frames_ref", "frames_view", "offset", "rotation_deg", "yaw_deg",
-            "naive_m", "body_m", "rigid_m", "rigid_median_m", "rigid_tracked_m"]
+    cols = [
+        "group",
+        "camera",
+        "frames_ref",
+        "frames_view",
+        "offset",
+        "rotation_deg",
+        "yaw_deg",
+        "naive_m",
+        "body_m",
+        "rigid_m",
+        "rigid_median_m",
+        "rigid_tracked_m",
+    ]
     if args.groups:
         cols += [c for c in table.columns if c.startswith("rigid_") and c.endswith("_m") and c not in cols]
     with pd.option_context("display.width", 200, "display.max_columns", 40, "display.precision", 3):
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         summary = table[["naive_m", "body_m", "rigid_m"]].mean()
-        print(f"\nmean over {len(table)} views: naive {summary['naive_m']:.3f} m, body "
-              f"{summary['body_m']:.3f} m, rigid {summary['rigid_m']:.3f} m")
+        print(
+            f"\nmean over {len(table)} views: naive {summary['naive_m']:.3f} m, body "
+            f"{summary['body_m']:.3f} m, rigid {summary['rigid_m']:.3f} m"
+        )
     return 0
 
 

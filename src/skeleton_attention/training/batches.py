@@ -93,7 +93,14 @@ def enforce_limit(
         )
     logger.warning(
         "%s: %d sample(s) have more %s than %d (up to %d); keeping the first %d (%s_policy: keep_first), e.g. %s",
-        source, count, what, limit, int(counts.max()), limit, what, examples,
+        source,
+        count,
+        what,
+        limit,
+        int(counts.max()),
+        limit,
+        what,
+        examples,
     )
     return count
 
@@ -289,7 +296,6 @@ class SkeletonDataset(Dataset):
         item["index"] = index
         return item
 
-
     def positions(self, index: int) -> np.ndarray:
         """The joint positions of sample ``index`` at the frames the model sees in evaluation (the
         same sampling, no augmentation): (M, T, V, C), or (views, M, T, V, C) for multi-view data.
@@ -338,6 +344,7 @@ def collate_samples(samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Ten
 
 
 # --- sampler and loaders --------------------------------------------------------------------------
+
 
 class SeededSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, sample_seed)``; order and seeds come from ``self.generator`` (checkpointed).
@@ -478,4 +485,3 @@ def make_loader(
         worker_init_fn=seed_worker if workers > 0 else None,
         generator=loader_generator,
     )
-

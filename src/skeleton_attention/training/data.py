@@ -375,7 +375,10 @@ def build_training_data(
     if not label_map.is_identity:
         logger.info(
             "protocol %s uses %d of the table's labels: model classes 0..%d are labels %s",
-            settings.protocol, label_map.num_classes, label_map.num_classes - 1, list(label_map.original),
+            settings.protocol,
+            label_map.num_classes,
+            label_map.num_classes - 1,
+            list(label_map.original),
         )
 
     # one view count for every split: data.num_views, else the most any chosen row has

@@ -422,7 +422,6 @@ def plot_attention(
     return fig
 
 
-
 def _labelled_rows(sample: Mapping[str, Any], name: str) -> int:
     """How many joint labels the panel of map ``name`` stacks vertically (0: none)."""
     att = np.asarray(sample["attention"][name])

@@ -336,7 +336,7 @@ STEP_TYPES: dict[str, type] = {
 def _step_from_config(item: Any) -> SamplingStep:
     if not isinstance(item, Mapping) or len(item) != 1:
         raise ValueError(f"a sampling step is a one-key mapping like {{resample: {{length: 64}}}}, got {item!r}")
-    (name, options), = item.items()
+    ((name, options),) = item.items()
     if name not in STEP_TYPES:
         raise ValueError(f"unknown sampling step {name!r}; known: {sorted(STEP_TYPES)}")
     options = dict(options or {})
@@ -464,5 +464,3 @@ def pad_bodies(x: np.ndarray, num_bodies: int, policy: str = "error") -> np.ndar
         return np.ascontiguousarray(x[:num_bodies])
     pad = np.zeros((num_bodies - m, *x.shape[1:]), dtype=x.dtype)
     return np.concatenate([x, pad], axis=0)
-
-

@@ -20,8 +20,9 @@ def dataset_root(raw_files: list[Path]) -> Path:
         raise FileNotFoundError(f"no {SAMPLES_CSV} in the custom raw directory (runtime param custom_raw_dir)")
     top = [f for f in csvs if len(f.parts) == len(csvs[0].parts)]
     if len(top) > 1:
-        raise ValueError(f"several data sets under one directory ({[str(f) for f in top[:3]]}): "
-                         "point custom_raw_dir at one of them")
+        raise ValueError(
+            f"several data sets under one directory ({[str(f) for f in top[:3]]}): point custom_raw_dir at one of them"
+        )
     return csvs[0].parent
 
 
@@ -32,7 +33,11 @@ def ingest_custom(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSou
     # the stale-bundle fingerprint covers every file of the data set (CSV, layout, sample files)
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
     return ingest_source(
-        plan.tasks, processor, plan.protocols, {**params, "description": "custom: read"},
-        info=plan.info, fold_protocols=plan.fold_protocols,
+        plan.tasks,
+        processor,
+        plan.protocols,
+        {**params, "description": "custom: read"},
+        info=plan.info,
+        fold_protocols=plan.fold_protocols,
         fingerprint_extra={"files": file_stats(files, root)},
     )

@@ -11,8 +11,7 @@ from skeleton_attention.pipelines.prepare_kinetics.nodes import ingest_kinetics
 def create_pipeline(**kwargs) -> Pipeline:
     ingest = node(
         ingest_kinetics,
-        inputs=["kinetics_raw_files", "kinetics_train_label_map", "kinetics_val_label_map",
-                "params:prepare_kinetics"],
+        inputs=["kinetics_raw_files", "kinetics_train_label_map", "kinetics_val_label_map", "params:prepare_kinetics"],
         outputs="kinetics_intermediate",
         name="ingest_kinetics",
     )

@@ -25,7 +25,10 @@ def ingest_msr(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource
         subset = frozenset(load_msr_subset(subset_path))
     processor = partial(process_msr_file, subset=subset)
     return ingest_source(
-        skeletons, processor, MSR_PROTOCOLS, {**params, "description": "msr: parse"},
+        skeletons,
+        processor,
+        MSR_PROTOCOLS,
+        {**params, "description": "msr: parse"},
         info={"dataset": "msr", "subset_file": params.get("subset_file")},
         fingerprint_extra={"subset_file": file_digest(subset_path)},
     )

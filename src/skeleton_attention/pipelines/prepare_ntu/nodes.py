@@ -43,7 +43,10 @@ def ingest_ntu(raw_files: list[Path], missing_list: str, params: Mapping[str, An
     action_names = _action_names(raw_files)
     processor = partial(process_ntu_file, missing=missing, denoise=params.get("denoise", {}), action_names=action_names)
     return ingest_source(
-        raw_files, processor, NTU_PROTOCOLS, {**params, "description": "ntu: parse+denoise"},
+        raw_files,
+        processor,
+        NTU_PROTOCOLS,
+        {**params, "description": "ntu: parse+denoise"},
         info={"dataset": "ntu", "missing_list_entries": len(missing)},
         fingerprint_extra={"missing": sorted(missing), "action_names": action_names},
     )
@@ -58,14 +61,25 @@ def align_ntu_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -> 
     # multi-view table is not written in file order either (docs/data-format.md, "Row order")
     groups = shuffled(view_groups(intermediate.table), params.get("row_order"))
     processor = partial(
-        process_view_group, table=intermediate.table, cameras=cameras, align=multiview,
-        denoise=params.get("denoise", {}), frame=frame,
+        process_view_group,
+        table=intermediate.table,
+        cameras=cameras,
+        align=multiview,
+        denoise=params.get("denoise", {}),
+        frame=frame,
     )
     return ingest_source(
-        groups, processor, intermediate.table.split_protocols,
+        groups,
+        processor,
+        intermediate.table.split_protocols,
         {**params, "chunksize": 2, "description": "ntu: align views"},
-        info={"dataset": "ntu_multiview", "cameras": list(cameras), "frame": frame, "coordinates": frame,
-              "layout_note": "M = views x bodies"},
+        info={
+            "dataset": "ntu_multiview",
+            "cameras": list(cameras),
+            "frame": frame,
+            "coordinates": frame,
+            "layout_note": "M = views x bodies",
+        },
         fold_protocols=intermediate.table.fold_protocols,
         source_bundle=intermediate,
     )

@@ -15,8 +15,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         outputs="ntu_intermediate",
         name="ingest_ntu",
     )
-    views = Pipeline([
-        node(align_ntu_views, ["ntu_intermediate", "params:prepare_ntu"], "ntu_multiview", name="align_ntu_views"),
-        node(view_residual_table, "ntu_multiview", "ntu_view_residuals", name="report_ntu_view_residuals"),
-    ])
+    views = Pipeline(
+        [
+            node(align_ntu_views, ["ntu_intermediate", "params:prepare_ntu"], "ntu_multiview", name="align_ntu_views"),
+            node(view_residual_table, "ntu_multiview", "ntu_view_residuals", name="report_ntu_view_residuals"),
+        ]
+    )
     return preparation_pipeline("ntu", ingest) + views

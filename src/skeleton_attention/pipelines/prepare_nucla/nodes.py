@@ -27,7 +27,10 @@ def ingest_nucla(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSour
         raise FileNotFoundError("no aXX_sYY_eZZ_vWW.json files in the N-UCLA raw directory")
     processor = partial(process_nucla_file, min_frames=int(params.get("min_frames", 1)))
     return ingest_source(
-        raw_files, processor, NUCLA_PROTOCOLS, {**params, "description": "nucla: parse"},
+        raw_files,
+        processor,
+        NUCLA_PROTOCOLS,
+        {**params, "description": "nucla: parse"},
         info={"dataset": "nucla", "min_frames": int(params.get("min_frames", 1))},
     )
 
@@ -43,17 +46,30 @@ def stack_nucla_views(intermediate: PreparedBundle, params: Mapping[str, Any]) -
     if frame not in FRAMES:
         raise ValueError(f"prepare_nucla.multiview.frame must be one of {FRAMES}, got {frame!r}")
     processor = partial(
-        process_nucla_recording, table=intermediate.table, cameras=cameras, frame=frame, align=multiview,
-        normalize=normalize, copied=copied, copy_min_share=copy_min_share,
+        process_nucla_recording,
+        table=intermediate.table,
+        cameras=cameras,
+        frame=frame,
+        align=multiview,
+        normalize=normalize,
+        copied=copied,
+        copy_min_share=copy_min_share,
     )
     protocols = [p for p in intermediate.table.split_protocols if "xview" not in p]
     # a seeded order of the recordings, like the feature table (docs/data-format.md, "Row order")
     groups = shuffled(view_groups(intermediate.table), params.get("row_order"))
     return ingest_source(
-        groups, processor, protocols,
+        groups,
+        processor,
+        protocols,
         {**params, "chunksize": 8, "description": "nucla: stack views"},
-        info={"dataset": "nucla_multiview", "cameras": list(cameras), "frame": frame, "coordinates": frame,
-              "layout_note": "M = views x bodies (1 body per view)"},
+        info={
+            "dataset": "nucla_multiview",
+            "cameras": list(cameras),
+            "frame": frame,
+            "coordinates": frame,
+            "layout_note": "M = views x bodies (1 body per view)",
+        },
         fold_protocols=intermediate.table.fold_protocols,
         source_bundle=intermediate,  # stale-bundle check: the multi-view table records what it came from
     )

@@ -19,10 +19,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         outputs="nucla_intermediate",
         name="ingest_nucla",
     )
-    views = Pipeline([
-        node(stack_nucla_views, ["nucla_intermediate", "params:prepare_nucla"], "nucla_multiview",
-             name="stack_nucla_views"),
-        node(nucla_view_residual_table, "nucla_multiview", "nucla_view_residuals",
-             name="report_nucla_view_residuals"),
-    ])
+    views = Pipeline(
+        [
+            node(
+                stack_nucla_views,
+                ["nucla_intermediate", "params:prepare_nucla"],
+                "nucla_multiview",
+                name="stack_nucla_views",
+            ),
+            node(
+                nucla_view_residual_table, "nucla_multiview", "nucla_view_residuals", name="report_nucla_view_residuals"
+            ),
+        ]
+    )
     return preparation_pipeline("nucla", ingest) + views

@@ -17,6 +17,10 @@ def ingest_pyskl(pickle_path: Path, params: Mapping[str, Any]) -> BundleSource:
     tasks, context, info = plan_pyskl(pickle_path, params)
     processor = partial(process_pyskl_annotation, context=context)
     return ingest_source(
-        tasks, processor, context.protocols, {**params, "description": "pyskl: convert"}, info=info,
+        tasks,
+        processor,
+        context.protocols,
+        {**params, "description": "pyskl: convert"},
+        info=info,
         fingerprint_extra={"pickle": file_stats([pickle_path])},  # size + mtime: no re-read of a large pickle
     )

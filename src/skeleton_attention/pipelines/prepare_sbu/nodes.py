@@ -25,7 +25,10 @@ def ingest_sbu(raw_files: list[Path], params: Mapping[str, Any]) -> BundleSource
         raise ValueError(f"prepare_sbu.coordinates must be one of {COORDINATE_MODES}, not {coordinates!r}")
     processor = partial(process_sbu_file, coordinates=coordinates)
     return ingest_source(
-        files, processor, (), {**params, "description": "sbu: parse"},
+        files,
+        processor,
+        (),
+        {**params, "description": "sbu: parse"},
         info={"dataset": "sbu", "coordinates": "camera_metres" if coordinates == "metres" else "raw"},
         fold_protocols=SBU_FOLD_PROTOCOLS,
     )

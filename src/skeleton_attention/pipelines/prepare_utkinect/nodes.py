@@ -27,7 +27,10 @@ def ingest_utkinect(raw_files: list[Path], params: Mapping[str, Any]) -> BundleS
         label_file = joints[0].parent / params["label_file"]
     processor = partial(process_utkinect_file, label_file=label_file)
     return ingest_source(
-        joints, processor, UTKINECT_PROTOCOLS, {**params, "description": "utkinect: parse"},
+        joints,
+        processor,
+        UTKINECT_PROTOCOLS,
+        {**params, "description": "utkinect: parse"},
         info={"dataset": "utkinect", "label_file": str(label_file)},
         fingerprint_extra={"label_file": file_digest(label_file)},
         fold_protocols=UTKINECT_FOLD_PROTOCOLS,

@@ -8,10 +8,14 @@ from skeleton_attention.pipelines.synthetic.nodes import synthetic_kinetics_writ
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([
-        node(synthetic_ntu_writer, "params:synthetic.ntu", "ntu_raw_files", name="generate_synthetic_ntu"),
-        node(
-            synthetic_kinetics_writer, "params:synthetic.kinetics", "kinetics_raw_files",
-            name="generate_synthetic_kinetics",
-        ),
-    ])
+    return Pipeline(
+        [
+            node(synthetic_ntu_writer, "params:synthetic.ntu", "ntu_raw_files", name="generate_synthetic_ntu"),
+            node(
+                synthetic_kinetics_writer,
+                "params:synthetic.kinetics",
+                "kinetics_raw_files",
+                name="generate_synthetic_kinetics",
+            ),
+        ]
+    )
