@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -25,7 +26,7 @@ def _kedro_command(path: str, stage: dict) -> tuple[str, dict[str, str], str]:
         if isinstance(entry, dict):
             for key, value in entry.items():
                 command = command.replace("${" + key + "}", str(value))
-    words = command.split()
+    words = shlex.split(command)  # a quoted --params=... may hold spaces ({every: 21})
     assert "kedro" in words[0] and words[1] == "run", command
     pipeline = next(w.split("=", 1)[1] for w in words if w.startswith("--pipelines="))
     params = next((w.split("=", 1)[1] for w in words if w.startswith("--params=")), "")
