@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from skeleton_attention.skeletons.layouts import NTU25
+from skeleton_attention.skeletons.layouts import NTU25, OPENPOSE18
 
 # --------------------------------------------------------------------------------------------------
 # Public constants
@@ -1109,26 +1109,7 @@ _OP_FROM_NTU = {  # OpenPose-18 joint -> NTU25 joint (the face points come from 
     "left_knee": "left_knee",
     "left_ankle": "left_ankle",
 }
-_OP_ORDER = (
-    "nose",
-    "neck",
-    "right_shoulder",
-    "right_elbow",
-    "right_wrist",
-    "left_shoulder",
-    "left_elbow",
-    "left_wrist",
-    "right_hip",
-    "right_knee",
-    "right_ankle",
-    "left_hip",
-    "left_knee",
-    "left_ankle",
-    "right_eye",
-    "left_eye",
-    "right_ear",
-    "left_ear",
-)
+_OP_ORDER = OPENPOSE18.joint_names  # the ST-GCN Kinetics-skeleton joint order
 _FACE_INDEX = {"nose": 0, "right_eye": 1, "left_eye": 2, "right_ear": 3, "left_ear": 4}
 _PERSON_FMT = '{"pose": [' + ", ".join(["%.3f"] * 36) + '], "score": [' + ", ".join(["%.3f"] * 18) + "]}"
 _ID_ALPHABET = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
