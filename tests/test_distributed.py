@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import math
-import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch.distributed import TCPStore
 
 from skeleton_attention.skeletons.table import SampleTable
 from skeleton_attention.training.batches import SeededSampler
@@ -50,10 +50,11 @@ def _no_dropout(model):
     return model
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _agent_store() -> TCPStore:
+    """The rendezvous store, hosted by the test process as torchrun's agent hosts it: bound to a port
+    the OS picks (no probe-then-bind race with other processes), and not owned by rank 0, so the
+    ranks' teardown order cannot pull it from under the other rank."""
+    return TCPStore("127.0.0.1", 0, world_size=WORLD, is_master=True, wait_for_workers=False)
 
 
 # --- the sharded sampler --------------------------------------------------------------------------------
@@ -105,6 +106,8 @@ def _worker(rank: int, port: int, table_path: str, out_dir: str) -> None:
             "LOCAL_RANK": str(rank),
             "MASTER_ADDR": "127.0.0.1",
             "MASTER_PORT": str(port),
+            "TORCHELASTIC_USE_AGENT_STORE": "True",  # every rank is a client of the test's store
+            "GLOO_SOCKET_IFNAME": "lo",  # not whatever the host name resolves to (CI containers)
         }
     )
     torch.set_num_threads(1)
@@ -161,7 +164,9 @@ def ddp_run(tmp_path_factory):
     """Two gloo ranks (spawned once for the module) and the single-process run they must match."""
     root = tmp_path_factory.mktemp("ddp")
     table_path = make_table(root / "samples.parquet", per_class=PER_CLASS, signal=1.0)
-    mp.start_processes(_worker, args=(_free_port(), str(table_path), str(root)), nprocs=WORLD, start_method="spawn")
+    store = _agent_store()
+    mp.start_processes(_worker, args=(store.port, str(table_path), str(root)), nprocs=WORLD, start_method="spawn")
+    del store
     ranks = [torch.load(root / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     model, loaders = _setup(SampleTable(table_path), batch_size=BATCH)
     assert len(loaders["train"].dataset) % WORLD == 0 and len(loaders["train"]) == ranks[0]["steps_per_epoch"]
