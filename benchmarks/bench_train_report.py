@@ -47,6 +47,8 @@ def _cells(row: dict, labels: dict[str, str]) -> list[str]:
     label = labels.get(row["family"], row["family"])
     if "error" in row:
         return [label, "", row["device"], row["path"], f"failed: {row['error']}", *[""] * (len(COLUMNS) - 5)]
+    if "unsupported" in row:
+        return [label, "", row["device"], row["path"], f"unsupported: {row['unsupported']}", *[""] * (len(COLUMNS) - 5)]
     if row["path"] == "eager":
         verdict, diff = "reference", ""
     elif row["correct"] is None:

@@ -80,16 +80,18 @@ def test_alignment_benchmark_tiny_compares_settings_and_plain_scoring(shared_dat
 
     assert tuple(header) == COLUMNS
     assert [(r[0], r[1]) for r in rows] == [
-        (s, code) for s in ("ntu synthetic", "nucla") for code in ("conf", "previous", "unbatched")
+        (s, code) for s in ("ntu synthetic", "nucla") for code in ("conf", "previous", "numpy", "unbatched")
     ]
     col = {name: [r[header.index(name)] for r in rows] for name in header}
-    for k in (2, 5):  # the one-at-a-time scorer picks what the batched search picks, to 1e-6
+    # the one-at-a-time scorer picks what the batched search picks (against previous), and the
+    # numpy fits what the compiled ones pick (against conf), to 1e-6
+    for k in (2, 3, 6, 7):
         assert col["choices differing"][k] == "0"
         assert abs(float(col["mean change residual mm"][k])) < 1e-3 and float(col["max diff coords"][k]) < 1e-6
     assert all(float(v) > 0 for v in col["align ms/rec"])
     # the synthetic recordings' true offsets are known: the error is reported for every code
-    assert all(float(v.split(" / ")[1]) <= 0.5 for v in col["offset error mean / max (truth)"][:3])
-    assert col["offset error mean / max (truth)"][3:] == ["-"] * 3
+    assert all(float(v.split(" / ")[1]) <= 0.5 for v in col["offset error mean / max (truth)"][:4])
+    assert col["offset error mean / max (truth)"][4:] == ["-"] * 4
 
 
 def test_provenance_benchmark_measures_both_fingerprints(shared_data):
@@ -138,6 +140,13 @@ def _bench_train(*args: str) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _check_row(row: dict[str, str]) -> None:
+    if row["train samples/s"].startswith("unsupported:"):
+        # bf16 autocast of an LSTM on a CPU without native bf16 (oneDNN has no kernel there)
+        import torch
+
+        assert row["path"] == "amp" and row["device"] == "cpu", row
+        assert not torch.ops.mkldnn._is_mkldnn_bf16_supported(), row
+        return
     for column in ("train samples/s", "inference samples/s", "peak MB", "loss"):
         value = float(row[column])
         assert math.isfinite(value) and value > 0, (column, row)
