@@ -8,7 +8,7 @@
 # The CUDA wheels bring their own CUDA runtime: the cluster's GPU nodes need only the NVIDIA driver
 # and device plugin. Same torch version either way (the project pins torch==2.13.0).
 
-# --- 1. the project's wheel, with the optional C parser for NTU files (setup.py) ---------------------
+# --- 1. the project's wheel, with its optional C extensions (NTU parser, alignment fits: setup.py) ----
 FROM python:3.11-slim AS wheel
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev \

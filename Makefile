@@ -15,7 +15,8 @@ RUN_REPORTS ?= data/08_reporting/train_sta_lstm/embedded/ntu/ntu60_xsub/
 
 .PHONY: install run test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+# the C extensions are built by the editable install: rebuild when their sources change
+$(BIN)/.installed: pyproject.toml setup.py $(wildcard src/skeleton_attention/skeletons/*.c)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"

@@ -11,7 +11,9 @@ Recordings (each set is loaded as the pipelines load it):
   parameters, as ``process_nucla_recording`` does.
 
 Codes, each in a fresh process, taking turns over ``--rounds`` rounds (the best round counts):
-``conf`` (this tree with the settings of ``conf/base/parameters_prepare.yml``), ``previous`` (this
+``conf`` (this tree with the settings of ``conf/base/parameters_prepare.yml``), ``numpy`` (the same
+with the candidate fits in numpy instead of the optional C extension ``_rigid_fast``; its
+differences are against ``conf``, so they show what the compiled fits change), ``previous`` (this
 tree with the settings before the search settings: those left at ``align_views``' defaults,
 ``search_iterations`` 8, ``search_frame_step`` 1, ``final_tol`` 1e-7 and, for NTU, ``coarse_step``
 1: the exhaustive search), ``unbatched`` (previous settings, one candidate at a time, the
@@ -317,9 +319,13 @@ def worker(code: str, spec_file: Path, out_file: Path) -> None:
     """Time one code on every set (this process imports that code); results pickled to ``out_file``."""
     if code == "unbatched":
         _use_unbatched_scorer()
+    if code == "numpy":
+        from skeleton_attention.skeletons import rigid_batch
+
+        rigid_batch.USE_COMPILED_FITS = False
     spec = json.loads(spec_file.read_text())
     params = yaml.safe_load(PARAMETERS_FILE.read_text())
-    if code != "conf":
+    if code not in ("conf", "numpy"):
         previous_settings(params)
     out: dict[str, Any] = {}
     for name, groups in spec["sets"].items():
@@ -431,7 +437,11 @@ def format_table(best: Mapping[str, dict], truth: Mapping[str, list] | None = No
             r = best[label][name]
             n = r["recordings"]
             other = (
-                REFERENCE if label != REFERENCE and REFERENCE in best else next((c for c in codes if c != label), label)
+                "conf"
+                if label == "numpy"
+                else REFERENCE
+                if label != REFERENCE and REFERENCE in best
+                else next((c for c in codes if c != label), label)
             )
             diff = compare(r["results"], best[other][name]["results"]) if other != label else (0, 0.0, 0.0, 0.0, 0.0)
             speedup = best[REFERENCE if REFERENCE in best else codes[-1]][name]["align_s"] / r["align_s"]
@@ -452,6 +462,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per code; the best counts")
     parser.add_argument("--baseline-ref", default=None, help="a git revision run beside this tree's code")
     parser.add_argument("--no-unbatched", action="store_true", help="leave out the one-at-a-time scorer")
+    parser.add_argument("--no-numpy", action="store_true", help="leave out the conf settings with numpy fits")
     parser.add_argument("--tiny", action="store_true", help="toy sizes: 2 NTU and 3 N-UCLA recordings, 1 round")
     parser.add_argument("--split", action="store_true", help="also time every stage of the alignment (a 2nd pass)")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
@@ -476,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.nucla_recordings > 0 and args.nucla_dir.is_dir():
             sets["nucla"] = [[str(p) for p in g] for g in nucla_files(args.nucla_dir, args.nucla_recordings)]
         codes: dict[str, Path | None] = {"conf": None, REFERENCE: None}
+        if not args.no_numpy:
+            codes["numpy"] = None
         if not args.no_unbatched:
             codes["unbatched"] = None
         if baseline_src is not None:

@@ -37,6 +37,7 @@ from skeleton_attention.skeletons.alignment_search import (
     grid,
     permutations,
     resample_frames,
+    resample_mask,
     search,
 )
 from skeleton_attention.skeletons.layouts import NTU25, JointLayout
@@ -135,7 +136,9 @@ class AlignedViews:
     view's body placed in slot m; ``residuals`` the mean per-joint Euclidean distance to the
     reference (metres) over joints present in both, ``joint_residuals`` the same per joint,
     ``residuals_tracked`` restricted to joints Kinect tracked (not inferred) in both views
-    (NaN without tracking states).
+    (NaN without tracking states). ``camera_coords`` (float64, same shape as ``coords``), only with
+    ``align_views(keep_camera_frame=True)``: the views resampled onto the reference timeline but
+    left in their own camera frames (``joint_mask`` applies).
     """
 
     cameras: tuple[int, ...]
@@ -156,6 +159,7 @@ class AlignedViews:
     joint_counts: dict[int, np.ndarray] = field(default_factory=dict)
     #: the spatial frame of ``coords`` when built by :func:`multiview_frame` (``""`` otherwise)
     frame: str = ""
+    camera_coords: np.ndarray | None = field(default=None, repr=False)
 
     def group_residuals(self, camera: int, layout: JointLayout = NTU25) -> dict[str, float]:
         """Mean residual per joint group (:data:`JOINT_GROUPS`) for one camera."""
@@ -214,6 +218,7 @@ def align_views(
     shortlist: int = 0,
     shortlist_iterations: int = 0,
     final_tol: float = 1e-7,
+    keep_camera_frame: bool = False,
 ) -> AlignedViews:
     """Align the camera views of one recording (see the module docstring for the method).
 
@@ -238,6 +243,8 @@ def align_views(
     ``search_frame_step``, ``shortlist``, ``shortlist_iterations`` and ``final_tol`` set how much
     work the search does (:class:`~skeleton_attention.skeletons.alignment_search.SearchBudget`;
     the defaults are the exhaustive search, the pipelines set cheaper ones: docs/performance.md §3).
+    ``keep_camera_frame`` also keeps every view resampled onto the reference timeline in its own
+    camera frame (``camera_coords``; ``mode="rigid"`` only), which :func:`multiview_frame` hands over.
     """
     if not views:
         raise ValueError("align_views needs at least one view")
@@ -284,6 +291,10 @@ def align_views(
     out = np.zeros((len(cams), num_bodies, ref_len, layout.num_joints, 3))
     out_ok = np.zeros((len(cams), num_bodies, ref_len, layout.num_joints), dtype=bool)
     result = AlignedViews(cams, ref_cam, mode, out, np.array([c in views for c in cams]), out_ok)
+    if keep_camera_frame:
+        if mode != "rigid":
+            raise ValueError("align_views: keep_camera_frame needs mode='rigid' (body mode resamples body frames)")
+        result.camera_coords = np.zeros_like(out)
 
     if rate_prior not in ("unit", "length_ratio"):
         raise ValueError(f"rate_prior must be 'unit' or 'length_ratio', got {rate_prior!r}")
@@ -308,6 +319,8 @@ def align_views(
         perm = list(best.perm)
         positions = best.offset + best.rate * frames
         values, ok = resample_frames(arrays[c][perm], valid[c][perm], positions)
+        if result.camera_coords is not None:
+            result.camera_coords[slot] = values
         values = values @ best.rot.T + best.trans
         out[slot] = np.where(ok[..., None], values, 0.0)
         out_ok[slot] = ok
@@ -319,8 +332,7 @@ def align_views(
         result.residuals[c], result.residuals_median[c] = mean, median
         result.joint_residuals[c], result.joint_counts[c] = per_joint, counts
         if trk is not None:
-            _, trk_ok = resample_frames(arrays[c][perm], trk[c][perm], positions)
-            tmask = trk_ok & trk[ref_cam]
+            tmask = resample_mask(trk[c][perm], positions) & trk[ref_cam]
             result.residuals_tracked[c] = float(dist[tmask].mean()) if tmask.any() else float("nan")
         else:
             result.residuals_tracked[c] = float("nan")
@@ -379,11 +391,13 @@ def multiview_frame(
         tracked=tracked,
         normalize_output=frame == "aligned",
         normalize_params=normalize_params,
+        keep_camera_frame=frame != "aligned",
         **align_params,  # type: ignore[arg-type]
     )
     result.frame = frame
     if frame == "aligned":
         return result
+    camera, result.camera_coords = result.camera_coords, None  # handed over as coords, not kept twice
     norm_params = {
         "center": "per_frame",
         "align_spine": True,
@@ -391,16 +405,13 @@ def multiview_frame(
         **dict(normalize_params or {}),
         "fill_null_frames": False,
     }
-    num_bodies, ref_len = result.coords.shape[1:3]
-    frames = np.arange(ref_len, dtype=np.float64)
     out = np.zeros(result.coords.shape, dtype=np.float64)
     for c in result.offsets:
-        x = _pad_bodies(np.asarray(views[c], dtype=np.float64)[..., :3], num_bodies)
-        perm = list(result.body_order[c])
-        values, ok = resample_frames(x[perm], joint_valid_mask(x)[perm], result.offsets[c] + result.rates[c] * frames)
+        slot = result.cameras.index(c)
+        values, ok = camera[slot], result.joint_mask[slot]
         if frame == "body":
             values = pre_normalize(values, layout, **norm_params)  # type: ignore[arg-type]
-        out[result.cameras.index(c)] = np.where(ok[..., None], values, 0.0)
+        out[slot] = np.where(ok[..., None], values, 0.0)
     result.coords = out.astype(np.float32)
     return result
 
@@ -449,8 +460,7 @@ def naive_alignment(
         if tracked is not None:
             t_ref = _pad_bodies(np.asarray(tracked[ref_cam], dtype=bool), num_bodies) & ref_ok
             t_view = _pad_bodies(np.asarray(tracked[c], dtype=bool), num_bodies) & valid[c]
-            _, trk_ok = resample_frames(body[c], t_view, positions)
-            tmask = trk_ok & t_ref
+            tmask = resample_mask(t_view, positions) & t_ref
             result.residuals_tracked[c] = float(dist[tmask].mean()) if tmask.any() else float("nan")
         else:
             result.residuals_tracked[c] = float("nan")

@@ -25,11 +25,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from skeleton_attention.skeletons.rigid_batch import RobustMode, candidate_fits, robust_rigid_fit
+from skeleton_attention.skeletons import rigid_batch
+from skeleton_attention.skeletons.rigid_batch import (
+    RobustMode,
+    candidate_fits,
+    compiled_candidate_fits,
+    robust_rigid_fit,
+)
 
 #: the ``align_views`` keyword of each :class:`SearchBudget` field (for the error messages)
 _KEYWORDS = {
@@ -94,15 +100,9 @@ def grid(
     return offsets, rate_center * np.linspace(1 - max_rate_deviation, 1 + max_rate_deviation, rate_steps)
 
 
-def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',) or (K, T').
-
-    Returns ``(values (M, T', V, C), ok (M, T', V))`` (with positions (K, T'): (M, K, T', V, C)
-    and (M, K, T', V), every row of positions interpolated the same way). A value is ok when its position lies in
-    ``[0, T-1]`` and both neighbouring frames are valid for that joint (only the nearer one
-    when the position is integral); values that are not ok are zero.
-    """
-    num_frames = coords.shape[1]
+def _interpolation(num_frames: int, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Frames ``i0``, ``i1``, the weight ``a`` of ``i1`` and whether the position is inside the
+    view, for fractional frame ``positions`` of a view of ``num_frames`` frames."""
     pos = np.asarray(positions, dtype=np.float64)
     eps = 1e-6
     inside = (pos >= -eps) & (pos <= num_frames - 1 + eps)
@@ -112,11 +112,30 @@ def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
     frac = p - i0
     frac[frac < eps] = 0.0
     i1 = np.minimum(i0 + 1, num_frames - 1)
+    return i0, i1, frac, inside
+
+
+def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation of (M, T, V, C) at fractional frame ``positions`` (T',) or (K, T').
+
+    Returns ``(values (M, T', V, C), ok (M, T', V))`` (with positions (K, T'): (M, K, T', V, C)
+    and (M, K, T', V), every row of positions interpolated the same way). A value is ok when its position lies in
+    ``[0, T-1]`` and both neighbouring frames are valid for that joint (only the nearer one
+    when the position is integral); values that are not ok are zero.
+    """
+    i0, i1, frac, inside = _interpolation(coords.shape[1], positions)
     a = frac[None, ..., None]
     ok = valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
     values = (1.0 - a)[..., None] * coords[:, i0] + a[..., None] * coords[:, i1]
     values = np.where(ok[..., None], values, 0.0)
     return values, ok
+
+
+def resample_mask(valid: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The ``ok`` of :func:`resample_frames` alone (for masks such as Kinect's tracking states)."""
+    i0, i1, frac, inside = _interpolation(valid.shape[1], positions)
+    a = frac[None, ..., None]
+    return valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
 
 
 def _overlap_ok(ref_len: int, view_len: int, offsets: np.ndarray, rates: np.ndarray, min_overlap: float) -> np.ndarray:
@@ -159,11 +178,19 @@ class Scorer:
     time_scale: float
     #: a fit stops when its rotation and translation move less than this in one reweighting step
     tol: float = 1e-7
+    #: the view and its mask with the bodies in each order tried (every scoring call needs them)
+    _permuted: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def permuted(self, perm: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The view and its mask with body ``perm[m]`` in slot m (contiguous, computed once)."""
+        if perm not in self._permuted:
+            self._permuted[perm] = (self.view[list(perm)], self.view_ok[list(perm)])
+        return self._permuted[perm]
 
     def pairs(self, frames, offset, rate, perm):
         frames = np.asarray(frames, dtype=np.intp)
         positions = offset + rate * frames
-        values, ok = resample_frames(self.view[list(perm)], self.view_ok[list(perm)], positions)
+        values, ok = resample_frames(*self.permuted(tuple(perm)), positions)
         both = ok & self.ref_ok[:, frames]
         return values[both], self.ref[:, frames][both]
 
@@ -202,21 +229,22 @@ class Scorer:
             index = [k for k, c in enumerate(candidates) if c[2] == perm]
             offsets = np.array([candidates[k][0] for k in index], dtype=np.float64)
             rates = np.array([candidates[k][1] for k in index], dtype=np.float64)
-            values, ok = resample_frames(
-                self.view[list(perm)], self.view_ok[list(perm)], offsets[:, None] + rates[:, None] * frames[None, :]
-            )
-            keep, costs, rot, trans = candidate_fits(
-                values,
-                ok,
-                ref,
-                ref_ok,
-                rigid=self.mode != "body",
-                robust=self.robust,
-                iterations=iterations,
-                min_points=self.min_points,
-                time_scale=self.time_scale,
-                tol=self.tol,
-            )
+            positions = offsets[:, None] + rates[:, None] * frames[None, :]
+            settings = {
+                "rigid": self.mode != "body",
+                "robust": self.robust,
+                "iterations": iterations,
+                "min_points": self.min_points,
+                "time_scale": self.time_scale,
+                "tol": self.tol,
+            }
+            view, view_ok = self.permuted(perm)
+            if rigid_batch.compiled_fits_enabled():
+                # resampling, gathering and fitting in C: no (M, K, F, V, 3) array (rigid_batch)
+                keep, costs, rot, trans = compiled_candidate_fits(view, view_ok, ref, ref_ok, positions, **settings)
+            else:
+                values, ok = resample_frames(view, view_ok, positions)
+                keep, costs, rot, trans = candidate_fits(values, ok, ref, ref_ok, **settings)
             for j, k in enumerate(keep):
                 fits[index[k]] = _Fit(
                     float(costs[j]),

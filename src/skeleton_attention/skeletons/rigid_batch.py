@@ -16,13 +16,39 @@ The weighted cross-covariance comes from one batched matrix product of the point
 reference points, each with a row of ones appended (it yields the weighted sums of p, q, p q^T and
 the weights at once). The points are centred on their unweighted mean first, so that subtracting
 the weighted means' product does not cancel digits.
+
+When the optional C extension ``_rigid_fast`` is built (``COMPILED_FITS_AVAILABLE``), the
+reweighting loop runs there, candidate by candidate, with the same method and stopping rule: numpy
+spends most of this loop on call overhead, since each call works on a few thousand numbers
+(docs/performance.md §3). Its sums run in a different order and it finds the rotation with Horn's
+quaternion instead of an SVD, so it agrees with the numpy loop to about 1e-12, not bit for bit
+(``tests/test_rigid_fast.py``). The environment variable ``SKELETON_ATTENTION_NUMPY_FITS=1`` (or
+``USE_COMPILED_FITS = False`` in the process) runs the numpy loop instead.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import numpy as np
+
+try:
+    from . import _rigid_fast
+except ImportError:  # no C compiler at install time: the numpy loop runs
+    _rigid_fast = None
+
+#: the optional C extension of the reweighting loop is built
+COMPILED_FITS_AVAILABLE: bool = _rigid_fast is not None
+#: run the reweighting loop in C when it is built (False: numpy, for comparisons and tests)
+USE_COMPILED_FITS: bool = COMPILED_FITS_AVAILABLE
+#: set to "1" to run the numpy loop although the extension is built (read at every call)
+NUMPY_FITS_ENV = "SKELETON_ATTENTION_NUMPY_FITS"
+
+
+def compiled_fits_enabled() -> bool:
+    """The fits run in the C extension: it is built, ``USE_COMPILED_FITS`` and no ``NUMPY_FITS_ENV``."""
+    return _rigid_fast is not None and USE_COMPILED_FITS and os.environ.get(NUMPY_FITS_ENV, "") != "1"
 
 
 def kabsch(p: np.ndarray, q: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -142,6 +168,63 @@ def candidate_fits(
     return keep, costs, rot, trans
 
 
+def compiled_candidate_fits(
+    view: np.ndarray,
+    view_ok: np.ndarray,
+    ref: np.ndarray,
+    ref_ok: np.ndarray,
+    positions: np.ndarray,
+    *,
+    rigid: bool,
+    robust: str,
+    iterations: int,
+    min_points: int,
+    time_scale: float,
+    tol: float = 1e-7,
+    delta: float = 0.005,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`candidate_fits` of the view resampled at ``positions``, in the C extension.
+
+    ``view`` (M, T, V, 3) and ``view_ok`` (M, T, V) are the whole view, ``positions`` (K, F) the
+    fractional view frames of each candidate at the reference frames of ``ref`` (M, F, V, 3),
+    ``ref_ok`` (M, F, V). The extension interpolates as ``alignment_search.resample_frames`` does
+    (the same values, bit for bit), gathers the joints present in both and fits and scores each
+    candidate without building the (M, K, F, V, 3) array. Returns what :func:`candidate_fits`
+    returns. Needs ``COMPILED_FITS_AVAILABLE``.
+    """
+    if _rigid_fast is None:
+        raise RuntimeError("the C extension _rigid_fast is not built (rigid_batch.COMPILED_FITS_AVAILABLE)")
+    if robust not in ("l1", "none"):
+        raise ValueError(f"batched fits support robust='l1' or 'none', got {robust!r}")
+    view = np.ascontiguousarray(view, dtype=np.float64)
+    ref = np.ascontiguousarray(ref, dtype=np.float64)
+    positions = np.ascontiguousarray(positions, dtype=np.float64)
+    bodies, view_frames, joints = view.shape[:3]
+    count, frames = positions.shape
+    counts, costs = np.empty(count), np.empty(count)
+    rot, trans = np.empty((count, 3, 3)), np.empty((count, 3))
+    _rigid_fast.score(
+        (bodies, view_frames, frames, joints, count),
+        view,
+        np.ascontiguousarray(view_ok, dtype=bool),
+        ref,
+        np.ascontiguousarray(ref_ok, dtype=bool),
+        positions,
+        counts,
+        costs,
+        rot,
+        trans,
+        int(rigid),
+        int(min_points),
+        int(iterations) if robust == "l1" else 0,
+        float(delta),
+        float(tol),
+        float(time_scale),
+    )
+    keep = np.flatnonzero(counts >= max(min_points, 3))
+    return keep, costs[keep], rot[keep], trans[keep]
+
+
 def batched_robust_fit(
     p: np.ndarray,
     q: np.ndarray,
@@ -178,6 +261,8 @@ def batched_robust_fit(
     np.subtract(p, cp[:, :, None], out=x[:, :3])
     x[:, 3] = 1.0
     np.subtract(q, cq[:, :, None], out=x[:, 4:])
+    if compiled_fits_enabled():
+        return _compiled_fits(x, weights, cp, cq, robust, iterations, delta, tol, columns, num_points)
     rot, tc = _kabsch_from_sums(_weighted_sums(x, weights))
     t = _to_original(rot, tc, cp, cq)
     r = _residuals(rot, tc, x)
@@ -203,6 +288,27 @@ def batched_robust_fit(
                 break
     out_rot[rows], out_t[rows], out_r[rows] = rot, t, r
     return out_rot, out_t, _scatter(out_r, columns, num_points)
+
+
+def _compiled_fits(x, weights, cp, cq, robust, iterations, delta, tol, columns, num_points):
+    """:func:`batched_robust_fit`'s loop in the C extension (same inputs, same outputs)."""
+    count, length = weights.shape
+    rot, tc, r = np.empty((count, 3, 3)), np.empty((count, 3)), np.empty((count, length))
+    _rigid_fast.irls(  # type: ignore[union-attr]
+        count,
+        length,
+        x,
+        np.ascontiguousarray(weights),
+        np.ascontiguousarray(cp),
+        np.ascontiguousarray(cq),
+        rot,
+        tc,
+        r,
+        iterations if robust == "l1" else 0,
+        float(delta),
+        float(tol),
+    )
+    return rot, _to_original(rot, tc, cp, cq), _scatter(r, columns, num_points)
 
 
 def _weighted_sums(x: np.ndarray, w: np.ndarray) -> np.ndarray:
