@@ -124,8 +124,8 @@ def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
     when the position is integral); values that are not ok are zero.
     """
     i0, i1, frac, inside = _interpolation(coords.shape[1], positions)
+    ok = _interpolated_mask(valid, i0, i1, frac, inside)
     a = frac[None, ..., None]
-    ok = valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
     values = (1.0 - a)[..., None] * coords[:, i0] + a[..., None] * coords[:, i1]
     values = np.where(ok[..., None], values, 0.0)
     return values, ok
@@ -133,9 +133,12 @@ def resample_frames(coords: np.ndarray, valid: np.ndarray, positions: np.ndarray
 
 def resample_mask(valid: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """The ``ok`` of :func:`resample_frames` alone (for masks such as Kinect's tracking states)."""
-    i0, i1, frac, inside = _interpolation(valid.shape[1], positions)
-    a = frac[None, ..., None]
-    return valid[:, i0] & (valid[:, i1] | (a == 0)) & inside[None, ..., None]
+    return _interpolated_mask(valid, *_interpolation(valid.shape[1], positions))
+
+
+def _interpolated_mask(valid, i0, i1, frac, inside) -> np.ndarray:
+    """Both neighbouring frames valid (only the nearer one at an integral position), inside the view."""
+    return valid[:, i0] & (valid[:, i1] | (frac == 0)[None, ..., None]) & inside[None, ..., None]
 
 
 def _overlap_ok(ref_len: int, view_len: int, offsets: np.ndarray, rates: np.ndarray, min_overlap: float) -> np.ndarray:
