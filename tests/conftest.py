@@ -16,6 +16,50 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each pytest-xdist worker (and every process it starts: kedro runs, ranks, notebooks) gets its
+    share of the cores as OpenMP/BLAS threads. With torch's default of one thread per core in each
+    of two workers, OpenMP threads spin on busy cores instead of working: a MANs test took 393 s
+    instead of 7 s (docs/performance.md, "Test-suite time"). The controller sets the counts before it
+    starts the workers, which inherit them; a user's own ``OMP_NUM_THREADS`` wins."""
+    from skeleton_attention.experiments.processes import worker_env
+
+    workers = config.getoption("numprocesses", default=None) if config.pluginmanager.hasplugin("xdist") else None
+    os.environ.update(worker_env(int(workers or 1), os.environ))
+    import torch  # torch may have read its thread count before this hook
+
+    torch.set_num_threads(int(os.environ["MKL_NUM_THREADS"]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules with long tests (a ``slow`` test, or an ``xdist_group`` that keeps a costly
+    module fixture on one worker) run first, each module's tests in their order: under
+    ``-n 2`` a long test left for the end keeps one worker busy while the other idles."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    heavy = {module(i) for i in items if i.get_closest_marker("slow") or i.get_closest_marker("xdist_group")}
+    items.sort(key=lambda item: module(item) not in heavy)  # a stable sort keeps the order within
+
+
+#: what ``mlflow.set_tracking_uri`` / ``set_experiment`` and a joined run leave in ``os.environ``
+MLFLOW_ENV_LEFTOVERS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
+@pytest.fixture(autouse=True)
+def _no_mlflow_environment_leftovers():
+    """An in-process MLflow test must not hand its tracking store or experiment to the processes a
+    later test starts (a child would look for experiment 2 in its own, empty store)."""
+    before = {name: os.environ.get(name) for name in MLFLOW_ENV_LEFTOVERS}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -212,3 +212,32 @@ def test_two_fold_cross_validation_interrupted_resumed_and_logged_as_parent_and_
     output, _ = again.communicate(timeout=300)
     assert again.returncode == 0, output[-3000:]
     assert "2 already finished, 0 to run" in output
+
+
+def test_the_cheap_first_look_skips_the_session_only_where_no_fold_can_be(shared_data, tmp_path, monkeypatch):
+    """``plan_cross_validation`` opens a Kedro session only when the table lists the protocol as
+    cross-validated (or there is no table to ask); a train/test protocol returns None without one."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from skeleton_attention.experiments import fold_driver
+
+    project = _project(tmp_path, shared_data)
+    bootstrap_project(project)
+    monkeypatch.chdir(project)
+    look = fold_driver._may_be_cross_validated
+    assert look(project, "train_sta_lstm", None, {"run": {"dataset": "toy", "protocol": "toy_fold"}})
+    assert look(project, "train_sta_lstm", None, {"run": {"dataset": "sbu"}})  # no table: the session decides
+    assert not look(project, "train_sta_lstm", None, {"run": {"dataset": "toy", "protocol": "toy_fold", "fold": 1}})
+    summary_path = project / "data/04_feature/toy/summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "fold_protocols": []}))  # now a train/test protocol
+    assert not look(project, "train_sta_lstm", None, {"run": {"dataset": "toy", "protocol": "toy_fold"}})
+
+    def no_session(*args, **kwargs):
+        raise AssertionError("a session was opened for a run that cannot be cross-validated")
+
+    monkeypatch.setattr(KedroSession, "create", no_session)
+    # kedro's CLI hands --params over as nested dicts
+    plain = {"run": {"dataset": "toy", "protocol": "toy_fold"}}
+    assert fold_driver.plan_cross_validation(project, "train_sta_lstm", None, plain) is None

@@ -27,6 +27,8 @@ from skeleton_attention.kubeflow.settings import KubeflowConfigError, read_setti
 from tests.kedro_helpers import REPO_ROOT
 from tests.test_cli_runs import embedded_project  # noqa: F401 - the shared fixture
 
+# one worker builds the module fixtures (every pipeline compiled: about 50 s on 2 cores)
+pytestmark = pytest.mark.xdist_group("kubeflow")
 IMAGE = "registry.invalid/skeleton-attention:test"
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 TELEMETRY = {

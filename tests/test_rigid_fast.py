@@ -128,6 +128,15 @@ def test_compiled_candidate_fits_reject_wrong_buffers():
         compiled_candidate_fits(view, view_ok, ref, ref_ok[:, :-1], positions, **settings)
     with pytest.raises(ValueError, match="ref holds 3000 values, expected 2880"):  # F from positions
         compiled_candidate_fits(view, view_ok, ref, ref_ok, positions[:, :-1], **settings)
+    with pytest.raises(ValueError, match="min_points >= 3, got 2"):  # never drops candidates unsaid
+        compiled_candidate_fits(view, view_ok, ref, ref_ok, positions, **{**settings, "min_points": 2})
+
+
+@pytest.mark.parametrize("min_points", [2, 0, 2.5, True])
+def test_align_views_rejects_fewer_than_three_points(min_points):
+    views = {1: np.zeros((1, 10, KINECT20.num_joints, 3)), 2: np.zeros((1, 10, KINECT20.num_joints, 3))}
+    with pytest.raises(ValueError, match="min_points must be an integer >= 3"):
+        alignment.align_views(views, layout=KINECT20, min_points=min_points)
 
 
 def _real_cases(shared_data):

@@ -32,6 +32,9 @@ from skeleton_attention.skeletons.synthetic import (
     write_synthetic_ntu,
 )
 
+# one worker builds the generated sets of the module fixtures (10-20 s each)
+pytestmark = pytest.mark.xdist_group("synthetic")
+
 NAME_RE = re.compile(r"^S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})\.skeleton$")
 # the real files print numbers like C#'s float.ToString(): up to 7 significant digits, "E-05" exponents
 NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?(E[-+]\d\d)?$")

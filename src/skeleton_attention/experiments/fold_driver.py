@@ -45,6 +45,7 @@ from skeleton_attention.experiments.processes import (
     worker_env,
     write_json,
 )
+from skeleton_attention.skeletons.bundle import SUMMARY_FILE
 from skeleton_attention.skeletons.ingest import resolve_workers as available_cores
 
 logger = logging.getLogger(__name__)
@@ -286,6 +287,8 @@ def plan_cross_validation(
     from skeleton_attention.mlflow_hooks import experiment_name
 
     bootstrap_project(project_path)
+    if not _may_be_cross_validated(project_path, pipeline, env, runtime_params):
+        return None
     with KedroSession.create(project_path=project_path, env=env, runtime_params=dict(runtime_params)) as session:
         context = session.load_context()
         params = context.params
@@ -318,6 +321,33 @@ def plan_cross_validation(
             tracking=tracking,
             num_folds_total=len(all_folds),
         )
+
+
+def _may_be_cross_validated(
+    project_path: Path, pipeline: str, env: str | None, runtime_params: Mapping[str, Any]
+) -> bool:
+    """A cheap first look with the project's config loader alone, no Kedro session: False when the
+    run is surely not a cross-validation (no fold chosen, a protocol the prepared table lists as
+    train/test, or no table yet). A full session (MLflow store, hooks, the table's metadata) costs
+    seconds that every plain ``kedro run --pipelines=train_*`` would pay twice (docs/performance.md §6)."""
+    from kedro.framework.project import settings
+
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(Path(project_path) / settings.CONF_SOURCE),
+        env=env or os.getenv("KEDRO_ENV"),
+        runtime_params=dict(runtime_params),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    config = loader["parameters"].get(f"{pipeline}_config")
+    if not isinstance(config, Mapping) or config["data"].get("fold") is not None:
+        return False
+    try:
+        table = Path(project_path) / loader["catalog"]["training_samples"]["path"]
+        summary = json.loads((table / SUMMARY_FILE).read_text())
+    except (KeyError, OSError, ValueError):  # no table yet, or an unusual catalog: ask the session
+        return True
+    fold_protocols = summary.get("fold_protocols")
+    return fold_protocols is None or config["data"]["protocol"] in fold_protocols
 
 
 def protocol_folds_of(context: Any, config: Mapping[str, Any]) -> list[int]:

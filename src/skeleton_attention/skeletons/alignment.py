@@ -260,6 +260,9 @@ def align_views(
     for name, value in (("search_iterations", search_iterations), ("final_iterations", final_iterations)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"align_views: {name} must be an integer >= 1, got {value!r}")
+    if isinstance(min_points, bool) or not isinstance(min_points, (int, np.integer)) or min_points < 3:
+        # fewer than three joints leave the rotation undetermined (a line or a point)
+        raise ValueError(f"align_views: min_points must be an integer >= 3, got {min_points!r}")
     norm_params = {
         "center": "per_frame",
         "align_spine": True,

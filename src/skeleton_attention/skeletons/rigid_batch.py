@@ -196,6 +196,8 @@ def compiled_candidate_fits(
         raise RuntimeError("the C extension _rigid_fast is not built (rigid_batch.COMPILED_FITS_AVAILABLE)")
     if robust not in ("l1", "none"):
         raise ValueError(f"batched fits support robust='l1' or 'none', got {robust!r}")
+    if min_points < 3:  # the extension's fit needs three points; no candidate is dropped unsaid
+        raise ValueError(f"compiled fits need min_points >= 3, got {min_points}")
     view = np.ascontiguousarray(view, dtype=np.float64)
     ref = np.ascontiguousarray(ref, dtype=np.float64)
     positions = np.ascontiguousarray(positions, dtype=np.float64)
@@ -221,7 +223,7 @@ def compiled_candidate_fits(
         float(tol),
         float(time_scale),
     )
-    keep = np.flatnonzero(counts >= max(min_points, 3))
+    keep = np.flatnonzero(counts >= min_points)
     return keep, costs[keep], rot[keep], trans[keep]
 
 
