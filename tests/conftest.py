@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kedro_helpers import MLFLOW_ENV_LEFTOVERS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SKELETON_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -41,10 +43,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
     heavy = {module(i) for i in items if i.get_closest_marker("slow") or i.get_closest_marker("xdist_group")}
     items.sort(key=lambda item: module(item) not in heavy)  # a stable sort keeps the order within
-
-
-#: what ``mlflow.set_tracking_uri`` / ``set_experiment`` and a joined run leave in ``os.environ``
-MLFLOW_ENV_LEFTOVERS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,8 @@ from kedro.pipeline import Pipeline
 from kedro.runner import SequentialRunner
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: what ``mlflow.set_tracking_uri`` / ``set_experiment`` and a joined run leave in ``os.environ``
+MLFLOW_ENV_LEFTOVERS = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
 
 
 def config_loader(env: str = "local", runtime_params: dict | None = None) -> OmegaConfigLoader:

@@ -26,7 +26,7 @@ import pytest
 
 from skeleton_attention.models.sta_lstm import VARIANTS, algorithm_1_phases
 from skeleton_attention.training.checkpoints import load_model_artifact
-from tests.kedro_helpers import REPO_ROOT
+from tests.kedro_helpers import MLFLOW_ENV_LEFTOVERS, REPO_ROOT
 
 KEDRO = str(Path(sys.executable).with_name("kedro"))
 TELEMETRY_VARIABLES = ("DO_NOT_TRACK", "KEDRO_DISABLE_TELEMETRY", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
@@ -53,11 +53,10 @@ def _user_env(**extra: str) -> dict[str, str]:
     PYTEST_CURRENT_TEST as a test run and would stay quiet anyway), this checkout's package first."""
     # an in-process test's mlflow.set_tracking_uri() exports MLFLOW_TRACKING_URI into os.environ; a
     # user's shell has no such leftover, so the run logs to the project's own mlflow.db
-    leftovers = {"MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"}
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in TELEMETRY_VARIABLES and k != "PYTEST_CURRENT_TEST" and k not in leftovers
+        if k not in TELEMETRY_VARIABLES and k != "PYTEST_CURRENT_TEST" and k not in MLFLOW_ENV_LEFTOVERS
     }
     env["PYTHONPATH"] = str(REPO_ROOT / "src")
     return {**env, **extra}
